@@ -1,0 +1,27 @@
+"""The policy that gets exported: lerax's `MLPActorCriticPolicy`, its spaces and distributions."""
+
+from ._action_layer import ActionLayer as ActionLayer
+from ._distributions import (
+    Bernoulli as Bernoulli,
+)
+from ._distributions import (
+    Categorical as Categorical,
+)
+from ._distributions import (
+    MultiCategorical as MultiCategorical,
+)
+from ._distributions import (
+    MultivariateNormalDiag as MultivariateNormalDiag,
+)
+from ._distributions import (
+    Normal as Normal,
+)
+from ._policy import MLPActorCriticPolicy as MLPActorCriticPolicy
+from ._serialization import SpacesEnv as SpacesEnv
+from ._serialization import weights_sha256 as weights_sha256
+from ._spaces import AbstractSpace as AbstractSpace
+from ._spaces import Box as Box
+from ._spaces import Discrete as Discrete
+from ._spaces import MultiBinary as MultiBinary
+from ._spaces import MultiDiscrete as MultiDiscrete
+from ._spaces import as_space as as_space

@@ -1,0 +1,359 @@
+"""Observation and action spaces, laid out field for field like lerax 0.0.5's.
+
+The field layout matters: a policy's spaces are part of its pytree, so a file written
+by lerax's `serialize` only loads into our policy if our spaces flatten to the same
+leaves in the same order.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import equinox as eqx
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+from jaxtyping import Array, ArrayLike, Bool, Float, Int, Key
+
+from .._errors import InputError
+
+
+class AbstractSpace(eqx.Module):
+    """A set of values a policy observes or acts with."""
+
+    kind: ClassVar[str]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The shape of one sample."""
+        raise NotImplementedError
+
+    @property
+    def flat_size(self) -> int:
+        """The length of a flattened sample."""
+        return math.prod(self.shape)
+
+    @property
+    def mask_size(self) -> int | None:
+        """The length of the bool action mask this space accepts, or None if unmaskable."""
+        return None
+
+    def sample(self, *, key: Key[Array, ""], mask: ArrayLike | None = None) -> Array:
+        """Draw a random element (a legal one, when a mask is given)."""
+        raise NotImplementedError
+
+    def flatten_sample(self, sample: ArrayLike) -> Float[Array, " n"]:
+        """Flatten a sample to the float vector the policy's encoder reads."""
+        return jnp.asarray(sample, dtype=float).ravel()
+
+    def contains(self, x: Any) -> Bool[Array, ""]:
+        """Whether `x` is an element of this space."""
+        raise NotImplementedError
+
+    def canonical(self) -> Array:
+        """One element of the space."""
+        raise NotImplementedError
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-serialisable description, read back by `space_from_json`."""
+        raise NotImplementedError
+
+    def __contains__(self, x: Any) -> bool:
+        return bool(self.contains(x))
+
+
+def _encode_float(x: float) -> float | str:
+    """JSON has no infinities: write them as strings."""
+    return x if math.isfinite(x) else ("inf" if x > 0 else "-inf")
+
+
+def _decode_float(x: float | str) -> float:
+    if isinstance(x, str):
+        if x not in ("inf", "-inf"):
+            raise ValueError(f"expected a number, 'inf' or '-inf', found {x!r}")
+        return float(x)
+    return float(x)
+
+
+class Box(AbstractSpace):
+    """Real vectors (or arrays) between `low` and `high`; bounds may be infinite."""
+
+    kind: ClassVar[str] = "Box"
+
+    _shape: tuple[int, ...]
+    low: Float[Array, "..."]
+    high: Float[Array, "..."]
+
+    def __init__(self, low: ArrayLike, high: ArrayLike, shape: tuple[int, ...] | None = None):
+        low = jnp.asarray(low, dtype=float)
+        high = jnp.asarray(high, dtype=float)
+        if shape is None:
+            low, high = jnp.broadcast_arrays(low, high)
+            shape = low.shape
+        self._shape = tuple(int(d) for d in shape)
+        self.low = jnp.broadcast_to(low, self._shape)
+        self.high = jnp.broadcast_to(high, self._shape)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._shape
+
+    def sample(self, *, key: Key[Array, ""], mask: ArrayLike | None = None) -> Float[Array, "..."]:
+        """Uniform where bounded, exponential from a finite bound, normal where unbounded."""
+        if mask is not None:
+            raise InputError("Box spaces take no action mask; pass mask=None.")
+        k_bounded, k_unbounded, k_upper, k_lower = jr.split(key, 4)
+        above, below = jnp.isfinite(self.high), jnp.isfinite(self.low)
+        sample = jnp.zeros(self._shape, dtype=self.low.dtype)
+        sample = jnp.where(
+            above & below,
+            jr.uniform(k_bounded, self._shape, minval=self.low, maxval=self.high),
+            sample,
+        )
+        sample = jnp.where(~above & ~below, jr.normal(k_unbounded, self._shape), sample)
+        sample = jnp.where(~below & above, self.high - jr.exponential(k_upper, self._shape), sample)
+        sample = jnp.where(below & ~above, self.low + jr.exponential(k_lower, self._shape), sample)
+        return sample
+
+    def contains(self, x: Any) -> Bool[Array, ""]:
+        x = jnp.asarray(x)
+        if x.shape != self._shape:
+            return jnp.array(False)
+        return jnp.all(x >= self.low) & jnp.all(x <= self.high)
+
+    def canonical(self) -> Float[Array, "..."]:
+        return (self.low + self.high) / 2
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": self.kind,
+            "shape": list(self._shape),
+            "low": [_encode_float(v) for v in np.asarray(self.low).ravel().tolist()],
+            "high": [_encode_float(v) for v in np.asarray(self.high).ravel().tolist()],
+        }
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Box)
+            and self._shape == other._shape
+            and bool(jnp.array_equal(self.low, other.low))
+            and bool(jnp.array_equal(self.high, other.high))
+        )
+
+    def __hash__(self) -> int:
+        return hash((self._shape, np.asarray(self.low).tobytes(), np.asarray(self.high).tobytes()))
+
+    def __repr__(self) -> str:
+        return f"Box(low={np.asarray(self.low)}, high={np.asarray(self.high)})"
+
+
+class Discrete(AbstractSpace):
+    """The integers `0 .. n-1`; masked with a bool vector of length `n`."""
+
+    kind: ClassVar[str] = "Discrete"
+
+    n: int
+
+    def __init__(self, n: int):
+        if int(n) <= 0:
+            raise InputError(f"Discrete(n) needs n > 0, found n={n}.")
+        self.n = int(n)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return ()
+
+    @property
+    def flat_size(self) -> int:
+        return 1
+
+    @property
+    def mask_size(self) -> int:
+        return self.n
+
+    def sample(self, *, key: Key[Array, ""], mask: ArrayLike | None = None) -> Int[Array, ""]:
+        mask = jnp.ones((self.n,), dtype=bool) if mask is None else jnp.asarray(mask)
+        return jr.choice(key, self.n, p=mask / jnp.sum(mask))
+
+    def contains(self, x: Any) -> Bool[Array, ""]:
+        x = jnp.asarray(x)
+        if x.ndim != 0:
+            return jnp.array(False)
+        return (x == jnp.floor(x)) & (x >= 0) & (x < self.n)
+
+    def canonical(self) -> Int[Array, ""]:
+        return jnp.array(0, dtype=int)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": self.kind, "n": self.n}
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Discrete) and self.n == other.n
+
+    def __hash__(self) -> int:
+        return hash(("Discrete", self.n))
+
+    def __repr__(self) -> str:
+        return f"Discrete({self.n})"
+
+
+class MultiDiscrete(AbstractSpace):
+    """Several discrete choices; masked with one block of `nvec[i]` bools per choice."""
+
+    kind: ClassVar[str] = "MultiDiscrete"
+
+    nvec: tuple[int, ...]
+
+    def __init__(self, nvec: tuple[int, ...]):
+        nvec = tuple(int(n) for n in nvec)
+        if not nvec or any(n <= 0 for n in nvec):
+            raise InputError(f"MultiDiscrete(nvec) needs a non-empty tuple of n > 0, found {nvec}.")
+        self.nvec = nvec
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.nvec),)
+
+    @property
+    def mask_size(self) -> int:
+        return sum(self.nvec)
+
+    def split_mask(self, mask: ArrayLike) -> tuple[Bool[Array, "..."], ...]:
+        """Split a `[..., sum(nvec)]` mask into one block per sub-action."""
+        mask = jnp.asarray(mask)
+        bounds = np.cumsum(self.nvec)[:-1].tolist()
+        return tuple(jnp.split(mask, bounds, axis=-1))
+
+    def sample(self, *, key: Key[Array, ""], mask: ArrayLike | None = None) -> Int[Array, " k"]:
+        if mask is None:
+            return jr.randint(
+                key, self.shape, minval=0, maxval=jnp.array(self.nvec, dtype=int), dtype=int
+            )
+        keys = jr.split(key, len(self.nvec))
+        return jnp.stack(
+            [
+                jr.choice(k, n, p=m / jnp.sum(m))
+                for k, n, m in zip(keys, self.nvec, self.split_mask(mask), strict=True)
+            ]
+        )
+
+    def contains(self, x: Any) -> Bool[Array, ""]:
+        x = jnp.asarray(x)
+        if x.shape != self.shape:
+            return jnp.array(False)
+        return jnp.all((x == jnp.floor(x)) & (x >= 0) & (x < jnp.asarray(self.nvec)))
+
+    def canonical(self) -> Int[Array, " k"]:
+        return jnp.zeros(self.shape, dtype=int)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": self.kind, "nvec": list(self.nvec)}
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, MultiDiscrete) and self.nvec == other.nvec
+
+    def __hash__(self) -> int:
+        return hash(("MultiDiscrete", self.nvec))
+
+    def __repr__(self) -> str:
+        return f"MultiDiscrete({self.nvec})"
+
+
+class MultiBinary(AbstractSpace):
+    """Independent bits; masked with one bool per bit, a masked bit is forced to 0."""
+
+    kind: ClassVar[str] = "MultiBinary"
+
+    n: tuple[int, ...]
+
+    def __init__(self, n: int | tuple[int, ...]):
+        n = (int(n),) if isinstance(n, int | np.integer) else tuple(int(d) for d in n)
+        if not n or any(d <= 0 for d in n):
+            raise InputError(f"MultiBinary(n) needs n > 0 in every dimension, found {n}.")
+        self.n = n
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.n
+
+    @property
+    def mask_size(self) -> int:
+        return self.flat_size
+
+    def sample(self, *, key: Key[Array, ""], mask: ArrayLike | None = None) -> Bool[Array, "..."]:
+        bits = jr.bernoulli(key, shape=self.shape)
+        if mask is None:
+            return bits
+        return bits & jnp.asarray(mask, dtype=bool).reshape(self.shape)
+
+    def contains(self, x: Any) -> Bool[Array, ""]:
+        x = jnp.asarray(x)
+        if x.shape != self.shape:
+            return jnp.array(False)
+        return jnp.all((x == 0) | (x == 1))
+
+    def canonical(self) -> Bool[Array, "..."]:
+        return jnp.zeros(self.shape, dtype=bool)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": self.kind, "n": list(self.n)}
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, MultiBinary) and self.n == other.n
+
+    def __hash__(self) -> int:
+        return hash(("MultiBinary", self.n))
+
+    def __repr__(self) -> str:
+        return f"MultiBinary({self.n})"
+
+
+SPACE_TYPES: dict[str, type[AbstractSpace]] = {
+    cls.kind: cls for cls in (Box, Discrete, MultiDiscrete, MultiBinary)
+}
+
+
+def space_from_json(data: Any) -> AbstractSpace:
+    """Rebuild a space from `AbstractSpace.to_json` output; the type comes from a fixed table."""
+    if not isinstance(data, dict) or data.get("type") not in SPACE_TYPES:
+        known = ", ".join(SPACE_TYPES)
+        raise ValueError(f"expected a space description with 'type' one of {known}, found {data!r}")
+    kind = data["type"]
+    if kind == "Box":
+        shape = tuple(int(d) for d in data["shape"])
+        low = np.array([_decode_float(v) for v in data["low"]], dtype=np.float32).reshape(shape)
+        high = np.array([_decode_float(v) for v in data["high"]], dtype=np.float32).reshape(shape)
+        return Box(low, high, shape)
+    if kind == "Discrete":
+        return Discrete(int(data["n"]))
+    if kind == "MultiDiscrete":
+        return MultiDiscrete(tuple(int(n) for n in data["nvec"]))
+    return MultiBinary(tuple(int(n) for n in data["n"]))
+
+
+def as_space(space: Any) -> AbstractSpace:
+    """Accept our spaces as they are and convert lerax's (or look-alikes) by their fields.
+
+    lerax's spaces are recognised by class name and fields, never by importing lerax, so
+    policies can be built against lerax envs without lerax's policy code.
+    """
+    if isinstance(space, AbstractSpace):
+        return space
+    name = type(space).__name__
+    try:
+        if name == "Box":
+            return Box(space.low, space.high, tuple(space.shape))
+        if name == "Discrete":
+            return Discrete(int(space.n))
+        if name == "MultiDiscrete":
+            return MultiDiscrete(tuple(int(n) for n in space.nvec))
+        if name == "MultiBinary":
+            return MultiBinary(tuple(int(n) for n in space.n))
+    except AttributeError as e:
+        raise InputError(f"A space named {name} lacks an expected field: {e}") from e
+    known = ", ".join(SPACE_TYPES)
+    raise InputError(
+        f"Unsupported space {name}: policyport handles {known} (ours or lerax's). "
+        "Flatten other spaces into a Box before building the policy."
+    )
