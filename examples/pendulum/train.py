@@ -36,13 +36,13 @@ METADATA_PATH = HERE / "training.json"
 ENV_SPEC = "lerax.env:Pendulum"
 MAX_EPISODE_STEPS = 200
 REWARD_SCALE = 0.1
-TOTAL_TIMESTEPS = 2**17
+TOTAL_TIMESTEPS = 2**18
 LEARNING_RATE = 1e-3
 GAMMA = 0.9
 NUM_ENVS, NUM_STEPS, NUM_EPOCHS, NUM_BATCHES = 4, 1024, 10, 64
 EVAL_EPISODES = 100
 PROGRESS_EPISODES = 10
-PROGRESS_EVERY = 4  # iterations; one iteration is num_envs * num_steps env steps
+PROGRESS_EVERY = 8  # iterations; one iteration is num_envs * num_steps env steps
 
 
 class TimeLimit(_LeraxTimeLimit):

@@ -1,0 +1,182 @@
+"""`export`: trace a policy once, write each requested format, check it, publish it."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import numpy as np
+
+from .._errors import InputError, ParityError
+from ..policy import MLPActorCriticPolicy
+from ._base import MAX_OPSET, MIN_OPSET, ExportOptions
+from ._contract import metadata
+from ._publish import publish, staging_dir
+from ._registry import ALL, FORMATS
+from ._traced import trace
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What one format's export wrote, how it checked, and how long each stage took."""
+
+    format: str
+    paths: tuple[Path, ...]
+    report: object | None  # a runtime_checks.ParityReport, or None with check=False
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _test_pause(stage: str) -> None:
+    """Sleep at `stage` when the test suite asks (POLICYPORT_TEST_PAUSE=stage:seconds).
+
+    Used only by the kill tests, to stop an export at a known point.
+    """
+    spec = os.environ.get("POLICYPORT_TEST_PAUSE", "")
+    name, _, seconds = spec.partition(":")
+    if name == stage:
+        print(f"[policyport] test pause at {stage}", flush=True)
+        time.sleep(float(seconds or 60))
+
+
+@contextmanager
+def _stage(name: str, seconds: dict[str, float], progress: Progress | None) -> Iterator[None]:
+    start = time.perf_counter()
+    yield
+    seconds[name] = time.perf_counter() - start
+    if progress is not None:
+        progress(f"{name:<6} {seconds[name]:6.2f} s")
+
+
+def resolve_formats(format: str) -> list[str]:
+    """The formats `format` names (`all` is every registered one)."""
+    if format == ALL:
+        return list(FORMATS)
+    if format not in FORMATS:
+        raise InputError(f"Unknown format {format!r}. Choose one of: {', '.join([*FORMATS, ALL])}.")
+    return [format]
+
+
+def default_output(model_path: Path, format: str) -> Path:
+    """`model.eqx` -> `model.onnx`, `model.ort`, `model.savedmodel`, `model.stablehlo`."""
+    return model_path.with_suffix(FORMATS[format].suffix)
+
+
+def _check_destination(paths: tuple[Path, ...], force: bool) -> None:
+    for path in paths:
+        parent = path.parent
+        if not parent.is_dir():
+            raise InputError(
+                f"Output folder {parent} does not exist. Create it or choose another -o path."
+            )
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise InputError(f"Output folder {parent} is not writable. Choose another -o path.")
+        if path.exists() and not force:
+            raise InputError(f"{path} already exists. Pass --force (force=True) to replace it.")
+
+
+def _check_finite(policy: MLPActorCriticPolicy) -> None:
+    networks = (policy.encoder, policy.value_head, policy.action_head)
+    for path, leaf in jax.tree_util.tree_leaves_with_path(eqx.filter(networks, eqx.is_array)):
+        if not np.all(np.isfinite(np.asarray(leaf))):
+            where = jax.tree_util.keystr(path)
+            raise InputError(
+                f"The policy's weights hold NaN or inf (first at {where}); the exported "
+                "policy would compute garbage. Fix the training run, or pass "
+                "--allow-nonfinite (allow_nonfinite=True) to export anyway."
+            )
+
+
+def export(
+    policy: MLPActorCriticPolicy,
+    format: str = "onnx",
+    output: str | Path | None = None,
+    *,
+    source: str | Path | None = None,
+    opset: int | None = None,
+    check: bool = True,
+    force: bool = False,
+    seed: int = 0,
+    allow_nonfinite: bool = False,
+    progress: Progress | None = None,
+) -> list[ExportResult]:
+    """Export `policy` to one format (or `"all"`), checking parity in each format's runtime.
+
+    **Arguments:**
+
+    - `output`: the artifact's path; with `format="all"`, a path whose suffix each format
+      replaces. Defaults to `source` (the policy file) with the format's suffix.
+    - `opset`: the ONNX opset for `onnx` and `ort` (default 21).
+    - `check`: run the parity check; a failed check raises `ParityError` and writes nothing.
+    - `force`: replace existing artifacts.
+
+    **Returns:** one `ExportResult` per format, in the order exported.
+    """
+    formats = resolve_formats(format)
+    if opset is not None and not MIN_OPSET <= opset <= MAX_OPSET:
+        raise InputError(f"--opset {opset} is out of range: choose {MIN_OPSET}..{MAX_OPSET}.")
+    options = ExportOptions() if opset is None else ExportOptions(opset=opset)
+    if output is None and source is None:
+        raise InputError("Give an output path (or the source policy file to name it after).")
+    base = Path(output if output is not None else source)
+    primaries = {
+        name: (base if len(formats) == 1 and output is not None else default_output(base, name))
+        for name in formats
+    }
+    for name, primary in primaries.items():
+        _check_destination(FORMATS[name].destinations(primary), force)
+    if not allow_nonfinite:
+        _check_finite(policy)
+
+    seconds: dict[str, float] = {}
+    with _stage("trace", seconds, progress):
+        traced = trace(policy)
+    results = []
+    for name in formats:
+        results.append(
+            _export_one(
+                traced, name, primaries[name], options, check, seed, progress, dict(seconds)
+            )
+        )
+    return results
+
+
+def _export_one(traced, name, primary, options, check, seed, progress, seconds) -> ExportResult:
+    from ..runtime_checks import check as run_check
+
+    fmt = FORMATS[name]
+    destinations = fmt.destinations(primary)
+    say = (lambda line: progress(f"{name}: {line}")) if progress else None
+    with staging_dir(primary) as staging:
+        with _stage("lower", seconds, say):
+            meta = metadata(traced.policy, format_name=name)
+            staged = fmt.write(
+                traced, staging, primary.name.removesuffix(fmt.suffix), options, meta
+            )
+        _test_pause("written")
+        report = None
+        if check:
+            with _stage("check", seconds, say):
+                report = run_check(traced.policy, staged[0], format=name, seed=seed)
+                report = dataclasses.replace(report, artifact=str(primary))
+            if not report.passed:
+                raise ParityError(
+                    f"The {name} artifact does not compute what the JAX policy computes; "
+                    f"nothing was written to {primary}.\n{report.to_table()}",
+                    report,
+                )
+            fmt.set_metadata(
+                staged, metadata(traced.policy, format_name=name, parity=report.summary())
+            )
+        _test_pause("checked")
+        with _stage("write", seconds, say):
+            publish(staged, destinations, staging)
+    return ExportResult(name, destinations, report, seconds)

@@ -1,0 +1,57 @@
+"""What a format is: one class per artifact format, registered in `_registry.py`."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from ._traced import TracedPolicy
+
+# ONNX opsets we write. 21 is the default: every consumer we test loads it (onnxruntime
+# 1.29 C/C++, onnxruntime-node/-web 1.30, the 1.32 wheel); -web 1.30 refuses opsets above
+# 26 (DESIGN.md), and below 18 jax2onnx's lowerings are not all available.
+MIN_OPSET, DEFAULT_OPSET, MAX_OPSET = 18, 21, 26
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """Settings that change what a format writes."""
+
+    opset: int = DEFAULT_OPSET
+
+
+class ArtifactFormat(abc.ABC):
+    """One artifact format.
+
+    `write` puts the artifact (and any companion files) into `staging`, a private folder
+    next to the destination; the exporter moves them into place only after they passed
+    their parity check. `set_metadata` rewrites the embedded metadata in a staged artifact
+    without touching its computation.
+    """
+
+    name: ClassVar[str]
+    suffix: ClassVar[str]
+    runtime: ClassVar[str]
+    description: ClassVar[str]
+    extra: ClassVar[str | None] = None
+
+    def destinations(self, primary: Path) -> tuple[Path, ...]:
+        """Every path the artifact occupies, the primary one first."""
+        return (primary,)
+
+    @abc.abstractmethod
+    def write(
+        self,
+        traced: TracedPolicy,
+        staging: Path,
+        stem: str,
+        options: ExportOptions,
+        metadata: dict[str, str],
+    ) -> tuple[Path, ...]:
+        """Write the artifact into `staging`; return its paths, in `destinations` order."""
+
+    @abc.abstractmethod
+    def set_metadata(self, staged: tuple[Path, ...], metadata: dict[str, str]) -> None:
+        """Replace the metadata of a staged artifact."""

@@ -1,0 +1,120 @@
+"""ONNX: the traced jaxpr lowered by jax2onnx, then tidied for consumers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+import onnx
+from onnx import TensorProto, helper
+
+from .._errors import UnsupportedError
+from ._base import ArtifactFormat, ExportOptions
+from ._traced import TracedPolicy
+
+_BATCH = "batch"
+
+
+def _jaxpr_primitives(jaxpr) -> set[str]:
+    names: set[str] = set()
+    for eqn in jaxpr.eqns:
+        names.add(eqn.primitive.name)
+        for param in eqn.params.values():
+            inner = getattr(param, "jaxpr", None)
+            if inner is not None:
+                names |= _jaxpr_primitives(inner)
+    return names
+
+
+def _unsupported_primitives(traced: TracedPolicy) -> list[str]:
+    """Primitives in the traced jaxpr that jax2onnx has no lowering for."""
+    from jax2onnx.converter.ir_context import IRContext  # noqa: F401  (registers plugins)
+    from jax2onnx.plugins.plugin_system import PLUGIN_REGISTRY, import_all_plugins
+
+    import_all_plugins()
+    structural = {"pjit", "jit", "closed_call", "custom_jvp_call", "custom_vjp_call"}
+    return sorted(_jaxpr_primitives(traced.jaxpr.jaxpr) - set(PLUGIN_REGISTRY) - structural)
+
+
+def lower_to_onnx(traced: TracedPolicy, opset: int) -> onnx.ModelProto:
+    """The policy as an ONNX model: inputs and outputs named and typed as the contract says."""
+    from jax2onnx import to_onnx
+
+    missing = _unsupported_primitives(traced)
+    if missing:
+        raise UnsupportedError(
+            f"The policy uses JAX primitive(s) {', '.join(missing)} that the onnx format "
+            "cannot express (jax2onnx has no lowering for them). Export with "
+            "--format savedmodel or --format stablehlo instead."
+        )
+    model = to_onnx(
+        traced.batched,
+        traced.symbolic_inputs(_BATCH),
+        model_name="policyport_policy",
+        opset=opset,
+        input_names=list(traced.input_names),
+        output_names=list(traced.output_names),
+    )
+    _widen_action_to_int64(model)
+    _drop_unused_initializers(model)
+    model.ir_version = helper.find_min_ir_version_for(list(model.opset_import))
+    model.producer_name = "policyport"
+    return model
+
+
+def _widen_action_to_int64(model: onnx.ModelProto) -> None:
+    """jax computes the action as int32 (x64 off); the contract says int64."""
+    action = next(o for o in model.graph.output if o.name == "action")
+    if action.type.tensor_type.elem_type != TensorProto.INT32:
+        return
+    narrow = "action_int32"
+    for node in model.graph.node:
+        node.output[:] = [narrow if name == "action" else name for name in node.output]
+        node.input[:] = [narrow if name == "action" else name for name in node.input]
+    model.graph.node.append(helper.make_node("Cast", [narrow], ["action"], to=TensorProto.INT64))
+    action.type.tensor_type.elem_type = TensorProto.INT64
+
+
+def _drop_unused_initializers(model: onnx.ModelProto) -> None:
+    used = {name for node in model.graph.node for name in node.input}
+    keep = [init for init in model.graph.initializer if init.name in used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(keep)
+
+
+def set_model_metadata(model: onnx.ModelProto, metadata: dict[str, str]) -> None:
+    del model.metadata_props[:]
+    for key, value in sorted(metadata.items()):
+        model.metadata_props.add(key=key, value=value)
+
+
+def check_model(model: onnx.ModelProto) -> None:
+    """onnx's checker with full shape inference: a malformed graph fails here, not later."""
+    onnx.checker.check_model(model, full_check=True)
+
+
+class OnnxFormat(ArtifactFormat):
+    name: ClassVar[str] = "onnx"
+    suffix: ClassVar[str] = ".onnx"
+    runtime: ClassVar[str] = "onnxruntime"
+    description: ClassVar[str] = "ONNX model (onnxruntime, C/C++, Node, web)"
+
+    def write(
+        self,
+        traced: TracedPolicy,
+        staging: Path,
+        stem: str,
+        options: ExportOptions,
+        metadata: dict[str, str],
+    ) -> tuple[Path, ...]:
+        model = lower_to_onnx(traced, options.opset)
+        set_model_metadata(model, metadata)
+        check_model(model)
+        path = staging / f"{stem}{self.suffix}"
+        onnx.save_model(model, path)
+        return (path,)
+
+    def set_metadata(self, staged: tuple[Path, ...], metadata: dict[str, str]) -> None:
+        model = onnx.load_model(staged[0])
+        set_model_metadata(model, metadata)
+        onnx.save_model(model, staged[0])
