@@ -146,6 +146,35 @@ def load(path: Path) -> MLPActorCriticPolicy:
     return MLPActorCriticPolicy.deserialize(path, CartPole(), key=jr.key(0))
 
 
+def metadata(
+    seed: int, steps: int, compile_seconds: float, train_seconds: float, mean_return: float
+) -> dict[str, Any]:
+    """What `training.json` records: the run, its result and how to load the file."""
+    return {
+        "env": ENV_SPEC,
+        "max_episode_steps": MAX_EPISODE_STEPS,
+        "seed": seed,
+        "total_timesteps": steps,
+        "compile_seconds": round(compile_seconds, 2),
+        "training_seconds": round(train_seconds, 2),
+        "eval_episodes": EVAL_EPISODES,
+        "eval_deterministic": True,
+        "mean_return": mean_return,
+        "policy_class": "lerax.policy:MLPActorCriticPolicy",
+        "policy_kwargs": {},
+        "training_wrappers": [f"TimeLimit({MAX_EPISODE_STEPS})"],
+        "ppo": {
+            "num_envs": NUM_ENVS,
+            "num_steps": NUM_STEPS,
+            "num_epochs": NUM_EPOCHS,
+            "num_batches": NUM_BATCHES,
+            "learning_rate": f"linear {LEARNING_RATE} -> 0",
+            "others": "lerax PPO() defaults",
+        },
+        "versions": {name: version(name) for name in ("lerax", "jax", "equinox")},
+    }
+
+
 def main() -> None:
     """Train, evaluate, save, reload and check, then write `training.json`."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -168,29 +197,8 @@ def main() -> None:
         raise SystemExit(f"reloaded policy returns {reloaded_return}, not {mean_return}")
     print(f"saved {POLICY_PATH.name} ({POLICY_PATH.stat().st_size} bytes), reload ok")
 
-    metadata = {
-        "env": ENV_SPEC,
-        "max_episode_steps": MAX_EPISODE_STEPS,
-        "seed": args.seed,
-        "total_timesteps": args.steps,
-        "compile_seconds": round(compile_seconds, 2),
-        "training_seconds": round(train_seconds, 2),
-        "eval_episodes": EVAL_EPISODES,
-        "eval_deterministic": True,
-        "mean_return": mean_return,
-        "policy_class": "lerax.policy:MLPActorCriticPolicy",
-        "policy_kwargs": {},
-        "ppo": {
-            "num_envs": NUM_ENVS,
-            "num_steps": NUM_STEPS,
-            "num_epochs": NUM_EPOCHS,
-            "num_batches": NUM_BATCHES,
-            "learning_rate": f"linear {LEARNING_RATE} -> 0",
-            "others": "lerax PPO() defaults",
-        },
-        "versions": {name: version(name) for name in ("lerax", "jax", "equinox")},
-    }
-    METADATA_PATH.write_text(json.dumps(metadata, indent=2) + "\n")
+    record = metadata(args.seed, args.steps, compile_seconds, train_seconds, mean_return)
+    METADATA_PATH.write_text(json.dumps(record, indent=2) + "\n")
 
 
 if __name__ == "__main__":

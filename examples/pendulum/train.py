@@ -196,7 +196,11 @@ def metadata(
         "mean_return": mean_return,
         "policy_class": "lerax.policy:MLPActorCriticPolicy",
         "policy_kwargs": {},
-        "training_wrappers": ["TimeLimit(200)", f"reward x {REWARD_SCALE}", "ClipAction"],
+        "training_wrappers": [
+            f"TimeLimit({MAX_EPISODE_STEPS})",
+            f"reward x {REWARD_SCALE}",
+            "ClipAction",
+        ],
         "ppo": {
             "num_envs": NUM_ENVS,
             "num_steps": NUM_STEPS,

@@ -1,8 +1,8 @@
 """Action distributions with lerax 0.0.5's maths (which it takes from distreqx).
 
-Masking sets a logit to `-inf`. The mode is the argmax of the masked raw logits: the
-same action lerax picks from its normalised logits, without a log-softmax in front, so
-a row whose mask is all False gets action 0 instead of an argmax over NaNs.
+Masking sets a logit to `-inf`. The mode is an argmax taken before lerax's final
+log-softmax: the same action, but a row whose mask is all False gets action 0 instead of
+an argmax over NaNs, and every runtime agrees on it.
 """
 
 from __future__ import annotations
@@ -59,27 +59,33 @@ class AbstractDistribution(eqx.Module):
 
 
 class Categorical(AbstractDistribution):
-    """One choice among `n`, from logits of shape `(n,)`."""
+    """One choice among `n`, from logits of shape `(n,)`.
 
-    raw_logits: Float[Array, " n"]
+    `unnormalized` holds the logits as given; like distreqx, `logits` are them after a
+    log-softmax. Masking keeps the normalised logits of the legal choices (lerax masks the
+    already-normalised logits, then normalises again), so every number matches lerax.
+    """
+
+    unnormalized: Float[Array, " n"]
 
     def __init__(self, logits: ArrayLike):
-        self.raw_logits = jnp.asarray(logits)
+        self.unnormalized = jnp.asarray(logits)
 
     @property
     def logits(self) -> Float[Array, " n"]:
-        """Normalised log-probabilities (distreqx normalises on construction)."""
-        return jax.nn.log_softmax(self.raw_logits, axis=-1)
+        """Normalised log-probabilities."""
+        return jax.nn.log_softmax(self.unnormalized, axis=-1)
 
     @property
     def probs(self) -> Float[Array, " n"]:
         return jax.nn.softmax(self.logits, axis=-1)
 
     def mask(self, mask: Bool[ArrayLike, " n"]) -> Categorical:
-        return Categorical(jnp.where(mask, self.raw_logits, -jnp.inf))
+        return Categorical(jnp.where(mask, self.logits, -jnp.inf))
 
     def mode(self) -> Int[Array, ""]:
-        return jnp.argmax(self.raw_logits, axis=-1).astype(jnp.int32)
+        """The most likely choice; 0 when the mask leaves none (lerax argmaxes NaNs there)."""
+        return jnp.argmax(self.unnormalized, axis=-1).astype(jnp.int32)
 
     def sample(self, key: Key[Array, ""]) -> Int[Array, ""]:
         probs = self.probs
@@ -90,7 +96,7 @@ class Categorical(AbstractDistribution):
 
     def log_prob(self, value: ArrayLike) -> Float[Array, ""]:
         value = jnp.asarray(value)
-        n = self.raw_logits.shape[-1]
+        n = self.unnormalized.shape[-1]
         logits = self.logits
         one_hot = jax.nn.one_hot(value, n, dtype=logits.dtype)
         outside = (value < 0) | (value > n - 1)
@@ -114,7 +120,7 @@ class MultiCategorical(AbstractDistribution):
 
     def mask(self, mask: Bool[ArrayLike, " total"]) -> MultiCategorical:
         blocks = jnp.split(jnp.asarray(mask), np.cumsum(self.action_dims)[:-1].tolist(), axis=-1)
-        masked = [c.mask(m).raw_logits for c, m in zip(self.components, blocks, strict=True)]
+        masked = [c.mask(m).unnormalized for c, m in zip(self.components, blocks, strict=True)]
         return MultiCategorical(jnp.concatenate(masked, axis=-1), self.action_dims)
 
     def mode(self) -> Int[Array, " k"]:
@@ -228,9 +234,14 @@ class MultivariateNormalDiag(AbstractDistribution):
         base = jnp.sum(-0.5 * jnp.square(rnd) - _HALF_LOG_2PI)
         return self.scale_diag * rnd + self.loc, base - self._log_det()
 
+    # distreqx builds this distribution as a standard normal pushed through an affine
+    # bijector; the operations below follow its order so that results agree to the bit.
     def log_prob(self, value: ArrayLike) -> Float[Array, ""]:
-        z = (jnp.asarray(value) - self.loc) / self.scale_diag
-        return jnp.sum(-0.5 * jnp.square(z) - _HALF_LOG_2PI) - self._log_det()
+        z = (1.0 / self.scale_diag) * (jnp.asarray(value) - self.loc)
+        return jnp.sum(-0.5 * jnp.square(z) - _HALF_LOG_2PI) + jnp.sum(
+            -jnp.log(jnp.abs(self.scale_diag))
+        )
 
     def entropy(self) -> Float[Array, ""]:
-        return jnp.sum(jnp.full(self.loc.shape, 0.5 + _HALF_LOG_2PI)) + self._log_det()
+        unit = jnp.ones_like(self.loc)
+        return jnp.sum(0.5 + (_HALF_LOG_2PI + jnp.log(unit))) + self._log_det()

@@ -109,6 +109,7 @@ def write_policy(policy: MLPActorCriticPolicy, path: Path, *, no_suffix: bool = 
     encoded = json.dumps(header, sort_keys=True).encode()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(MAGIC + _LENGTH.pack(len(encoded)) + encoded + leaves)
             f.flush()
@@ -118,6 +119,12 @@ def write_policy(policy: MLPActorCriticPolicy, path: Path, *, no_suffix: bool = 
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def read_bytes(path: Path) -> bytes:

@@ -1,0 +1,108 @@
+"""`export-policy`: a thin shell over `policyport.export`.
+
+Exit codes: 0 success, 1 parity failure, 2 usage or input error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from ._errors import ParityError, PolicyportError
+from .exporters import ALL, DEFAULT_OPSET, FORMATS, MAX_OPSET, MIN_OPSET
+
+EXIT_PARITY, EXIT_INPUT = 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="export-policy",
+        description="Export a trained MLPActorCriticPolicy to portable artifacts and prove "
+        "each computes what the JAX policy computes.",
+    )
+    parser.add_argument("model", type=Path, help="policy file (.eqx) from policyport or lerax")
+    parser.add_argument(
+        "--format", required=True, choices=[*FORMATS, ALL], help="artifact format, or all"
+    )
+    parser.add_argument(
+        "-o", "--output", type=Path, help="output path (default: MODEL with the format's suffix)"
+    )
+    parser.add_argument(
+        "--env", help="MODULE:ATTR of the env, for files saved by lerax (e.g. lerax.env:CartPole)"
+    )
+    parser.add_argument("--policy-kwargs", help="JSON constructor kwargs of a lerax-saved policy")
+    parser.add_argument(
+        "--opset",
+        type=int,
+        help=f"ONNX opset for onnx/ort, {MIN_OPSET}..{MAX_OPSET} (default {DEFAULT_OPSET})",
+    )
+    parser.add_argument("--no-check", action="store_true", help="skip the parity check")
+    parser.add_argument("--report", type=Path, help="write the parity report(s) as JSON here")
+    parser.add_argument("--force", action="store_true", help="replace existing artifacts")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the check inputs")
+    parser.add_argument(
+        "--allow-nonfinite", action="store_true", help="export weights holding NaN or inf"
+    )
+    return parser
+
+
+def _progress(line: str) -> None:
+    print(f"[policyport] {line}", file=sys.stderr, flush=True)
+
+
+def _write_report(path: Path, reports: list[dict]) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(reports, f, indent=2)
+    os.replace(tmp, path)
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Parse `argv`, export, print the reports; return the exit code."""
+    args = build_parser().parse_args(argv)
+    from . import export
+    from ._errors import InputError
+    from ._loading import load_policy, parse_policy_kwargs
+
+    try:
+        if args.report is not None and not args.report.parent.is_dir():
+            raise InputError(f"--report folder {args.report.parent} does not exist.")
+        start = time.perf_counter()
+        policy = load_policy(args.model, args.env, parse_policy_kwargs(args.policy_kwargs))
+        _progress(f"load   {time.perf_counter() - start:6.2f} s  {args.model}")
+        results = export(
+            policy,
+            args.format,
+            args.output,
+            source=args.model,
+            opset=args.opset,
+            check=not args.no_check,
+            force=args.force,
+            seed=args.seed,
+            allow_nonfinite=args.allow_nonfinite,
+            progress=_progress,
+        )
+    except ParityError as e:
+        print(f"export-policy: parity check failed: {e}", file=sys.stderr)
+        if args.report is not None and e.report is not None:
+            _write_report(args.report, [e.report.to_json()])
+        return EXIT_PARITY
+    except PolicyportError as e:
+        print(f"export-policy: error: {e}", file=sys.stderr)
+        return EXIT_INPUT
+    for result in results:
+        if result.report is not None:
+            print(result.report.to_table())
+        print(f"wrote {', '.join(str(p) for p in result.paths)}")
+    if args.report is not None:
+        _write_report(args.report, [r.report.to_json() for r in results if r.report is not None])
+    return 0
+
+
+def main() -> None:
+    sys.exit(run())
