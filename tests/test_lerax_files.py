@@ -41,7 +41,7 @@ def test_lerax_written_file_loads_with_env_and_kwargs(tmp_path, env_name, kwargs
 
 def test_lerax_file_without_env_says_what_to_pass(tmp_path):
     _, path = _lerax_file(tmp_path, lerax_env.CartPole())
-    with pytest.raises(ModelFileError, match="written by lerax.*--env MODULE:ATTR"):
+    with pytest.raises(ModelFileError, match=r"written by lerax.*--env MODULE:ATTR"):
         MLPActorCriticPolicy.deserialize(path)
 
 
@@ -61,7 +61,7 @@ def test_lerax_file_with_wrong_env_says_so(tmp_path):
 
 def test_unknown_kwargs_are_refused(tmp_path):
     _, path = _lerax_file(tmp_path, lerax_env.CartPole())
-    with pytest.raises(ModelFileError, match="Unknown policy kwargs \\['hidden'\\]"):
+    with pytest.raises(ModelFileError, match=r"Unknown policy kwargs \['hidden'\]"):
         MLPActorCriticPolicy.deserialize(path, lerax_env.CartPole(), hidden=3)
 
 

@@ -134,7 +134,7 @@ def test_unknown_format_version_is_refused(tmp_path):
     make_policy("Discrete").serialize(path)
     data = path.read_bytes().replace(b'"format_version": 1', b'"format_version": 9')
     path.write_bytes(data)
-    with pytest.raises(ModelFileError, match="format version 9.*reads versions \\[1\\]"):
+    with pytest.raises(ModelFileError, match=r"format version 9.*reads versions \[1\]"):
         MLPActorCriticPolicy.deserialize(path)
 
 

@@ -39,7 +39,8 @@ def parse_policy_kwargs(text: str | None) -> dict[str, Any]:
     unknown = sorted(set(kwargs) - set(_KWARGS))
     if unknown:
         raise InputError(
-            f"--policy-kwargs has unknown key(s) {unknown}; MLPActorCriticPolicy takes {list(_KWARGS)}."
+            f"--policy-kwargs has unknown key(s) {unknown}; "
+            f"MLPActorCriticPolicy takes {list(_KWARGS)}."
         )
     return kwargs
 
@@ -62,7 +63,16 @@ def import_env(spec: str) -> Any:
         target = getattr(module, attr)
     except AttributeError as e:
         raise InputError(f"--env {spec}: module {module_name!r} has no attribute {attr!r}.") from e
-    env = target() if callable(target) and not _has_spaces(target) else target
+    env = target
+    if callable(target) and not _has_spaces(target):
+        try:
+            env = target()
+        except Exception as e:  # the user's code: any failure means the same to them
+            raise InputError(
+                f"--env {spec}: calling {attr}() to make the env failed: "
+                f"{type(e).__name__}: {e}. Point --env at an env, or at a class or function "
+                "that makes one with no arguments."
+            ) from e
     if not _has_spaces(env):
         raise InputError(
             f"--env {spec} gives {type(env).__name__}, which has no observation_space and "

@@ -7,8 +7,10 @@ Beside `model.ort` goes `model.required_operators.config`, the operator list a r
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import logging
+import warnings
 from pathlib import Path
 from typing import ClassVar
 
@@ -32,10 +34,13 @@ def _convert(onnx_path: Path) -> tuple[Path, Path]:
     quiet = logging.getLogger("ort_format_model.utils")
     level = quiet.level
     quiet.setLevel(logging.WARNING)
-    with contextlib.redirect_stdout(io.StringIO()):
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        # The converter leaves a file handle for the garbage collector; collect it here.
+        warnings.simplefilter("ignore", ResourceWarning)
         convert_onnx_models_to_ort(
             onnx_path, output_dir=onnx_path.parent, optimization_styles=[OptimizationStyle.Fixed]
         )
+        gc.collect()
     quiet.setLevel(level)
     return onnx_path.with_suffix(".ort"), onnx_path.with_suffix(_CONFIG_SUFFIX)
 
