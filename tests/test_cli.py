@@ -33,8 +33,9 @@ def test_default_output_path_and_report(model, capsys):
     for stage in ("load", "trace", "onnx: lower", "onnx: check", "onnx: write"):
         assert f"[policyport] {stage}" in err
     [entry] = json.loads(report.read_text())
-    assert entry["passed"] and entry["format"] == "onnx"
-    assert {o["name"] for o in entry["outputs"]} == {"action", "value"}
+    assert entry["format"] == "onnx" and entry["paths"] == [str(model.parent / "model.onnx")]
+    assert entry["parity"]["passed"] and entry["closed_loop"] is None
+    assert {o["name"] for o in entry["parity"]["outputs"]} == {"action", "value"}
 
 
 def test_existing_output_needs_force(model, capsys):
@@ -145,3 +146,31 @@ def test_the_console_script_runs(model):
     assert done.returncode == 0, done.stderr
     assert "Parity PASS: stablehlo" in done.stdout
     assert (model.parent / "model.stablehlo" / "exported.bin").is_file()
+
+
+def test_rollouts_through_the_cli(tmp_path, capsys):
+    report = tmp_path / "report.json"
+    args = [
+        "examples/cartpole/policy.eqx",
+        "--format",
+        "onnx",
+        "--env",
+        "lerax.env:CartPole",
+        "-o",
+        str(tmp_path / "c.onnx"),
+        "--rollouts",
+        "2",
+        "--report",
+        str(report),
+    ]
+    assert run(args) == 0
+    assert "Closed loop PASS: onnx" in capsys.readouterr().out
+    [entry] = json.loads(report.read_text())
+    episodes = entry["closed_loop"]["episodes"]
+    assert len(episodes) == 2
+    assert all(e["return_jax"] == e["return_artifact"] == 500.0 for e in episodes)
+
+
+def test_rollouts_need_an_env(model, capsys):
+    assert run([str(model), "--format", "onnx", "--rollouts", "2"]) == 2
+    assert "--rollouts needs the env" in capsys.readouterr().err

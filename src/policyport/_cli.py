@@ -48,6 +48,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--allow-nonfinite", action="store_true", help="export weights holding NaN or inf"
     )
+    parser.add_argument(
+        "--rollouts",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also compare N closed-loop episodes in --env (JAX policy vs artifact)",
+    )
+    parser.add_argument(
+        "--rollout-steps", type=int, default=500, metavar="T", help="steps per episode (500)"
+    )
     return parser
 
 
@@ -62,16 +72,30 @@ def _write_report(path: Path, reports: list[dict]) -> None:
     os.replace(tmp, path)
 
 
+def _result_json(result) -> dict:
+    return {
+        "format": result.format,
+        "paths": [str(p) for p in result.paths],
+        "seconds": result.seconds,
+        "parity": None if result.report is None else result.report.to_json(),
+        "closed_loop": None if result.rollouts is None else result.rollouts.to_json(),
+    }
+
+
 def run(argv: list[str] | None = None) -> int:
     """Parse `argv`, export, print the reports; return the exit code."""
     args = build_parser().parse_args(argv)
     from . import export
     from ._errors import InputError
-    from ._loading import load_policy, parse_policy_kwargs
+    from ._loading import import_env, load_policy, parse_policy_kwargs
 
     try:
         if args.report is not None and not args.report.parent.is_dir():
             raise InputError(f"--report folder {args.report.parent} does not exist.")
+        if args.rollouts < 0 or args.rollout_steps <= 0:
+            raise InputError("--rollouts must be >= 0 and --rollout-steps > 0.")
+        if args.rollouts and args.env is None:
+            raise InputError("--rollouts needs the env to step: pass --env MODULE:ATTR.")
         start = time.perf_counter()
         policy = load_policy(args.model, args.env, parse_policy_kwargs(args.policy_kwargs))
         _progress(f"load   {time.perf_counter() - start:6.2f} s  {args.model}")
@@ -85,12 +109,15 @@ def run(argv: list[str] | None = None) -> int:
             force=args.force,
             seed=args.seed,
             allow_nonfinite=args.allow_nonfinite,
+            rollouts=args.rollouts,
+            env=import_env(args.env) if args.rollouts else None,
+            rollout_steps=args.rollout_steps,
             progress=_progress,
         )
     except ParityError as e:
         print(f"export-policy: parity check failed: {e}", file=sys.stderr)
         if args.report is not None and e.report is not None:
-            _write_report(args.report, [e.report.to_json()])
+            _write_report(args.report, [{"failed": e.report.to_json()}])
         return EXIT_PARITY
     except PolicyportError as e:
         print(f"export-policy: error: {e}", file=sys.stderr)
@@ -98,9 +125,11 @@ def run(argv: list[str] | None = None) -> int:
     for result in results:
         if result.report is not None:
             print(result.report.to_table())
+        if result.rollouts is not None:
+            print(result.rollouts.to_table())
         print(f"wrote {', '.join(str(p) for p in result.paths)}")
     if args.report is not None:
-        _write_report(args.report, [r.report.to_json() for r in results if r.report is not None])
+        _write_report(args.report, [_result_json(r) for r in results])
     return 0
 
 

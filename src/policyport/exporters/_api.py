@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -33,6 +34,7 @@ class ExportResult:
     paths: tuple[Path, ...]
     report: object | None  # a runtime_checks.ParityReport, or None with check=False
     seconds: dict[str, float] = field(default_factory=dict)
+    rollouts: object | None = None  # a runtime_checks.RolloutReport when asked for
 
 
 def _test_pause(stage: str) -> None:
@@ -106,6 +108,9 @@ def export(
     force: bool = False,
     seed: int = 0,
     allow_nonfinite: bool = False,
+    rollouts: int = 0,
+    env: Any = None,
+    rollout_steps: int = 500,
     progress: Progress | None = None,
 ) -> list[ExportResult]:
     """Export `policy` to one format (or `"all"`), checking parity in each format's runtime.
@@ -117,6 +122,8 @@ def export(
     - `opset`: the ONNX opset for `onnx` and `ort` (default 21).
     - `check`: run the parity check; a failed check raises `ParityError` and writes nothing.
     - `force`: replace existing artifacts.
+    - `rollouts`: also run this many closed-loop episodes of at most `rollout_steps` steps in
+      `env` with the JAX policy and with the artifact, and fail unless they agree.
 
     **Returns:** one `ExportResult` per format, in the order exported.
     """
@@ -135,6 +142,9 @@ def export(
         _check_destination(FORMATS[name].destinations(primary), force)
     if not allow_nonfinite:
         _check_finite(policy)
+    if rollouts and env is None:
+        raise InputError("Closed-loop rollouts need the env to step: pass --env MODULE:ATTR.")
+    closed_loop = ClosedLoop(rollouts, env, rollout_steps)
 
     seconds: dict[str, float] = {}
     with _stage("trace", seconds, progress):
@@ -143,14 +153,34 @@ def export(
     for name in formats:
         results.append(
             _export_one(
-                traced, name, primaries[name], options, check, seed, progress, dict(seconds)
+                traced,
+                name,
+                primaries[name],
+                options,
+                check,
+                seed,
+                closed_loop,
+                progress,
+                dict(seconds),
             )
         )
     return results
 
 
-def _export_one(traced, name, primary, options, check, seed, progress, seconds) -> ExportResult:
+@dataclass(frozen=True)
+class ClosedLoop:
+    """How many closed-loop episodes to compare, in which env, for how many steps."""
+
+    episodes: int
+    env: Any
+    max_steps: int
+
+
+def _export_one(
+    traced, name, primary, options, check, seed, closed_loop, progress, seconds
+) -> ExportResult:
     from ..runtime_checks import check as run_check
+    from ..runtime_checks import compare_rollouts
 
     fmt = FORMATS[name]
     destinations = fmt.destinations(primary)
@@ -173,10 +203,31 @@ def _export_one(traced, name, primary, options, check, seed, progress, seconds) 
                     f"nothing was written to {primary}.\n{report.to_table()}",
                     report,
                 )
-            fmt.set_metadata(
-                staged, metadata(traced.policy, format_name=name, parity=report.summary())
-            )
+        rollouts = None
+        if closed_loop.episodes:
+            with _stage("rollouts", seconds, say):
+                rollouts = compare_rollouts(
+                    traced.policy,
+                    staged[0],
+                    closed_loop.env,
+                    format=name,
+                    episodes=closed_loop.episodes,
+                    max_steps=closed_loop.max_steps,
+                    seed=seed,
+                )
+                rollouts = dataclasses.replace(rollouts, artifact=str(primary))
+            if not rollouts.passed:
+                raise ParityError(
+                    f"The {name} artifact drives the env differently from the JAX policy; "
+                    f"nothing was written to {primary}.\n{rollouts.to_table()}",
+                    rollouts,
+                )
+        if report is not None:
+            parity = report.summary()
+            if rollouts is not None:
+                parity["closed_loop"] = rollouts.summary()
+            fmt.set_metadata(staged, metadata(traced.policy, format_name=name, parity=parity))
         _test_pause("checked")
         with _stage("write", seconds, say):
             publish(staged, destinations, staging)
-    return ExportResult(name, destinations, report, seconds)
+    return ExportResult(name, destinations, report, seconds, rollouts)

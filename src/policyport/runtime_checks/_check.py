@@ -11,7 +11,7 @@ from ..policy import MLPActorCriticPolicy
 from ._inputs import DEFAULT_BATCH_SIZES, check_batches
 from ._reference import decision_margins, reference_outputs
 from ._report import ParityReport, compare_output, tolerances
-from ._runtimes import RUNTIMES, runtime_version
+from ._runtimes import LOADERS, runtime_version
 
 
 def format_of(artifact: Path) -> str:
@@ -37,12 +37,12 @@ def check(
     """
     format = format or format_of(Path(artifact))
     fmt = FORMATS[format]
-    run = RUNTIMES[fmt.runtime]
+    run = LOADERS[fmt.runtime](Path(artifact))
     batches = check_batches(policy, seed=seed, batch_sizes=batch_sizes)
     expected, actual, margins, masks = [], [], [], []
     for inputs in batches:
         expected.append(reference_outputs(policy, inputs))
-        actual.append(run(Path(artifact), inputs))
+        actual.append(run(inputs))
         margins.append(decision_margins(policy, inputs))
         masks.append(inputs.get("action_mask"))
     outputs = [

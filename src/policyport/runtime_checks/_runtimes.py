@@ -1,4 +1,4 @@
-"""One function per runtime: run an artifact on named inputs, return named outputs.
+"""One loader per runtime: open an artifact once, then run it on named inputs.
 
 Each imports its runtime lazily, so checking an ONNX file never imports TensorFlow.
 """
@@ -11,49 +11,70 @@ from pathlib import Path
 
 import numpy as np
 
-RunFn = Callable[[Path, dict[str, np.ndarray]], dict[str, np.ndarray]]
+Runner = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 
 
-def run_onnxruntime(path: Path, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Run a `.onnx` or `.ort` file with onnxruntime's CPU provider."""
+def load_onnxruntime(path: Path) -> Runner:
+    """A `.onnx` or `.ort` file in onnxruntime's CPU provider."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only: the checks report their own findings
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
-    return dict(zip(names, session.run(names, inputs), strict=True))
+
+    def run(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip(names, session.run(names, inputs), strict=True))
+
+    return run
 
 
-def run_tensorflow(path: Path, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Run a SavedModel's `serving_default` signature with TensorFlow."""
+def load_tensorflow(path: Path) -> Runner:
+    """A SavedModel's `serving_default` signature in TensorFlow."""
     from ..exporters._savedmodel import import_tensorflow
 
     tf = import_tensorflow()
-    loaded = tf.saved_model.load(str(path))
-    outputs = loaded.signatures["serving_default"](**{k: tf.constant(v) for k, v in inputs.items()})
-    return {k: v.numpy() for k, v in outputs.items()}
+    signature = tf.saved_model.load(str(path)).signatures["serving_default"]
+
+    def run(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outputs = signature(**{k: tf.constant(v) for k, v in inputs.items()})
+        return {k: v.numpy() for k, v in outputs.items()}
+
+    return run
 
 
-def run_jax_export(path: Path, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Deserialize a `jax.export` artifact and call it."""
+def load_jax_export(path: Path) -> Runner:
+    """A serialized `jax.export` artifact, deserialized and called."""
     import jax
 
     from ..exporters._stablehlo import EXPORTED_FILE, METADATA_FILE
 
     exported = jax.export.deserialize(bytearray((path / EXPORTED_FILE).read_bytes()))
-    names = [
-        s["name"]
-        for s in json.loads(json.loads((path / METADATA_FILE).read_text())["policyport.inputs"])
-    ]
-    action, value = exported.call(*(inputs[n] for n in names))
-    return {"action": np.asarray(action), "value": np.asarray(value)}
+    metadata = json.loads((path / METADATA_FILE).read_text())
+    names = [s["name"] for s in json.loads(metadata["policyport.inputs"])]
+    call = jax.jit(exported.call)
+
+    def run(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        action, value = call(*(inputs[n] for n in names))
+        return {"action": np.asarray(action), "value": np.asarray(value)}
+
+    return run
 
 
-RUNTIMES: dict[str, RunFn] = {
-    "onnxruntime": run_onnxruntime,
-    "tensorflow": run_tensorflow,
-    "jax.export": run_jax_export,
+LOADERS: dict[str, Callable[[Path], Runner]] = {
+    "onnxruntime": load_onnxruntime,
+    "tensorflow": load_tensorflow,
+    "jax.export": load_jax_export,
+}
+
+
+def _run_once(loader: Callable[[Path], Runner]) -> Callable[[Path, dict], dict]:
+    return lambda path, inputs: loader(Path(path))(inputs)
+
+
+# `RUNTIMES[name](path, inputs)`: open and run once, for callers with a single batch.
+RUNTIMES: dict[str, Callable[[Path, dict[str, np.ndarray]], dict[str, np.ndarray]]] = {
+    name: _run_once(loader) for name, loader in LOADERS.items()
 }
 
 
