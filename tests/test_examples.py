@@ -1,0 +1,177 @@
+"""The bundled trained examples: their returns, closed-loop parity, and JAX-free deployment."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+lerax_env = pytest.importorskip("lerax.env", reason="the test install includes lerax")
+from lerax.env.classic_control.cartpole import CartPoleState  # noqa: E402
+
+import policyport  # noqa: E402
+from policyport.policy import MLPActorCriticPolicy  # noqa: E402
+from policyport.runtime_checks import ATOL, RTOL, compare_rollouts, reference_outputs  # noqa: E402
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+# Runs a script with `import jax` made impossible, then checks nothing imported it.
+NO_JAX = """
+import runpy, sys
+class _NoJax:
+    def find_spec(self, name, path=None, target=None):
+        if name == "jax" or name.startswith(("jax.", "jaxlib")):
+            raise ImportError("jax is blocked: deployment must not need it")
+sys.meta_path.insert(0, _NoJax())
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+assert not any(m == "jax" or m.startswith("jax.") for m in sys.modules)
+"""
+
+
+def _load(name: str) -> tuple[MLPActorCriticPolicy, object]:
+    env = getattr(lerax_env, name)()
+    return MLPActorCriticPolicy.deserialize(EXAMPLES / name.lower() / "policy.eqx", env), env
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory):
+    """The bundled policies exported once per format the tests use."""
+    folder = tmp_path_factory.mktemp("examples")
+    cache: dict = {}
+
+    def get(name: str, format: str) -> Path:
+        if (name, format) not in cache:
+            policy, _ = _load(name)
+            [result] = policyport.export(policy, format, source=folder / f"{name}.eqx")
+            cache[name, format] = result.paths[0]
+        return cache[name, format]
+
+    return get
+
+
+def _mean_return(policy, env, *, episodes: int, max_steps: int, seed: int) -> float:
+    """Mean deterministic return over `episodes` (vmapped), each cut at `max_steps`."""
+
+    def episode(key):
+        init_key, key = jax.random.split(key)
+        state = env.initial(key=init_key)
+
+        def step(carry, step_key):
+            state, done, total = carry
+            keys = jax.random.split(step_key, 4)
+            action = policy(None, env.observation(state, key=keys[0]))[1]
+            next_state = env.transition(state, action, key=keys[1])
+            reward = env.reward(state, action, next_state, key=keys[2])
+            total = total + jnp.where(done, 0.0, reward)
+            done = done | env.terminal(next_state, key=keys[3])
+            return (next_state, done, total), None
+
+        (_, _, total), _ = jax.lax.scan(
+            step, (state, jnp.array(False), jnp.array(0.0)), jax.random.split(key, max_steps)
+        )
+        return total
+
+    keys = jax.random.split(jax.random.key(seed), episodes)
+    return float(jnp.mean(eqx.filter_jit(jax.vmap(episode))(keys)))
+
+
+def test_committed_cartpole_reaches_its_return():
+    policy, env = _load("CartPole")
+    stated = json.loads((EXAMPLES / "cartpole" / "training.json").read_text())
+    mean = _mean_return(policy, env, episodes=100, max_steps=500, seed=123)
+    assert mean >= 475.0, mean
+    assert stated["mean_return"] >= 475.0
+
+
+def test_committed_pendulum_reaches_its_return():
+    policy, env = _load("Pendulum")
+    mean = _mean_return(policy, env, episodes=100, max_steps=200, seed=123)
+    assert mean > -250.0, mean
+
+
+@pytest.mark.parametrize(
+    ("name", "format", "max_steps"),
+    [
+        ("CartPole", "onnx", 500),
+        ("CartPole", "ort", 500),
+        ("CartPole", "savedmodel", 500),
+        ("Pendulum", "onnx", 200),
+    ],
+)
+def test_closed_loop_parity(artifacts, name, format, max_steps):
+    policy, env = _load(name)
+    report = compare_rollouts(
+        policy, artifacts(name, format), env, format=format, episodes=3, max_steps=max_steps
+    )
+    assert report.passed, report.to_table()
+    if name == "CartPole":
+        assert all(e.return_artifact == 500.0 for e in report.episodes)
+
+
+def _jax_euler_cartpole(initial: tuple[float, ...], max_steps: int) -> list[int]:
+    """The JAX policy driving lerax's CartPole with Euler steps (Gymnasium's dynamics)."""
+    policy, _ = _load("CartPole")
+    env = lerax_env.CartPole(solver=diffrax.Euler())
+    key = jax.random.key(0)
+
+    @eqx.filter_jit
+    def step(state):
+        action = policy(None, env.observation(state, key=key))[1]
+        next_state = env.transition(state, action, key=key)
+        return next_state, action, env.terminal(next_state, key=key)
+
+    state = CartPoleState(y=jnp.array(initial, dtype=jnp.float32), t=jnp.array(0.0))
+    actions = []
+    for _ in range(max_steps):
+        state, action, done = step(state)
+        actions.append(int(action))
+        if bool(done):
+            break
+    return actions
+
+
+def _run_without_jax(*args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", NO_JAX, *args], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.mark.parametrize("initial", [(0.01, -0.02, 0.03, 0.04), (-0.04, 0.03, -0.02, 0.01)])
+def test_deploy_onnx_without_jax_matches_the_jax_rollout(artifacts, initial):
+    model = artifacts("CartPole", "onnx")
+    script = str(EXAMPLES / "cartpole" / "deploy_onnx.py")
+    out = json.loads(_run_without_jax(script, str(model), "--initial", *map(str, initial)))
+    expected = _jax_euler_cartpole(initial, 500)
+    assert out["return"] == float(len(expected)) == 500.0
+    # numpy's float64 dynamics and XLA's float32 ones differ in the last bits from the first
+    # step; a bang-bang controller amplifies that until, after ~140 steps, some action
+    # flips. Before that the two must agree exactly; the return must agree throughout.
+    assert out["actions"][:100] == expected[:100]
+
+
+def test_serve_savedmodel_without_jax_matches_jax(artifacts, tmp_path):
+    policy, _ = _load("Pendulum")
+    model = artifacts("Pendulum", "savedmodel")
+    rng = np.random.default_rng(0)
+    theta = rng.uniform(-np.pi, np.pi, 64)
+    observations = np.stack([np.cos(theta), np.sin(theta), rng.uniform(-8, 8, 64)], axis=1).astype(
+        np.float32
+    )
+    observations.tofile(tmp_path / "obs.f32")
+    script = str(EXAMPLES / "pendulum" / "serve_savedmodel.py")
+    out = json.loads(
+        _run_without_jax(script, str(model), "--observations", str(tmp_path / "obs.f32"))
+    )
+    want = reference_outputs(policy, {"observation": observations})
+    np.testing.assert_allclose(np.array(out["action"]), want["action"], rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(np.array(out["value"]), want["value"], rtol=RTOL, atol=ATOL)

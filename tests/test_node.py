@@ -1,0 +1,203 @@
+"""The Node.js consumer (examples/node): metadata, CartPole in closed loop, batch parity.
+
+`npm ci` runs only when examples/node/node_modules is missing or older than the lockfile.
+Skipped only where `node` itself is absent.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import policyport
+from conftest import make_policy
+from policyport.runtime_checks import ATOL, RTOL, reference_outputs, sample_inputs
+
+ROOT = Path(__file__).resolve().parents[1]
+NODE_EXAMPLE = ROOT / "examples" / "node"
+CARTPOLE_POLICY = ROOT / "examples" / "cartpole" / "policy.eqx"
+# The start every consumer of the CartPole example uses unless told otherwise.
+CARTPOLE_INIT = (0.01, -0.02, 0.03, 0.04)
+# A start the policy cannot save: the episode ends after a few dozen steps, so the return
+# depends on the JS dynamics and termination test matching lerax's step for step.
+CARTPOLE_FAILING_INIT = (1.0, 1.5, 0.1, 0.5)
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("node") is None or shutil.which("npm") is None,
+    reason="node and npm are not installed: the Node.js and browser consumers cannot run",
+)
+
+
+def npm_ci(folder: Path) -> None:
+    """Install `folder`'s packages from its lockfile unless node_modules is already current.
+
+    npm records what it installed in node_modules/.package-lock.json; an install older than
+    the committed package-lock.json is stale.
+    """
+    installed = folder / "node_modules" / ".package-lock.json"
+    lock = folder / "package-lock.json"
+    if installed.exists() and installed.stat().st_mtime >= lock.stat().st_mtime:
+        return
+    # onnxruntime-node's install script would download optional GPU binaries from a host
+    # outside the npm registry; the CPU library it ships in the package is all we need.
+    env = {**os.environ, "ONNXRUNTIME_NODE_INSTALL": "skip"}
+    subprocess.run(
+        ["npm", "ci", "--no-audit", "--no-fund"],
+        cwd=folder,
+        env=env,
+        check=True,
+        timeout=600,
+        capture_output=True,
+    )
+
+
+@functools.cache
+def cartpole_onnx(basetemp: Path) -> Path:
+    """The bundled CartPole policy exported once per test session (shared with test_web)."""
+    import lerax.env
+
+    from policyport.policy import MLPActorCriticPolicy
+
+    policy = MLPActorCriticPolicy.deserialize(CARTPOLE_POLICY, lerax.env.CartPole())
+    path = basetemp / "consumers" / "cartpole.onnx"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    policyport.export(policy, "onnx", path, check=False, force=True)
+    return path
+
+
+@functools.cache
+def jax_cartpole_return(init: tuple[float, ...], max_steps: int = 500) -> float:
+    """The return of the bundled policy on lerax's CartPole with Euler steps, from `init`."""
+    import diffrax
+    import jax
+    import jax.numpy as jnp
+    import lerax.env
+    from lerax.env.classic_control.cartpole import CartPoleState
+
+    from policyport.policy import MLPActorCriticPolicy
+
+    policy = MLPActorCriticPolicy.deserialize(CARTPOLE_POLICY, lerax.env.CartPole())
+    env = lerax.env.CartPole(solver=diffrax.Euler())
+    key = jax.random.key(0)
+
+    @jax.jit
+    def step(state):
+        _, action = policy(None, env.observation(state, key=key))
+        next_state = env.transition(state, action, key=key)
+        reward = env.reward(state, action, next_state, key=key)
+        return next_state, reward, env.terminal(next_state, key=key)
+
+    state = CartPoleState(y=jnp.array(init, jnp.float32), t=jnp.array(0.0))
+    total = 0.0
+    for _ in range(max_steps):
+        state, reward, terminal = step(state)
+        total += float(reward)
+        if terminal:
+            break
+    return total
+
+
+def run_node(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["node", str(NODE_EXAMPLE / "run_policy.mjs"), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=check,
+    )
+
+
+def json_line(process: subprocess.CompletedProcess[str]) -> dict:
+    [line] = process.stdout.splitlines()
+    return json.loads(line)
+
+
+@pytest.fixture(scope="module")
+def node_example() -> Path:
+    npm_ci(NODE_EXAMPLE)
+    return NODE_EXAMPLE
+
+
+@pytest.fixture(scope="module")
+def cartpole_model(tmp_path_factory, node_example) -> Path:
+    return cartpole_onnx(tmp_path_factory.getbasetemp())
+
+
+def test_info_prints_the_metadata(cartpole_model):
+    info = json_line(run_node("info", str(cartpole_model)))
+    assert info["contract_version"] == 1
+    assert info["action_space"] == {"type": "Discrete", "n": 2}
+    assert info["observation_space"]["shape"] == [4]
+    assert info["observation_space"]["high"][1] == "inf"  # kept as written, valid JSON
+    assert info["mask_size"] == 2
+    assert [i["name"] for i in info["inputs"]] == ["observation", "action_mask"]
+    assert [o["name"] for o in info["outputs"]] == ["action", "value"]
+
+
+def test_refuses_an_unknown_contract_version(cartpole_model, tmp_path):
+    import onnx
+
+    model = onnx.load(cartpole_model)
+    for prop in model.metadata_props:
+        if prop.key == "policyport.contract_version":
+            prop.value = "2"
+    future = tmp_path / "future.onnx"
+    onnx.save(model, future)
+
+    process = run_node("info", str(future), check=False)
+    assert process.returncode == 2
+    assert "unsupported artifact contract version 2" in process.stderr
+    assert process.stdout == ""
+
+
+@pytest.mark.parametrize("init", [None, CARTPOLE_FAILING_INIT], ids=["default-start", "failing-start"])
+def test_cartpole_return_matches_jax(cartpole_model, init):
+    args = ["cartpole", str(cartpole_model)]
+    if init is not None:
+        args += ["--init", ",".join(map(str, init))]
+    episode = json_line(run_node(*args))
+    expected = jax_cartpole_return(init or CARTPOLE_INIT)
+    print(f"node CartPole from {init or 'the default start'}: return {episode['return']}, jax {expected}")
+    assert episode["initial_state"] == list(init or CARTPOLE_INIT)
+    assert episode["return"] == expected
+    assert episode["steps"] == expected  # reward 1 per step
+
+
+@pytest.mark.parametrize("action", ["Discrete", "MultiDiscrete", "MultiBinary", "Box"])
+def test_batch_matches_jax(node_example, tmp_path, action):
+    policy = make_policy(action)
+    model = tmp_path / "policy.onnx"
+    policyport.export(policy, "onnx", model, check=False)
+    inputs = sample_inputs(policy, seed=0, batch=256)
+    expected = reference_outputs(policy, inputs)
+
+    inputs["observation"].astype("<f4").tofile(tmp_path / "observations.f32")
+    args = ["batch", str(model), "--observations", str(tmp_path / "observations.f32")]
+    if "action_mask" in inputs:
+        inputs["action_mask"].astype(np.uint8).tofile(tmp_path / "masks.u8")
+        args += ["--masks", str(tmp_path / "masks.u8")]
+    run_node(*args, "--out", str(tmp_path / "out.json"))
+    got = json.loads((tmp_path / "out.json").read_text())
+
+    action_out = np.asarray(got["action"])
+    value_out = np.asarray(got["value"], dtype=np.float32)
+    assert action_out.shape == expected["action"].shape
+    assert value_out.shape == expected["value"].shape
+    value_diff = np.abs(value_out - expected["value"])
+    print(f"node batch {action}: worst value difference {value_diff.max():.3g}", end="")
+    assert np.all(value_diff <= ATOL + RTOL * np.abs(expected["value"]))
+    if action == "Box":
+        action_diff = np.abs(action_out - expected["action"])
+        print(f", worst action difference {action_diff.max():.3g}")
+        assert np.all(action_diff <= ATOL + RTOL * np.abs(expected["action"]))
+    else:
+        mismatches = int(np.sum(action_out != expected["action"]))
+        print(f", action mismatches {mismatches}/{action_out.size}")
+        np.testing.assert_array_equal(action_out, expected["action"])
