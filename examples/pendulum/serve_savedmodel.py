@@ -4,7 +4,8 @@ Loads `policy.savedmodel`, calls its `serving_default` signature on a batch of
 observations, and prints the actions (torques, not clipped: clip to [-2, 2] in your
 controller, as Pendulum itself does) and values as JSON. Usage, from the repository root:
 
-    .venv/bin/export-policy examples/pendulum/policy.eqx --env lerax.env:Pendulum --format savedmodel
+    .venv/bin/export-policy examples/pendulum/policy.eqx --env lerax.env:Pendulum \
+        --format savedmodel
     .venv/bin/python examples/pendulum/serve_savedmodel.py examples/pendulum/policy.savedmodel
 
 Observations are `[cos(theta), sin(theta), theta_dot]` rows: read from a raw float32 file
