@@ -3,10 +3,12 @@ beats the random legal-move baseline, needs its masks, and runs the same exporte
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import equinox as eqx
 import jax
@@ -21,10 +23,21 @@ import policyport  # noqa: E402
 from policyport.policy import MLPActorCriticPolicy  # noqa: E402
 
 FOLDER = Path(__file__).resolve().parent.parent / "examples" / "gridworld"
-sys.path.insert(0, str(FOLDER))
 
-import evaluate as gw_eval  # noqa: E402
-import gridworld as gw  # noqa: E402
+
+def _load_example(module_name: str, file_name: str) -> ModuleType:
+    """Import a script of the example under a name that cannot clash with other modules."""
+    spec = importlib.util.spec_from_file_location(module_name, FOLDER / file_name)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+# evaluate.py puts its folder on sys.path and imports `gridworld` from there.
+gw_eval = _load_example("gridworld_example_evaluate", "evaluate.py")
+gw = sys.modules["gridworld"]
 
 KEY = jax.random.key(0)  # the env ignores keys
 

@@ -157,14 +157,15 @@ def test_refuses_an_unknown_contract_version(cartpole_model, tmp_path):
     assert process.stdout == ""
 
 
-@pytest.mark.parametrize("init", [None, CARTPOLE_FAILING_INIT], ids=["default-start", "failing-start"])
+@pytest.mark.parametrize("init", [None, CARTPOLE_FAILING_INIT], ids=["default", "failing"])
 def test_cartpole_return_matches_jax(cartpole_model, init):
     args = ["cartpole", str(cartpole_model)]
     if init is not None:
         args += ["--init", ",".join(map(str, init))]
     episode = json_line(run_node(*args))
     expected = jax_cartpole_return(init or CARTPOLE_INIT)
-    print(f"node CartPole from {init or 'the default start'}: return {episode['return']}, jax {expected}")
+    start = init or "the default start"
+    print(f"node CartPole from {start}: return {episode['return']}, jax {expected}")
     assert episode["initial_state"] == list(init or CARTPOLE_INIT)
     assert episode["return"] == expected
     assert episode["steps"] == expected  # reward 1 per step

@@ -10,6 +10,7 @@ from onnx import TensorProto, helper
 
 from .._errors import UnsupportedError
 from ._base import ArtifactFormat, ExportOptions
+from ._onnx_optimize import optimize
 from ._traced import TracedPolicy
 
 _BATCH = "batch"
@@ -56,7 +57,7 @@ def lower_to_onnx(traced: TracedPolicy, opset: int) -> onnx.ModelProto:
         output_names=list(traced.output_names),
     )
     _widen_action_to_int64(model)
-    _drop_unused_initializers(model)
+    optimize(model)
     model.ir_version = helper.find_min_ir_version_for(list(model.opset_import))
     model.producer_name = "policyport"
     return model
@@ -73,13 +74,6 @@ def _widen_action_to_int64(model: onnx.ModelProto) -> None:
         node.input[:] = [narrow if name == "action" else name for name in node.input]
     model.graph.node.append(helper.make_node("Cast", [narrow], ["action"], to=TensorProto.INT64))
     action.type.tensor_type.elem_type = TensorProto.INT64
-
-
-def _drop_unused_initializers(model: onnx.ModelProto) -> None:
-    used = {name for node in model.graph.node for name in node.input}
-    keep = [init for init in model.graph.initializer if init.name in used]
-    del model.graph.initializer[:]
-    model.graph.initializer.extend(keep)
 
 
 def set_model_metadata(model: onnx.ModelProto, metadata: dict[str, str]) -> None:

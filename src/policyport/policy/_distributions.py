@@ -59,33 +59,41 @@ class AbstractDistribution(eqx.Module):
 
 
 class Categorical(AbstractDistribution):
-    """One choice among `n`, from logits of shape `(n,)`.
+    """One choice among `n`, from logits of shape `(n,)`, optionally masked.
 
-    `unnormalized` holds the logits as given; like distreqx, `logits` are them after a
-    log-softmax. Masking keeps the normalised logits of the legal choices (lerax masks the
-    already-normalised logits, then normalises again), so every number matches lerax.
+    `raw` holds the logits as given and `legal` the mask (None: everything legal). The
+    normalised `logits` follow lerax: a log-softmax, then, when masked, the illegal ones
+    set to `-inf` and a second log-softmax, so log-probs and entropies match it bit for
+    bit. The mode is the argmax of the legal raw logits: the same choice without a
+    log-softmax in front, and 0 when the mask leaves nothing (lerax argmaxes NaNs there).
     """
 
-    unnormalized: Float[Array, " n"]
+    raw: Float[Array, " n"]
+    legal: Bool[Array, " n"] | None
 
-    def __init__(self, logits: ArrayLike):
-        self.unnormalized = jnp.asarray(logits)
+    def __init__(self, logits: ArrayLike, legal: Bool[ArrayLike, " n"] | None = None):
+        self.raw = jnp.asarray(logits)
+        self.legal = None if legal is None else jnp.asarray(legal, dtype=bool)
 
     @property
     def logits(self) -> Float[Array, " n"]:
-        """Normalised log-probabilities."""
-        return jax.nn.log_softmax(self.unnormalized, axis=-1)
+        """Normalised log-probabilities (`-inf` where illegal)."""
+        normalized = jax.nn.log_softmax(self.raw, axis=-1)
+        if self.legal is None:
+            return normalized
+        return jax.nn.log_softmax(jnp.where(self.legal, normalized, -jnp.inf), axis=-1)
 
     @property
     def probs(self) -> Float[Array, " n"]:
         return jax.nn.softmax(self.logits, axis=-1)
 
     def mask(self, mask: Bool[ArrayLike, " n"]) -> Categorical:
-        return Categorical(jnp.where(mask, self.logits, -jnp.inf))
+        mask = jnp.asarray(mask, dtype=bool)
+        return Categorical(self.raw, mask if self.legal is None else self.legal & mask)
 
     def mode(self) -> Int[Array, ""]:
-        """The most likely choice; 0 when the mask leaves none (lerax argmaxes NaNs there)."""
-        return jnp.argmax(self.unnormalized, axis=-1).astype(jnp.int32)
+        scores = self.raw if self.legal is None else jnp.where(self.legal, self.raw, -jnp.inf)
+        return jnp.argmax(scores, axis=-1).astype(jnp.int32)
 
     def sample(self, key: Key[Array, ""]) -> Int[Array, ""]:
         probs = self.probs
@@ -96,7 +104,7 @@ class Categorical(AbstractDistribution):
 
     def log_prob(self, value: ArrayLike) -> Float[Array, ""]:
         value = jnp.asarray(value)
-        n = self.unnormalized.shape[-1]
+        n = self.raw.shape[-1]
         logits = self.logits
         one_hot = jax.nn.one_hot(value, n, dtype=logits.dtype)
         outside = (value < 0) | (value > n - 1)
@@ -115,13 +123,15 @@ class MultiCategorical(AbstractDistribution):
 
     def __init__(self, logits: ArrayLike, action_dims: Sequence[int]):
         self.action_dims = tuple(int(d) for d in action_dims)
-        pieces = jnp.split(jnp.asarray(logits), np.cumsum(self.action_dims)[:-1].tolist(), axis=-1)
-        self.components = tuple(Categorical(p) for p in pieces)
+        self.components = tuple(Categorical(p) for p in self._blocks(logits))
+
+    def _blocks(self, x: ArrayLike) -> list[Array]:
+        return jnp.split(jnp.asarray(x), np.cumsum(self.action_dims)[:-1].tolist(), axis=-1)
 
     def mask(self, mask: Bool[ArrayLike, " total"]) -> MultiCategorical:
-        blocks = jnp.split(jnp.asarray(mask), np.cumsum(self.action_dims)[:-1].tolist(), axis=-1)
-        masked = [c.mask(m).unnormalized for c, m in zip(self.components, blocks, strict=True)]
-        return MultiCategorical(jnp.concatenate(masked, axis=-1), self.action_dims)
+        """Mask with one block of `action_dims[i]` bools per sub-action."""
+        masked = [c.mask(m) for c, m in zip(self.components, self._blocks(mask), strict=True)]
+        return eqx.tree_at(lambda d: d.components, self, tuple(masked))
 
     def mode(self) -> Int[Array, " k"]:
         return jnp.stack([c.mode() for c in self.components], axis=-1)

@@ -1,0 +1,266 @@
+"""Rewrite rules that turn jax2onnx's graph of a policy into plain Gemm/Relu chains.
+
+jax2onnx lowers the vmapped `weight @ x` of each layer to `Transpose -> Gemm(W, x^T) ->
+Transpose`, then adds the bias and applies relu as `Max(y, 0)`. onnxruntime's own
+optimisers leave most of those Transposes in place (DESIGN.md), and they cost more than
+the matmuls at batch 1. Each rule below replaces one such pattern with the form
+onnxruntime runs fastest; every rule preserves the computation exactly (no reordered
+arithmetic) except `_fold_linear_pairs`, which multiplies two weight matrices into one
+(in float64, then rounded once to float32). The parity check runs on the rewritten graph.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+
+@dataclass
+class _Graph:
+    """Indexes over a graph's nodes, rebuilt after each rewrite."""
+
+    model: onnx.ModelProto
+    nodes: list[onnx.NodeProto]
+    producer: dict[str, onnx.NodeProto] = field(default_factory=dict)
+    consumers: dict[str, list[onnx.NodeProto]] = field(default_factory=lambda: defaultdict(list))
+    constants: dict[str, np.ndarray] = field(default_factory=dict)
+    outputs: set[str] = field(default_factory=set)
+
+    @classmethod
+    def index(cls, model: onnx.ModelProto, nodes: list[onnx.NodeProto]) -> _Graph:
+        graph = cls(model, nodes)
+        for node in nodes:
+            for name in node.output:
+                graph.producer[name] = node
+            for name in node.input:
+                graph.consumers[name].append(node)
+        for init in model.graph.initializer:
+            graph.constants[init.name] = numpy_helper.to_array(init)
+        graph.outputs = {o.name for o in model.graph.output}
+        return graph
+
+    def only_consumer(self, name: str) -> onnx.NodeProto | None:
+        users = self.consumers.get(name, [])
+        return users[0] if len(users) == 1 and name not in self.outputs else None
+
+    def add_constant(self, name: str, value: np.ndarray) -> str:
+        self.model.graph.initializer.append(numpy_helper.from_array(value, name))
+        self.constants[name] = value
+        return name
+
+
+def _attrs(node: onnx.NodeProto) -> dict:
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _is_transpose_2d(node: onnx.NodeProto | None) -> bool:
+    return node is not None and node.op_type == "Transpose" and _attrs(node).get("perm") == [1, 0]
+
+
+def _plain_gemm(graph: _Graph, node: onnx.NodeProto) -> bool:
+    """A Gemm computing exactly `A @ B` (no scaling, no transposes, no or zero bias)."""
+    a = _attrs(node)
+    if a.get("alpha", 1.0) != 1.0 or a.get("transA", 0) or a.get("transB", 0):
+        return False
+    if len(node.input) < 3 or not node.input[2]:
+        return True
+    bias = graph.constants.get(node.input[2])
+    return a.get("beta", 1.0) == 0.0 or (bias is not None and not np.any(bias))
+
+
+def _gemm_without_transposes(graph: _Graph, node: onnx.NodeProto) -> bool:
+    """`Transpose(Gemm(W, Transpose(x)))` -> `Gemm(x, W, transB=1)`."""
+    if node.op_type != "Gemm" or node.input[0] not in graph.constants:
+        return False
+    source = graph.producer.get(node.input[1])
+    after = graph.only_consumer(node.output[0])
+    if not (_is_transpose_2d(source) and _is_transpose_2d(after) and _plain_gemm(graph, node)):
+        return False
+    replacement = helper.make_node(
+        "Gemm", [source.input[0], node.input[0]], [after.output[0]], transB=1, name=node.name
+    )
+    _replace(graph, [node, after], replacement)
+    return True
+
+
+def _bias_into_gemm(graph: _Graph, node: onnx.NodeProto) -> bool:
+    """`Add(Gemm(x, W), b)` -> `Gemm(x, W, b)`, for a bias of shape `[out]` or `[1, out]`."""
+    if node.op_type != "Add":
+        return False
+    for y, b in ((node.input[0], node.input[1]), (node.input[1], node.input[0])):
+        gemm = graph.producer.get(y)
+        bias = graph.constants.get(b)
+        if gemm is None or gemm.op_type != "Gemm" or bias is None:
+            continue
+        if graph.only_consumer(y) is not node or (len(gemm.input) > 2 and gemm.input[2]):
+            continue
+        if bias.ndim > 2 or (bias.ndim == 2 and bias.shape[0] != 1):
+            continue
+        name = graph.add_constant(f"{b}_gemm_bias", bias.reshape(-1))
+        attrs = {k: v for k, v in _attrs(gemm).items() if k != "beta"}
+        fused = helper.make_node(
+            "Gemm", [*gemm.input[:2], name], [node.output[0]], name=gemm.name, **attrs
+        )
+        _replace(graph, [gemm, node], fused)
+        return True
+    return False
+
+
+def _relu_from_max(graph: _Graph, node: onnx.NodeProto) -> bool:
+    """`Max(y, 0)` -> `Relu(y)` (how jax.nn.relu arrives)."""
+    if node.op_type != "Max" or len(node.input) != 2:
+        return False
+    for y, zero in ((node.input[0], node.input[1]), (node.input[1], node.input[0])):
+        value = graph.constants.get(zero)
+        if value is not None and value.size == 1 and float(value.reshape(())) == 0.0:
+            _replace(graph, [node], helper.make_node("Relu", [y], [node.output[0]], name=node.name))
+            return True
+    return False
+
+
+def _uniform_constant(graph: _Graph, name: str) -> np.ndarray | None:
+    """The value of a constant, possibly reshaped or expanded, when all its entries agree."""
+    node = graph.producer.get(name)
+    if node is not None and node.op_type in ("Expand", "Reshape"):
+        return _uniform_constant(graph, node.input[0])
+    value = graph.constants.get(name)
+    if value is None or value.size == 0 or not np.all(value == value.reshape(-1)[0]):
+        return None
+    return value.reshape(-1)[:1].reshape(())
+
+
+def _scalar_where_fill(graph: _Graph, node: onnx.NodeProto) -> bool:
+    """`Where(mask, x, Expand(full(-inf)))` -> `Where(mask, x, -inf)`: Where broadcasts."""
+    if node.op_type != "Where":
+        return False
+    for i in (1, 2):
+        if graph.producer.get(node.input[i]) is None:
+            continue
+        value = _uniform_constant(graph, node.input[i])
+        if value is not None:
+            node.input[i] = graph.add_constant(f"{node.input[i]}_scalar", value)
+            return True
+    return False
+
+
+def _argmax_without_casts(graph: _Graph, node: onnx.NodeProto) -> bool:
+    """`Cast<int64>(Cast<int32>(ArgMax(x)))` -> `ArgMax(x)`: ArgMax is int64 already."""
+    if node.op_type != "Cast" or _attrs(node).get("to") != TensorProto.INT64:
+        return False
+    narrow = graph.producer.get(node.input[0])
+    if narrow is None or narrow.op_type != "Cast" or _attrs(narrow).get("to") != TensorProto.INT32:
+        return False
+    argmax = graph.producer.get(narrow.input[0])
+    if argmax is None or argmax.op_type != "ArgMax" or graph.only_consumer(narrow.input[0]) is None:
+        return False
+    if graph.only_consumer(node.input[0]) is not node:
+        return False
+    argmax.output[0] = node.output[0]
+    _replace(graph, [narrow, node], None)
+    return True
+
+
+def _linear(graph: _Graph, node: onnx.NodeProto | None) -> tuple | None:
+    """`(x, W, b)` of a Gemm computing `x @ W.T + b` with constant `W` and `b`."""
+    if node is None or node.op_type != "Gemm" or len(node.input) < 3:
+        return None
+    a = _attrs(node)
+    if a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0 or a.get("transA", 0):
+        return None
+    weight, bias = graph.constants.get(node.input[1]), graph.constants.get(node.input[2])
+    if a.get("transB", 0) != 1 or weight is None or bias is None or bias.ndim != 1:
+        return None
+    return node.input[0], weight, bias
+
+
+def _fold_linear_pairs(graph: _Graph, node: onnx.NodeProto) -> bool:
+    """Two affine layers with nothing between them -> one, when that is less work.
+
+    The action head's last hidden layer and its distribution layer are such a pair: with
+    the default sizes, 64 -> 16 -> n becomes 64 -> n. The product is formed in float64 and
+    rounded once, so the folded layer is at least as accurate as the pair.
+    """
+    outer = _linear(graph, node)
+    if outer is None:
+        return False
+    inner_node = graph.producer.get(outer[0])
+    inner = _linear(graph, inner_node)
+    if inner is None or graph.only_consumer(outer[0]) is not node:
+        return False
+    (x, w1, b1), (_, w2, b2) = inner, outer
+    (m, n), k = w1.shape, w2.shape[0]
+    if k * n >= m * n + k * m:
+        return False
+    weight = (w2.astype(np.float64) @ w1.astype(np.float64)).astype(np.float32)
+    bias = (w2.astype(np.float64) @ b1.astype(np.float64) + b2).astype(np.float32)
+    folded = helper.make_node(
+        "Gemm",
+        [
+            x,
+            graph.add_constant(f"{node.input[1]}_folded", weight),
+            graph.add_constant(f"{node.input[2]}_folded", bias),
+        ],
+        [node.output[0]],
+        transB=1,
+        name=node.name,
+    )
+    _replace(graph, [inner_node, node], folded)
+    return True
+
+
+RULES = (
+    _gemm_without_transposes,
+    _bias_into_gemm,
+    _relu_from_max,
+    _scalar_where_fill,
+    _argmax_without_casts,
+    _fold_linear_pairs,
+)
+
+
+def _replace(graph: _Graph, old: list[onnx.NodeProto], new: onnx.NodeProto | None) -> None:
+    """Put `new` where the first of `old` was, and drop `old`."""
+    nodes = graph.nodes
+    position = min(i for i, n in enumerate(nodes) if any(n is o for o in old))
+    nodes[:] = [n for n in nodes if not any(n is o for o in old)]
+    if new is not None:
+        nodes.insert(position, new)
+
+
+def _live(nodes: list[onnx.NodeProto], outputs: set[str]) -> list[onnx.NodeProto]:
+    """The nodes the graph outputs depend on, in their order."""
+    needed, live = set(outputs), []
+    for node in reversed(nodes):
+        if any(name in needed for name in node.output):
+            live.append(node)
+            needed.update(node.input)
+    return live[::-1]
+
+
+def optimize(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Apply the rules until none fires, then drop dead nodes and unused initializers."""
+    outputs = {o.name for o in model.graph.output}
+    nodes = [onnx.NodeProto.FromString(n.SerializeToString()) for n in model.graph.node]
+    changed = True
+    while changed:
+        changed = False
+        for rule in RULES:
+            nodes[:] = _live(nodes, outputs)  # a dead consumer would block a rewrite
+            graph = _Graph.index(model, nodes)
+            for node in list(nodes):
+                if any(node is n for n in nodes) and rule(graph, node):
+                    changed = True
+                    nodes[:] = _live(nodes, outputs)
+                    graph = _Graph.index(model, nodes)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    used = {name for node in nodes for name in node.input}
+    keep = [init for init in model.graph.initializer if init.name in used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(keep)
+    del model.graph.value_info[:]  # stale after the rewrites; shape inference redoes it
+    return model

@@ -1,0 +1,199 @@
+"""The web page (examples/web) in a real browser: headless Debian Chromium via puppeteer-core.
+
+The page and node_modules (onnxruntime-web's WASM) are served by a local http.server on
+127.0.0.1, the exported models from the test's temporary folder. Skipped only where `node` or
+Chromium is absent.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import policyport
+from test_node import (
+    CARTPOLE_FAILING_INIT,
+    CARTPOLE_INIT,
+    ROOT,
+    cartpole_onnx,
+    jax_cartpole_return,
+    npm_ci,
+)
+
+WEB_EXAMPLE = ROOT / "examples" / "web"
+GRIDWORLD = ROOT / "examples" / "gridworld"
+CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+# The farthest corner from the goal: the way round the walls is 12 moves.
+GRID_START = (0, 0)
+MODELS_URL = "/test-models/"
+
+pytestmark = [
+    pytest.mark.skipif(
+        shutil.which("node") is None or shutil.which("npm") is None,
+        reason="node and npm are not installed: the page's browser driver cannot run",
+    ),
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists(),
+        reason=f"Chromium not found at {CHROMIUM} (Debian: apt-get install -y chromium)",
+    ),
+]
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    """examples/web at /, the test's models at /test-models/; nothing else on disk."""
+
+    models: Path
+
+    def translate_path(self, path: str) -> str:
+        name = path.split("?", 1)[0]
+        if name.startswith(MODELS_URL):
+            return str(self.models / Path(name[len(MODELS_URL) :]).name)
+        return super().translate_path(path)
+
+    def log_message(self, format, *args) -> None:  # the test's output stays readable
+        pass
+
+
+@pytest.fixture(scope="module")
+def server(models: Path) -> Iterator[str]:
+    handler = functools.partial(
+        type("Handler", (_Handler,), {"models": models}), directory=str(WEB_EXAMPLE)
+    )
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as httpd:
+        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{httpd.server_address[1]}"
+        finally:
+            httpd.shutdown()
+            thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> Path:
+    from policyport.policy import MLPActorCriticPolicy
+
+    npm_ci(WEB_EXAMPLE)
+    cartpole = cartpole_onnx(tmp_path_factory.getbasetemp())
+    folder = cartpole.parent
+    # The gridworld policy is policyport's self-describing file: no env needed to load it.
+    grid = MLPActorCriticPolicy.deserialize(GRIDWORLD / "policy.eqx")
+    policyport.export(grid, "onnx", folder / "gridworld.onnx", check=False, force=True)
+    return folder
+
+
+def drive(url: str, screenshot: Path) -> dict:
+    process = subprocess.run(
+        [
+            "node",
+            str(WEB_EXAMPLE / "drive.mjs"),
+            url,
+            "--screenshot",
+            str(screenshot),
+            "--chromium",
+            CHROMIUM,
+            "--timeout",
+            "90",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=150,
+    )
+    assert process.returncode == 0, process.stderr
+    [line] = process.stdout.splitlines()
+    return json.loads(line)
+
+
+def page_url(server: str, **params: str) -> str:
+    """The page with the test's models, run unthrottled (fps=0): no waiting between frames."""
+    query = {
+        "cartpole": f"{MODELS_URL}cartpole.onnx",
+        "grid": f"{MODELS_URL}gridworld.onnx",
+        "fps": "0",
+        "grid_fps": "0",
+        **params,
+    }
+    return f"{server}/index.html?" + "&".join(f"{k}={v}" for k, v in query.items())
+
+
+@functools.cache
+def python_grid_episode(start: tuple[int, int]) -> dict:
+    """The gridworld episode from `start` with the JAX policy in examples/gridworld's env."""
+    import jax
+    import jax.numpy as jnp
+
+    from policyport.policy import MLPActorCriticPolicy
+
+    # examples/gridworld is not a package: load its env from the file (registered in
+    # sys.modules first, as dataclasses need to find the module).
+    name = "policyport_example_gridworld"
+    spec = importlib.util.spec_from_file_location(name, GRIDWORLD / "gridworld.py")
+    gridworld = sys.modules.setdefault(name, importlib.util.module_from_spec(spec))
+    spec.loader.exec_module(gridworld)
+    env = gridworld.Gridworld()
+    policy = MLPActorCriticPolicy.deserialize(GRIDWORLD / "policy.eqx")
+    key = jax.random.key(0)
+    position, t = jnp.array(start, jnp.int32), jnp.array(0, jnp.int32)
+    state = gridworld.GridworldState(position=position, t=t)
+    actions, total = [], 0.0
+    while True:
+        mask = env.action_mask(state, key=key)
+        _, action = policy(None, env.observation(state, key=key), action_mask=mask)
+        next_state = env.transition(state, action, key=key)
+        total += float(env.reward(state, action, next_state, key=key))
+        actions.append(int(action))
+        state = next_state
+        reached_goal = bool(env.terminal(state, key=key))
+        if reached_goal or env.truncate(state):
+            return {"actions": actions, "return": total, "reached_goal": reached_goal}
+
+
+def test_page_runs_both_panels(server, tmp_path_factory):
+    screenshot = tmp_path_factory.mktemp("screenshots") / "policyport-web.png"
+    result = drive(page_url(server, start=",".join(map(str, GRID_START))), screenshot)
+    cartpole = result["cartpole"]
+    print(f"screenshot: {screenshot}")
+    print(f"page CartPole: return {cartpole.get('return')} in {cartpole.get('steps')} steps")
+    assert "error" not in cartpole, result
+    assert "error" not in result["grid"], result
+    errors = [line for line in result["console"] if line.startswith(("error", "pageerror"))]
+    assert not errors
+    assert screenshot.stat().st_size > 10_000  # a page was drawn, not a blank or error tab
+
+    # CartPole: the same episode length and return as the JAX rollout.
+    assert cartpole["initial_state"] == list(CARTPOLE_INIT)
+    expected = jax_cartpole_return(CARTPOLE_INIT)
+    assert cartpole["return"] == expected
+    assert cartpole["steps"] == expected
+
+    # Gridworld: never a masked move, and the moves the JAX policy makes in gridworld.py.
+    grid = result["grid"]
+    print(f"page gridworld from {GRID_START}: return {grid['return']:.2f} in {grid['steps']} steps")
+    masks = np.array(grid["masks"], dtype=bool)
+    actions = np.array(grid["actions"])
+    assert grid["masked_moves_chosen"] == 0
+    assert masks[np.arange(len(actions)), actions].all()
+    assert masks.shape == (grid["steps"], 4) and not masks.all()  # some moves really were masked
+    reference = python_grid_episode(GRID_START)
+    assert grid["actions"] == reference["actions"]
+    assert grid["reached_goal"] == reference["reached_goal"]
+    assert grid["return"] == pytest.approx(reference["return"], abs=1e-5)
+
+
+def test_page_cartpole_failing_start_matches_jax(server, tmp_path):
+    init = ",".join(map(str, CARTPOLE_FAILING_INIT))
+    result = drive(page_url(server, init=init), tmp_path / "failing.png")
+    assert result["cartpole"]["return"] == jax_cartpole_return(CARTPOLE_FAILING_INIT)
+    assert result["cartpole"]["terminated"]
