@@ -42,6 +42,15 @@ def parse_policy_kwargs(text: str | None) -> dict[str, Any]:
             f"--policy-kwargs has unknown key(s) {unknown}; "
             f"MLPActorCriticPolicy takes {list(_KWARGS)}."
         )
+    for name, value in kwargs.items():
+        if name == "log_std_init":
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            expected = "a number"
+        else:
+            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+            expected = "a non-negative integer"
+        if not ok:
+            raise InputError(f"--policy-kwargs {name} must be {expected}, found {value!r}.")
     return kwargs
 
 

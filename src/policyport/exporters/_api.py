@@ -15,11 +15,11 @@ import equinox as eqx
 import jax
 import numpy as np
 
-from .._errors import InputError, ParityError
+from .._errors import InputError, ParityError, PolicyportError
 from ..policy import MLPActorCriticPolicy
 from ._base import MAX_OPSET, MIN_OPSET, ExportOptions
 from ._contract import metadata
-from ._publish import publish, staging_dir
+from ._publish import probe_writable, publish, staging_dir
 from ._registry import ALL, FORMATS
 from ._traced import trace
 
@@ -75,14 +75,17 @@ def default_output(model_path: Path, format: str) -> Path:
 def _check_destination(paths: tuple[Path, ...], force: bool) -> None:
     for path in paths:
         parent = path.parent
-        if not parent.is_dir():
+        if not parent.exists():
             raise InputError(
                 f"Output folder {parent} does not exist. Create it or choose another -o path."
             )
-        if not os.access(parent, os.W_OK | os.X_OK):
-            raise InputError(f"Output folder {parent} is not writable. Choose another -o path.")
+        if not parent.is_dir():
+            raise InputError(
+                f"Output folder {parent} is not a folder (it is a file). Choose another -o path."
+            )
         if path.exists() and not force:
             raise InputError(f"{path} already exists. Pass --force (force=True) to replace it.")
+        probe_writable(parent)
 
 
 def _check_finite(policy: MLPActorCriticPolicy) -> None:
@@ -176,6 +179,20 @@ class ClosedLoop:
     max_steps: int
 
 
+def _run_parity_check(run_check, policy, artifact: Path, name: str, seed: int):
+    """The parity report; an artifact its own runtime cannot even load fails the check."""
+    try:
+        return run_check(policy, artifact, format=name, seed=seed)
+    except PolicyportError:
+        raise
+    except Exception as e:  # the runtime's own errors: any of them means the artifact is bad
+        raise ParityError(
+            f"The {name} artifact fails to run in {FORMATS[name].runtime} "
+            f"({type(e).__name__}: {str(e)[:500]}); nothing was written. Try another format "
+            "or opset, and please report this policy's architecture."
+        ) from e
+
+
 def _export_one(
     traced, name, primary, options, check, seed, closed_loop, progress, seconds
 ) -> ExportResult:
@@ -195,7 +212,7 @@ def _export_one(
         report = None
         if check:
             with _stage("check", seconds, say):
-                report = run_check(traced.policy, staged[0], format=name, seed=seed)
+                report = _run_parity_check(run_check, traced.policy, staged[0], name, seed)
                 report = dataclasses.replace(report, artifact=str(primary))
             if not report.passed:
                 raise ParityError(

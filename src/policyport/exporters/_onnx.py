@@ -10,10 +10,21 @@ from onnx import TensorProto, helper
 
 from .._errors import UnsupportedError
 from ._base import ArtifactFormat, ExportOptions
+from ._onnx_lowering import NotLowerable, lower_natively
 from ._onnx_optimize import optimize
 from ._traced import TracedPolicy
 
 _BATCH = "batch"
+
+
+def _sub_jaxprs(param: object) -> list:
+    """The jaxprs inside an equation parameter: a (closed) jaxpr or a tuple of them (cond)."""
+    if isinstance(param, list | tuple):
+        return [j for p in param for j in _sub_jaxprs(p)]
+    if hasattr(param, "eqns"):
+        return [param]
+    inner = getattr(param, "jaxpr", None)
+    return [inner] if hasattr(inner, "eqns") else []
 
 
 def _jaxpr_primitives(jaxpr) -> set[str]:
@@ -21,8 +32,7 @@ def _jaxpr_primitives(jaxpr) -> set[str]:
     for eqn in jaxpr.eqns:
         names.add(eqn.primitive.name)
         for param in eqn.params.values():
-            inner = getattr(param, "jaxpr", None)
-            if inner is not None:
+            for inner in _sub_jaxprs(param):
                 names |= _jaxpr_primitives(inner)
     return names
 
@@ -38,15 +48,34 @@ def _unsupported_primitives(traced: TracedPolicy) -> list[str]:
 
 
 def lower_to_onnx(traced: TracedPolicy, opset: int) -> onnx.ModelProto:
-    """The policy as an ONNX model: inputs and outputs named and typed as the contract says."""
+    """The policy as an ONNX model: inputs and outputs named and typed as the contract says.
+
+    policyport's own lowering handles the primitives MLP policies use and takes a fraction
+    of a second; anything else goes through jax2onnx (every primitive, but ~10 s).
+    """
+    try:
+        model = lower_natively(traced, opset)
+        lowering = "policyport"
+    except NotLowerable as e:
+        model = _lower_with_jax2onnx(traced, opset)
+        lowering = f"jax2onnx (policyport's lowering lacks {e})"
+    optimize(model)
+    model.ir_version = helper.find_min_ir_version_for(list(model.opset_import))
+    model.producer_name = "policyport"
+    model.doc_string = f"lowered by {lowering}"
+    return model
+
+
+def _lower_with_jax2onnx(traced: TracedPolicy, opset: int) -> onnx.ModelProto:
     from jax2onnx import to_onnx
 
     missing = _unsupported_primitives(traced)
     if missing:
         raise UnsupportedError(
-            f"The policy uses JAX primitive(s) {', '.join(missing)} that the onnx format "
-            "cannot express (jax2onnx has no lowering for them). Export with "
-            "--format savedmodel or --format stablehlo instead."
+            f"The policy uses JAX primitive(s) {', '.join(missing)}, which the onnx format "
+            "(and ort, built from it) cannot express: jax2onnx has no ONNX lowering for "
+            "them. Export with --format stablehlo or --format savedmodel instead, or "
+            "change the policy to avoid them."
         )
     model = to_onnx(
         traced.batched,
@@ -57,9 +86,6 @@ def lower_to_onnx(traced: TracedPolicy, opset: int) -> onnx.ModelProto:
         output_names=list(traced.output_names),
     )
     _widen_action_to_int64(model)
-    optimize(model)
-    model.ir_version = helper.find_min_ir_version_for(list(model.opset_import))
-    model.producer_name = "policyport"
     return model
 
 

@@ -212,6 +212,18 @@ def _fold_linear_pairs(graph: _Graph, node: onnx.NodeProto) -> bool:
     return True
 
 
+def _no_identity(graph: _Graph, node: onnx.NodeProto) -> bool:
+    """`Identity(y)` -> the node producing `y` writes the Identity's output itself."""
+    if node.op_type != "Identity":
+        return False
+    source = graph.producer.get(node.input[0])
+    if source is None or graph.only_consumer(node.input[0]) is not node:
+        return False
+    source.output[list(source.output).index(node.input[0])] = node.output[0]
+    _replace(graph, [node], None)
+    return True
+
+
 RULES = (
     _gemm_without_transposes,
     _bias_into_gemm,
@@ -219,6 +231,7 @@ RULES = (
     _scalar_where_fill,
     _argmax_without_casts,
     _fold_linear_pairs,
+    _no_identity,
 )
 
 

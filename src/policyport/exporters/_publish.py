@@ -14,7 +14,12 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from .._errors import InputError
+
 _MARK = ".policyport-staging-"
+# Staging folders this process made and has not removed yet: a folder carrying our PID
+# that is not in here was left by an earlier process that had the same PID.
+_OURS: set[Path] = set()
 
 
 def _pid_alive(pid: int) -> bool:
@@ -35,7 +40,9 @@ def remove_stale_staging(directory: Path) -> list[Path]:
             pid = int(entry.name.split(_MARK, 1)[1].split("-", 1)[0])
         except ValueError:
             continue
-        if pid != os.getpid() and not _pid_alive(pid) and entry.is_dir():
+        ours = pid == os.getpid() and entry in _OURS
+        alive = pid != os.getpid() and _pid_alive(pid)
+        if not ours and not alive and entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)
             removed.append(entry)
     return removed
@@ -46,11 +53,31 @@ def staging_dir(destination: Path) -> Iterator[Path]:
     """A private folder next to `destination`, removed on exit whatever happens."""
     directory = destination.parent
     remove_stale_staging(directory)
-    path = Path(tempfile.mkdtemp(prefix=f".{destination.name}{_MARK}{os.getpid()}-", dir=directory))
+    try:
+        path = Path(
+            tempfile.mkdtemp(prefix=f".{destination.name}{_MARK}{os.getpid()}-", dir=directory)
+        )
+    except OSError as e:
+        raise InputError(
+            f"Cannot create files in the output folder {directory}: {e.strerror}. "
+            "Choose another -o path."
+        ) from e
+    _OURS.add(path)
     try:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+        _OURS.discard(path)
+
+
+def probe_writable(directory: Path) -> None:
+    """Raise `InputError` unless a staging folder can be made (and removed) in `directory`.
+
+    `os.access` says yes to root everywhere, even where no file can be made (e.g. /proc),
+    so the only honest test is to try.
+    """
+    with staging_dir(directory / "probe"):
+        pass
 
 
 def publish(staged: tuple[Path, ...], destinations: tuple[Path, ...], staging: Path) -> None:

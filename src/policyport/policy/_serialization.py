@@ -13,7 +13,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
+import stat
 import struct
 import tempfile
 from dataclasses import dataclass
@@ -25,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._errors import ModelFileError
+from .._errors import InputError, ModelFileError
 from ._spaces import AbstractSpace, as_space, space_from_json
 
 if TYPE_CHECKING:
@@ -38,6 +40,25 @@ SUPPORTED_FORMAT_VERSIONS = (1,)
 _LENGTH = struct.Struct("<I")
 _MAX_HEADER_BYTES = 1 << 20
 _KNOWN_CLASSES = ("MLPActorCriticPolicy",)
+# Every size in a header (widths, depths, space dimensions) is at most this.
+_MAX_SIZE = 1 << 24
+_HEADER_KEYS = (
+    "action_space",
+    "class",
+    "dtype",
+    "format",
+    "format_version",
+    "kwargs",
+    "leaves_sha256",
+    "observation_space",
+    "producer",
+)
+_SPACE_KEYS = {
+    "Box": {"type", "shape", "low", "high"},
+    "Discrete": {"type", "n"},
+    "MultiDiscrete": {"type", "nvec"},
+    "MultiBinary": {"type", "n"},
+}
 _KWARG_NAMES = (
     "feature_size",
     "feature_width",
@@ -128,15 +149,39 @@ def _umask() -> int:
 
 
 def read_bytes(path: Path) -> bytes:
-    """The file's bytes, or an error that says why they cannot be had."""
-    if not path.exists():
-        raise ModelFileError(f"Model file not found: {path}. Check the path.")
-    if path.is_dir():
-        raise ModelFileError(f"Model path is a directory, not a file: {path}.")
+    """The file's bytes, or an error that says why they cannot be had.
+
+    Only regular files are read: a FIFO or a device (e.g. /dev/zero) would block or
+    never end.
+    """
+    try:
+        info = path.stat()
+    except FileNotFoundError as e:
+        raise ModelFileError(f"Model file not found: {path}. Check the path.") from e
+    except NotADirectoryError as e:
+        raise ModelFileError(
+            f"Model file not found: {path} (a parent of it is a file, not a folder). "
+            "Check the path."
+        ) from e
+    except OSError as e:
+        raise ModelFileError(
+            f"Cannot read model file {path}: {e.strerror}. Check its folder's permissions."
+        ) from e
+    if stat.S_ISDIR(info.st_mode):
+        raise ModelFileError(
+            f"Model path is a directory, not a file: {path}. Give the .eqx file inside it."
+        )
+    if not stat.S_ISREG(info.st_mode):
+        raise ModelFileError(
+            f"Model path is not a regular file (a FIFO, socket or device): {path}. "
+            "Give a .eqx file."
+        )
     try:
         data = path.read_bytes()
     except OSError as e:
-        raise ModelFileError(f"Cannot read model file {path}: {e.strerror}.") from e
+        raise ModelFileError(
+            f"Cannot read model file {path}: {e.strerror}. Check its permissions."
+        ) from e
     if not data:
         raise ModelFileError(f"Model file is empty: {path}. Re-save the policy.")
     return data
@@ -149,8 +194,54 @@ def _bad_header(path: Path, what: str) -> ModelFileError:
     )
 
 
+def _is_int(value: Any, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _is_bound(value: Any) -> bool:
+    if isinstance(value, str):
+        return value in ("inf", "-inf")
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _space_problem(data: Any) -> str | None:
+    """What is wrong with a space description, checked as data before anything is built."""
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("type"), str)
+        or data["type"] not in _SPACE_KEYS
+    ):
+        return f"expected an object with 'type' one of {list(_SPACE_KEYS)}, found {data!r:.200}"
+    kind = data["type"]
+    if set(data) != _SPACE_KEYS[kind]:
+        return (
+            f"a {kind} space has exactly the keys {sorted(_SPACE_KEYS[kind])}, found {sorted(data)}"
+        )
+    if kind == "Discrete":
+        return None if _is_int(data["n"], 1, _MAX_SIZE) else f"bad Discrete n {data['n']!r:.80}"
+    dims = data["nvec"] if kind == "MultiDiscrete" else data.get("n", data.get("shape"))
+    low = 0 if kind == "Box" else 1
+    if not isinstance(dims, list) or not all(_is_int(d, low, _MAX_SIZE) for d in dims):
+        return f"bad {kind} dimensions {dims!r:.80}"
+    if kind != "Box" and not dims:
+        return f"a {kind} space needs at least one dimension"
+    if kind == "Box":
+        size = math.prod(dims)
+        for bound in ("low", "high"):
+            values = data[bound]
+            if not isinstance(values, list) or len(values) != size:
+                return f"Box {bound} must list {size} numbers for shape {dims}"
+            if not all(_is_bound(v) for v in values):
+                return f"Box {bound} must hold numbers, 'inf' or '-inf'"
+    return None
+
+
 def parse_header(path: Path, data: bytes) -> tuple[PolicyHeader, bytes]:
-    """Split a self-describing file into its validated header and its leaf bytes."""
+    """Split a self-describing file into its validated header and its leaf bytes.
+
+    The header is only ever compared with fixed tables and type-checked: nothing it
+    names is imported, looked up or called.
+    """
     start = len(MAGIC) + _LENGTH.size
     if len(data) < start:
         raise _bad_header(path, "the file ends inside the header")
@@ -159,33 +250,52 @@ def parse_header(path: Path, data: bytes) -> tuple[PolicyHeader, bytes]:
         raise _bad_header(path, f"header length {length} runs past the end of the file")
     try:
         raw = json.loads(data[start : start + length].decode())
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise _bad_header(path, f"not JSON ({e})") from e
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        # ValueError covers JSONDecodeError and integers too long to convert.
+        raise _bad_header(path, f"not JSON ({type(e).__name__}: {str(e)[:200]})") from e
     if not isinstance(raw, dict):
         raise _bad_header(path, "not a JSON object")
     version = raw.get("format_version")
-    if version not in SUPPORTED_FORMAT_VERSIONS:
+    if not _is_int(version, 0, 2**31) or version not in SUPPORTED_FORMAT_VERSIONS:
         raise ModelFileError(
-            f"{path} has policy file format version {version!r} (written by "
-            f"{raw.get('producer', 'an unknown producer')}); this policyport reads versions "
-            f"{list(SUPPORTED_FORMAT_VERSIONS)}. Upgrade policyport, or re-save the policy "
-            "with this version."
+            f"{path} has policy file format version {version!r:.40} (written by "
+            f"{str(raw.get('producer', 'an unknown producer'))[:80]}); this policyport reads "
+            f"versions {list(SUPPORTED_FORMAT_VERSIONS)}. Upgrade policyport, or re-save the "
+            "policy with this version."
         )
-    if raw.get("class") not in _KNOWN_CLASSES:
-        raise _bad_header(path, f"unknown policy class {raw.get('class')!r}")
-    kwargs = raw.get("kwargs")
+    if set(raw) != set(_HEADER_KEYS):
+        unknown = sorted(set(raw) - set(_HEADER_KEYS))[:10]
+        missing = sorted(set(_HEADER_KEYS) - set(raw))
+        raise _bad_header(
+            path,
+            f"expected exactly the keys {list(_HEADER_KEYS)}; unknown {unknown}, missing {missing}",
+        )
+    if raw["format"] != "policyport.eqx":
+        raise _bad_header(path, f"'format' must be 'policyport.eqx', found {raw['format']!r:.80}")
+    if raw["class"] not in _KNOWN_CLASSES:
+        raise _bad_header(
+            path, f"unknown policy class {raw['class']!r:.80}; known: {list(_KNOWN_CLASSES)}"
+        )
+    if not isinstance(raw["producer"], str):
+        raise _bad_header(path, "'producer' must be a string")
+    kwargs = raw["kwargs"]
     if not isinstance(kwargs, dict) or set(kwargs) != set(_KWARG_NAMES):
         raise _bad_header(path, f"'kwargs' must hold exactly {list(_KWARG_NAMES)}")
-    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in kwargs.values()):
-        raise _bad_header(path, f"'kwargs' must be non-negative integers, found {kwargs}")
-    if raw.get("dtype") != "float32":
-        raise _bad_header(path, f"unsupported dtype {raw.get('dtype')!r}")
-    try:
-        observation_space = space_from_json(raw.get("observation_space"))
-        action_space = space_from_json(raw.get("action_space"))
-    except (ValueError, TypeError, KeyError) as e:
-        raise _bad_header(path, f"bad space description ({e})") from e
-    digest = raw.get("leaves_sha256")
+    if not all(_is_int(v, 0, _MAX_SIZE) for v in kwargs.values()):
+        raise _bad_header(path, f"'kwargs' must be integers in 0..{_MAX_SIZE}, found {kwargs}")
+    if raw["dtype"] != "float32":
+        raise _bad_header(path, f"unsupported dtype {raw['dtype']!r:.80}; expected 'float32'")
+    spaces = {}
+    for name in ("observation_space", "action_space"):
+        problem = _space_problem(raw[name])
+        if problem is None:
+            try:
+                spaces[name] = space_from_json(raw[name])
+            except (ValueError, TypeError, KeyError, OverflowError, InputError) as e:
+                problem = str(e)
+        if problem is not None:
+            raise _bad_header(path, f"bad {name}: {problem}")
+    digest = raw["leaves_sha256"]
     leaves = data[start + length :]
     if digest != hashlib.sha256(leaves).hexdigest():
         raise ModelFileError(
@@ -195,34 +305,60 @@ def parse_header(path: Path, data: bytes) -> tuple[PolicyHeader, bytes]:
     header = PolicyHeader(
         format_version=version,
         class_name=raw["class"],
-        observation_space=observation_space,
-        action_space=action_space,
+        observation_space=spaces["observation_space"],
+        action_space=spaces["action_space"],
         kwargs=dict(kwargs),
         dtype=raw["dtype"],
         leaves_sha256=digest,
-        producer=str(raw.get("producer", "")),
+        producer=raw["producer"],
     )
     return header, leaves
 
 
-def _as_callback_leaves(tree: Any) -> Any:
-    """`tree` with Python scalars as the 0-d arrays `jax.debug.callback` turns them into.
-
-    lerax's `serialize` runs inside `jax.debug.callback`, so its files store the ints and
-    bools of a policy (e.g. a Discrete space's `n`) as int32/bool arrays.
-    """
-    return jax.tree.map(
-        lambda x: np.asarray(jnp.asarray(x)) if isinstance(x, bool | int | float) else x, tree
+def _npy_bytes(shape: tuple[int, ...], dtype: Any) -> int:
+    """How many bytes `np.save` writes for an array of `shape` and `dtype`."""
+    dtype = np.dtype(dtype)
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header,
+        {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape},
     )
+    return len(header.getvalue()) + math.prod(shape) * dtype.itemsize
+
+
+def _expected_bytes(template: Any, written_by_lerax: bool) -> int:
+    """The size of the leaves equinox writes for `template` (a tree of shapes).
+
+    lerax's `serialize` runs inside `jax.debug.callback`, so its files store the Python
+    ints and bools of a policy (e.g. a Discrete space's `n`) as int32/bool arrays.
+    """
+    total = 0
+    for leaf in jax.tree.leaves(template):
+        if isinstance(leaf, jax.ShapeDtypeStruct | jax.Array | np.ndarray):
+            total += _npy_bytes(tuple(leaf.shape), leaf.dtype)
+        elif isinstance(leaf, bool | int | float):
+            dtype = jnp.asarray(leaf).dtype if written_by_lerax else np.asarray(leaf).dtype
+            total += _npy_bytes((), dtype)
+    return total
+
+
+def _template(build: Any, described_as: str, path: Path) -> Any:
+    """The policy `build()` makes, as shapes only: nothing is allocated or initialised."""
+    try:
+        return eqx.filter_eval_shape(build)
+    except Exception as e:  # the arguments are the user's: any failure means they don't fit
+        raise ModelFileError(
+            f"{path}: cannot build a policy {described_as}: {type(e).__name__}: "
+            f"{str(e)[:300]}. Pass the env and constructor kwargs it was trained with."
+        ) from e
 
 
 def _load_leaves(
     path: Path, leaves: bytes, build: Any, described_as: str, *, written_by_lerax: bool = False
 ) -> Any:
     """Load `leaves` into the policy `build()` makes, checking the sizes agree first."""
-    template = build()
-    sized = _as_callback_leaves(template) if written_by_lerax else template
-    expected = len(leaves_bytes(sized))
+    template = _template(build, described_as, path)
+    expected = _expected_bytes(template, written_by_lerax)
     if expected != len(leaves):
         raise ModelFileError(
             f"{path} holds {len(leaves)} bytes of weights, but a policy built {described_as} "
@@ -230,14 +366,31 @@ def _load_leaves(
             "kwargs: pass the ones it was trained with (e.g. --policy-kwargs "
             "'{\"feature_width\": 128}')."
         )
+    buffer = io.BytesIO(leaves)
     try:
-        policy = eqx.tree_deserialise_leaves(io.BytesIO(leaves), template)
+        policy = eqx.tree_deserialise_leaves(buffer, template)
     except Exception as e:  # equinox and numpy raise many kinds here; all mean one thing.
         raise ModelFileError(
-            f"{path}: the weights do not fit a policy built {described_as} ({e}). Pass the "
-            "env and constructor kwargs the policy was trained with."
+            f"{path}: the weights do not fit a policy built {described_as} "
+            f"({type(e).__name__}: {str(e)[:300]}). The file is damaged, or it was saved "
+            "with another env or other constructor kwargs: pass the ones it was trained with."
         ) from e
+    if buffer.tell() != len(leaves):
+        raise ModelFileError(
+            f"{path}: {len(leaves) - buffer.tell()} bytes are left over after the weights of "
+            f"a policy built {described_as}. The file is damaged; re-save it."
+        )
     return policy
+
+
+def _check_spaces(path: Path, policy: Any, spaces: Any, source: str, fix: str) -> None:
+    """The spaces stored in the leaves must be the ones the header or env describes."""
+    for name in ("observation_space", "action_space"):
+        saved, given = getattr(policy, name), as_space(getattr(spaces, name))
+        if saved != given:
+            raise ModelFileError(
+                f"{path} was saved with {name} {saved!r}, but {source} has {given!r}. {fix}"
+            )
 
 
 def read_policy(cls: type, path: Path, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -251,12 +404,15 @@ def read_policy(cls: type, path: Path, args: tuple[Any, ...], kwargs: dict[str, 
                 "call deserialize(path) with no env or kwargs."
             )
         env = SpacesEnv(header.observation_space, header.action_space)
-        return _load_leaves(
+        policy = _load_leaves(
             path,
             leaves,
             lambda: cls(env, key=jax.random.key(0), **header.kwargs),
             f"as its header describes ({header.kwargs})",
         )
+        _check_spaces(path, policy, env, "its header", "The file is damaged; re-save it.")
+        _check_float32(path, policy)
+        return policy
     if not data.startswith(b"\x93NUMPY"):
         raise ModelFileError(
             f"{path} is not a policy file: it has neither a policyport header nor equinox's "
@@ -272,8 +428,8 @@ def read_policy(cls: type, path: Path, args: tuple[Any, ...], kwargs: dict[str, 
     env, *rest = args
     if rest:
         raise ModelFileError("deserialize(path, env, **kwargs) takes one positional argument.")
-    key = kwargs.pop("key", None)
-    key = jax.random.key(0) if key is None else key
+    kwargs = dict(kwargs)
+    kwargs.pop("key", None)  # the weights come from the file: the key changes nothing
     unknown = set(kwargs) - {*_KWARG_NAMES, "log_std_init"}
     if unknown:
         raise ModelFileError(
@@ -283,17 +439,11 @@ def read_policy(cls: type, path: Path, args: tuple[Any, ...], kwargs: dict[str, 
     policy = _load_leaves(
         path,
         data,
-        lambda: cls(env, key=key, **kwargs),
+        lambda: cls(env, key=jax.random.key(0), **kwargs),
         f"for this env with kwargs {kwargs or '(defaults)'}",
         written_by_lerax=True,
     )
-    for name in ("observation_space", "action_space"):
-        saved, given = getattr(policy, name), as_space(getattr(env, name))
-        if saved != given:
-            raise ModelFileError(
-                f"{path} was saved with {name} {saved!r}, but the env given has {given!r}. "
-                "Pass the env the policy was trained on."
-            )
+    _check_spaces(path, policy, env, "the env given", "Pass the env the policy was trained on.")
     _check_float32(path, policy)
     return policy
 

@@ -12,21 +12,11 @@ from ..exporters._traced import deterministic_forward
 from ..policy import Box, Discrete, MLPActorCriticPolicy, MultiBinary
 
 
-@eqx.filter_jit
-def _batched_forward(policy: MLPActorCriticPolicy, inputs: tuple[Array, ...]):
-    return jax.vmap(lambda *xs: deterministic_forward(policy, *xs))(*inputs)
-
-
 def reference_outputs(
     policy: MLPActorCriticPolicy, inputs: dict[str, np.ndarray]
 ) -> dict[str, np.ndarray]:
     """The JAX policy's `action` and `value`, in the contract's dtypes."""
-    ordered = tuple(jnp.asarray(inputs[k]) for k in ("observation", "action_mask") if k in inputs)
-    action, value = _batched_forward(policy, ordered)
-    action = np.asarray(action)
-    if not isinstance(policy.action_space, Box):
-        action = action.astype(np.int64)
-    return {"action": action, "value": np.asarray(value)}
+    return reference_and_margins(policy, inputs)[0]
 
 
 def _margin(policy: MLPActorCriticPolicy, observation: Array, mask: Array | None) -> Array:
@@ -53,23 +43,38 @@ def _margin(policy: MLPActorCriticPolicy, observation: Array, mask: Array | None
 
 
 @eqx.filter_jit
-def _batched_margins(policy: MLPActorCriticPolicy, observation: Array, mask: Array | None):
+def _batched(policy: MLPActorCriticPolicy, observation: Array, mask: Array | None):
+    """Outputs and margins in one compiled function: checks compile it once, not twice."""
+
+    def row(o, m):
+        action, value = deterministic_forward(policy, o, m)
+        if isinstance(policy.action_space, Box):
+            return action, value, jnp.array(jnp.inf)
+        return action, value, _margin(policy, o, m)
+
     if mask is None:
-        return jax.vmap(lambda o: _margin(policy, o, None))(observation)
-    return jax.vmap(lambda o, m: _margin(policy, o, m))(observation, mask)
+        return jax.vmap(lambda o: row(o, None))(observation)
+    return jax.vmap(row)(observation, mask)
+
+
+def reference_and_margins(
+    policy: MLPActorCriticPolicy, inputs: dict[str, np.ndarray]
+) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """The JAX policy's outputs (contract dtypes) and, for discrete actions, row margins."""
+    mask = inputs.get("action_mask")
+    action, value, margins = _batched(
+        policy, jnp.asarray(inputs["observation"]), None if mask is None else jnp.asarray(mask)
+    )
+    action = np.asarray(action)
+    discrete = not isinstance(policy.action_space, Box)
+    if discrete:
+        action = action.astype(np.int64)
+    outputs = {"action": action, "value": np.asarray(value)}
+    return outputs, np.asarray(margins) if discrete else None
 
 
 def decision_margins(
     policy: MLPActorCriticPolicy, inputs: dict[str, np.ndarray]
 ) -> np.ndarray | None:
     """Per-row margins for a discrete action space, None for Box."""
-    if isinstance(policy.action_space, Box):
-        return None
-    mask = inputs.get("action_mask")
-    return np.asarray(
-        _batched_margins(
-            policy,
-            jnp.asarray(inputs["observation"]),
-            None if mask is None else jnp.asarray(mask),
-        )
-    )
+    return reference_and_margins(policy, inputs)[1]

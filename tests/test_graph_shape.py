@@ -1,0 +1,83 @@
+"""The exported ONNX graph's shape, pinned: a regression shows here without any timing."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import equinox as eqx
+import jax
+import onnx
+import pytest
+
+import policyport
+from conftest import make_policy
+from policyport.exporters import trace
+from policyport.exporters._onnx import lower_to_onnx
+
+# Default architecture: encoder 3 layers, value head 3, action head 1 hidden layer plus
+# the distribution layer, which the optimiser folds into the layer before it (-1 Gemm).
+# Relu after every hidden layer: encoder 2, value head 2, action head 1.
+EXPECTED_OPS = {
+    "Box": {"Gemm": 8, "Relu": 5, "Squeeze": 1},
+    "Discrete": {"Gemm": 8, "Relu": 5, "Where": 1, "ArgMax": 1, "Squeeze": 1},
+    "MultiDiscrete": {
+        "Gemm": 8,
+        "Relu": 5,
+        "Split": 2,
+        "Where": 3,
+        "ArgMax": 3,
+        "Cast": 4,
+        "Unsqueeze": 3,
+        "Concat": 1,
+        "Squeeze": 1,
+    },
+    "MultiBinary": {
+        "Gemm": 8,
+        "Relu": 5,
+        "Where": 1,
+        "Sigmoid": 1,
+        "Greater": 1,
+        "Cast": 2,
+        "Squeeze": 1,
+    },
+}
+
+
+@pytest.mark.parametrize("action", list(EXPECTED_OPS))
+def test_default_policy_graph(action):
+    model = lower_to_onnx(trace(make_policy(action)), opset=21)
+    ops = Counter(node.op_type for node in model.graph.node)
+    assert dict(ops) == EXPECTED_OPS[action]
+    assert model.doc_string == "lowered by policyport"
+    used = {name for node in model.graph.node for name in node.input}
+    assert all(init.name in used for init in model.graph.initializer)
+    for node in model.graph.node:
+        if node.op_type == "Gemm":
+            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+            assert attrs == {"transB": 1} and len(node.input) == 3  # bias fused in
+
+
+@pytest.mark.parametrize("depth", [1, 3])
+def test_gemm_count_follows_the_architecture(depth):
+    policy = make_policy("Discrete", feature_depth=depth, value_depth=depth, action_depth=depth)
+    model = lower_to_onnx(trace(policy), opset=21)
+    ops = Counter(node.op_type for node in model.graph.node)
+    # Layers: encoder depth+1, value head depth+1, action head max(depth-1,0)+1 plus the
+    # distribution layer, folded into the action head's last layer.
+    assert ops["Gemm"] == (depth + 1) + (depth + 1) + max(depth - 1, 0) + 1
+    assert ops["Relu"] == depth + depth + max(depth - 1, 0)
+    assert "Transpose" not in ops
+
+
+def test_primitives_outside_our_lowering_go_through_jax2onnx(tmp_path):
+    # An encoder with an exact GELU uses `erf`, which only jax2onnx lowers.
+    policy = make_policy("Discrete")
+    gelu = eqx.nn.Lambda(lambda x: jax.nn.gelu(x, approximate=False))
+    policy = eqx.tree_at(lambda p: p.encoder.activation, policy, gelu.fn)
+    model = lower_to_onnx(trace(policy), opset=21)
+    assert model.doc_string.startswith("lowered by jax2onnx")
+    assert "erf" in model.doc_string
+    ops = Counter(node.op_type for node in model.graph.node)
+    assert "Transpose" not in ops and ops["Gemm"] == 8
+    [result] = policyport.export(policy, "onnx", tmp_path / "gelu.onnx")
+    assert result.report.passed
