@@ -25,9 +25,9 @@ def _export_table(cases: dict) -> list[str]:
     ]
     for name, entry in cases.items():
         for fmt, e in entry["exports"].items():
+            tf = "yes" if e["tensorflow_imported"] else "no"
             lines.append(
-                f"| {name} | {fmt} | {e['wall_s']:.2f} | {'yes' if e['tensorflow_imported'] else 'no'}"
-                f" | {e['bytes'] / 1024:.0f} |"
+                f"| {name} | {fmt} | {e['wall_s']:.2f} | {tf} | {e['bytes'] / 1024:.0f} |"
             )
     lines += ["", "| policy | ONNX nodes | by op type |", "|---|---:|---|"]
     for name, entry in cases.items():
