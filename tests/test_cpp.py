@@ -231,19 +231,23 @@ def test_mask_for_a_model_without_one(build, artifacts, discrete_files):
     assert_refused(done, "has no action_mask input (its action space is Box)")
 
 
-@pytest.mark.parametrize("which", ["text", "policy.eqx", "truncated onnx", "missing"])
+@pytest.mark.parametrize(
+    "which", ["text", "policy.eqx", "truncated onnx", "truncated ort", "missing"]
+)
 def test_not_an_onnx_file(build, artifacts, discrete_files, tmp_path, which):
     model = tmp_path / "model.onnx"
     if which == "text":
         model.write_text("not a model\n")
     elif which == "policy.eqx":
         model = CARTPOLE_POLICY
-    elif which == "truncated onnx":
-        model.write_bytes(artifacts["Discrete.onnx"].read_bytes()[:1000])
+    elif which.startswith("truncated"):
+        fmt = which.split()[1]
+        model = tmp_path / f"model.{fmt}"
+        model.write_bytes(artifacts[f"Discrete.{fmt}"].read_bytes()[:1000])
     message = "cannot open model file" if which == "missing" else "cannot load"
     done = run(build / "batch_run", model, discrete_files["obs"], discrete_files["mask"])
     assert_refused(done, message)
-    assert "export-policy" in done.stderr  # says what to pass instead
+    assert "export-policy" in done.stderr or "--format ort" in done.stderr  # says what to do
 
 
 def test_usage(build):

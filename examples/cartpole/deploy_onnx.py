@@ -75,8 +75,13 @@ def run_episode(session: ort.InferenceSession, initial: np.ndarray, max_steps: i
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", help="the exported CartPole policy (.onnx or .ort)")
-    parser.add_argument("--initial", type=float, nargs=4, default=DEFAULT_INITIAL_STATE,
-                        metavar=("X", "X_DOT", "THETA", "THETA_DOT"))
+    parser.add_argument(
+        "--initial",
+        type=float,
+        nargs=4,
+        default=DEFAULT_INITIAL_STATE,
+        metavar=("X", "X_DOT", "THETA", "THETA_DOT"),
+    )
     parser.add_argument("--max-steps", type=int, default=500)
     args = parser.parse_args()
     result = run_episode(load_policy(args.model), np.array(args.initial), args.max_steps)

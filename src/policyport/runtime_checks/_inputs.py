@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import jax
 import numpy as np
 
 from ..exporters._contract import input_specs
-from ..policy import Discrete, MLPActorCriticPolicy, MultiBinary, MultiDiscrete
+from ..policy import AbstractSpace, Box, Discrete, MLPActorCriticPolicy, MultiBinary, MultiDiscrete
 
 # A check's batch sizes: one observation, and a batch large enough to expose rare rows.
 DEFAULT_BATCH_SIZES = (1, 4096)
@@ -35,22 +34,49 @@ def random_masks(policy: MLPActorCriticPolicy, rng: np.random.Generator, batch: 
     return masks
 
 
+def sample_observations(space: AbstractSpace, rng: np.random.Generator, batch: int) -> np.ndarray:
+    """`batch` observations from `space`, as float32, finite everywhere.
+
+    The same distributions as the space's own sampler (uniform between finite bounds,
+    exponential tails from a single bound, normal where unbounded), drawn with numpy:
+    the JAX sampler, vmapped over thousands of keys, takes seconds to compile.
+    """
+    shape = (batch, *space.shape)
+    if isinstance(space, Box):
+        low, high = np.asarray(space.low, np.float64), np.asarray(space.high, np.float64)
+        below, above = np.isfinite(low), np.isfinite(high)
+        bounded = np.where(below & above, high - low, 0.0)
+        uniform = np.where(below & above, low, 0.0) + rng.random(shape) * bounded
+        values = np.where(
+            below & above,
+            uniform,
+            np.where(
+                below,
+                low + rng.exponential(size=shape),
+                np.where(above, high - rng.exponential(size=shape), rng.normal(size=shape)),
+            ),
+        )
+    elif isinstance(space, Discrete):
+        values = rng.integers(0, space.n, size=shape)
+    elif isinstance(space, MultiDiscrete):
+        values = rng.integers(0, np.asarray(space.nvec), size=shape)
+    else:
+        values = rng.integers(0, 2, size=shape)
+    return values.astype(np.float32)
+
+
 def sample_inputs(
     policy: MLPActorCriticPolicy, *, seed: int, batch: int, all_false_rows: int = 0
 ) -> dict[str, np.ndarray]:
     """A batch of inputs named as the contract says.
 
-    Observations come from the observation space's sampler (finite everywhere: infinite
-    bounds are sampled from normal or exponential tails). The first `all_false_rows` rows
-    of the mask, if any, are all False.
+    Observations follow `sample_observations`. The first `all_false_rows` rows of the
+    mask, if any, are all False.
     """
-    key = jax.random.key(seed)
-    keys = jax.random.split(key, batch)
-    sample = jax.vmap(lambda k: policy.observation_space.sample(key=k))
-    observation = np.asarray(sample(keys), dtype=np.float32)
-    inputs = {"observation": observation.reshape(batch, *policy.observation_space.shape)}
+    rng = np.random.default_rng(seed)
+    inputs = {"observation": sample_observations(policy.observation_space, rng, batch)}
     if len(input_specs(policy)) == 2:
-        masks = random_masks(policy, np.random.default_rng(seed), batch)
+        masks = random_masks(policy, rng, batch)
         masks[: min(all_false_rows, batch)] = False
         inputs["action_mask"] = masks
     return inputs
