@@ -26,9 +26,7 @@ def _export_table(cases: dict) -> list[str]:
     for name, entry in cases.items():
         for fmt, e in entry["exports"].items():
             tf = "yes" if e["tensorflow_imported"] else "no"
-            lines.append(
-                f"| {name} | {fmt} | {e['wall_s']:.2f} | {tf} | {e['bytes'] / 1024:.0f} |"
-            )
+            lines.append(f"| {name} | {fmt} | {e['wall_s']:.2f} | {tf} | {e['bytes'] / 1024:.0f} |")
     lines += ["", "| policy | ONNX nodes | by op type |", "|---|---:|---|"]
     for name, entry in cases.items():
         ops = entry["exports"]["onnx"]["ops"]
@@ -174,7 +172,8 @@ def write_report(data: dict, folder: Path) -> None:
         "",
         "FLOPs per observation count every linear layer the JAX policy runs for the action "
         "and the value (2 per multiply-add). The matmul rate is numpy's float32 matmul at "
-        "the policy's layer shapes and batch 4096 in the same pinned worker; the floor is "
+        "the policy's layer shapes and batch 4096 in the same pinned worker (best of many "
+        "repeats); the floor is "
         "that rate divided by the FLOPs per observation. (The exported ONNX folds the action "
         "head's last two affine layers, so it does slightly less work than counted here.)",
         "",

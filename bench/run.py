@@ -148,29 +148,30 @@ def _inputs(policy, batch: int):
 
 def _runners(policy, artifacts: dict[str, str], threads: int) -> dict:
     """name -> function(inputs) returning a callable that runs one batch."""
-    import equinox as eqx
     import jax
     import jax.numpy as jnp
     import onnxruntime as ort
 
-    @eqx.filter_jit
-    def jax_forward(p, observation, mask):
-        action = jax.vmap(lambda o, m: p(None, o, action_mask=m)[1])(observation, mask)
-        value = jax.vmap(lambda o: p.value(None, o)[1])(observation)
+    # The policy is closed over: `jax.jit` of a plain function is JAX's fastest call path
+    # (`eqx.filter_jit` re-partitions the module on every call, ~80 us at batch 1).
+    @jax.jit
+    def jax_forward(observation, mask):
+        action = jax.vmap(lambda o, m: policy(None, o, action_mask=m)[1])(observation, mask)
+        value = jax.vmap(lambda o: policy.value(None, o)[1])(observation)
         return action, value
 
-    @eqx.filter_jit
-    def jax_forward_unmasked(p, observation):
-        action = jax.vmap(lambda o: p(None, o)[1])(observation)
-        value = jax.vmap(lambda o: p.value(None, o)[1])(observation)
+    @jax.jit
+    def jax_forward_unmasked(observation):
+        action = jax.vmap(lambda o: policy(None, o)[1])(observation)
+        value = jax.vmap(lambda o: policy.value(None, o)[1])(observation)
         return action, value
 
     def jax_runner(inputs):
         observation = jnp.asarray(inputs["observation"])
         if "action_mask" in inputs:
             mask = jnp.asarray(inputs["action_mask"])
-            return lambda: jax.block_until_ready(jax_forward(policy, observation, mask))
-        return lambda: jax.block_until_ready(jax_forward_unmasked(policy, observation))
+            return lambda: jax.block_until_ready(jax_forward(observation, mask))
+        return lambda: jax.block_until_ready(jax_forward_unmasked(observation))
 
     def ort_runner(path):
         options = ort.SessionOptions()
@@ -229,9 +230,10 @@ def matmul_rate(policy, threads: int) -> float:
         for (i, _), weight in zip(layers, w, strict=True):
             x[i] @ weight.T
 
-    times = _timings(run, min_seconds=0.5, min_calls=20)
+    times = _timings(run, min_seconds=1.0, min_calls=50)
     flops = sum(2 * 4096 * i * o for i, o in layers)
-    return flops / float(np.median(times)) / 1e9
+    # The best time: the rate the machine can reach, which other load only ever lowers.
+    return flops / float(np.min(times)) / 1e9
 
 
 # ---------------------------------------------------------------------------------------
