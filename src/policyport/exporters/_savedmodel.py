@@ -8,6 +8,7 @@ folder TF Serving reserves for files beside the graph.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -23,6 +24,9 @@ METADATA_FILE = Path("assets.extra") / "policyport.json"
 
 
 def import_tensorflow() -> Any:
+    # TensorFlow's C++ INFO/WARNING logs are not for our users (a value they set wins). Its
+    # import-time absl/oneDNN notice ignores this setting and still prints.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         import tensorflow as tf
     except ImportError as e:
