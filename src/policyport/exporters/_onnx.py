@@ -113,6 +113,16 @@ def check_model(model: onnx.ModelProto) -> None:
     onnx.checker.check_model(model, full_check=True)
 
 
+def build_model(
+    traced: TracedPolicy, options: ExportOptions, metadata: dict[str, str]
+) -> onnx.ModelProto:
+    """The checked ONNX model, metadata included: what both `onnx` and `ort` start from."""
+    model = lower_to_onnx(traced, options.opset)
+    set_model_metadata(model, metadata)
+    check_model(model)
+    return model
+
+
 class OnnxFormat(ArtifactFormat):
     name: ClassVar[str] = "onnx"
     suffix: ClassVar[str] = ".onnx"
@@ -127,9 +137,7 @@ class OnnxFormat(ArtifactFormat):
         options: ExportOptions,
         metadata: dict[str, str],
     ) -> tuple[Path, ...]:
-        model = lower_to_onnx(traced, options.opset)
-        set_model_metadata(model, metadata)
-        check_model(model)
+        model = build_model(traced, options, metadata)
         path = staging / f"{stem}{self.suffix}"
         onnx.save_model(model, path)
         return (path,)

@@ -17,7 +17,7 @@ from typing import ClassVar
 import onnx
 
 from ._base import ArtifactFormat, ExportOptions
-from ._onnx import check_model, lower_to_onnx, set_model_metadata
+from ._onnx import build_model, set_model_metadata
 from ._traced import TracedPolicy
 
 _CONFIG_SUFFIX = ".required_operators.config"
@@ -62,9 +62,7 @@ class OrtFormat(ArtifactFormat):
         options: ExportOptions,
         metadata: dict[str, str],
     ) -> tuple[Path, ...]:
-        model = lower_to_onnx(traced, options.opset)
-        set_model_metadata(model, metadata)
-        check_model(model)
+        model = build_model(traced, options, metadata)
         source = staging / "source" / f"{stem}.onnx"
         source.parent.mkdir()
         onnx.save_model(model, source)
