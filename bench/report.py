@@ -104,6 +104,25 @@ def _targets(cases: dict) -> list[str]:
     return lines
 
 
+def _cpp_table(data: dict, cases: dict) -> list[str]:
+    cpp = data.get("cpp")
+    if not cpp:
+        return ["C++ was not measured in this run (examples/cpp did not build)."]
+    python = cases["discrete-default"]["runs"]["1"]["onnxruntime .onnx"]["1"]
+    lines = [
+        "Default Discrete policy, batch 1, one core, one ONNX Runtime thread; `examples/cpp/"
+        "build/bench_latency` (ONNX Runtime 1.29 C++ API) on the `.onnx` this run exported.",
+        "",
+        "| caller | median (µs) | p99 (µs) |",
+        "|---|---:|---:|",
+        f"| Python `session.run` (onnxruntime 1.32) | {python['median_us']:.1f} | "
+        f"{python['p99_us']:.1f} |",
+    ]
+    for mode in cpp["modes"]:
+        lines.append(f"| C++ `{mode['mode']}` | {mode['median_us']:.1f} | {mode['p99_us']:.1f} |")
+    return lines
+
+
 def _plot(cases: dict, path: Path) -> None:
     import matplotlib
 
@@ -161,6 +180,10 @@ def write_report(data: dict, folder: Path) -> None:
         "## Latency at batch 1",
         "",
         *_latency_table(cases),
+        "",
+        "## Latency from C++",
+        "",
+        *_cpp_table(data, cases),
         "",
         "## Throughput",
         "",

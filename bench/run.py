@@ -351,8 +351,33 @@ def orchestrate(quick: bool) -> dict:
                 if done.returncode != 0:
                     raise RuntimeError(f"worker failed:\n{done.stderr[-4000:]}")
                 entry["runs"][threads] = json.loads(done.stdout.strip().splitlines()[-1])
+            if case.name == "discrete-default":
+                data["cpp"] = measure_cpp(Path(artifacts["onnx"]))
             data["cases"][case.name] = entry
     return data
+
+
+def measure_cpp(model: Path) -> dict | None:
+    """Batch-1 latency through ONNX Runtime's C++ API (examples/cpp), pinned to one core."""
+    build = subprocess.run(
+        ["bash", str(ROOT / "examples" / "cpp" / "build.sh")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    program = ROOT / "examples" / "cpp" / "build" / "bench_latency"
+    if build.returncode != 0 or not program.exists():
+        print(f"[bench] C++ skipped: examples/cpp did not build\n{build.stderr[-2000:]}")
+        return None
+    print("[bench] discrete-default: C++", flush=True)
+    done = subprocess.run(
+        [*_pinned(1), str(program), str(model), "20000"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=_worker_env(1),
+    )
+    return {"modes": [json.loads(line) for line in done.stdout.splitlines() if line.strip()]}
 
 
 def _cpu_name() -> str:

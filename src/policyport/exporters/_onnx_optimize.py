@@ -147,6 +147,42 @@ def _scalar_where_fill(graph: _Graph, node: onnx.NodeProto) -> bool:
     return False
 
 
+# Masked logits sit this far below any legal one. In float32, `x - 1e30` rounds to exactly
+# -1e30 for every |x| < 3.7e22, so all masked entries tie below every legal logit, and a
+# row with none legal is all ties, where ArgMax picks index 0: what `argmax(where(mask, x,
+# -inf))` gives, for any logit a policy can produce.
+_MASK_PENALTY = 1e30
+
+
+def _arithmetic_mask(graph: _Graph, node: onnx.NodeProto) -> bool:
+    """`ArgMax(Where(mask, x, -inf))` -> `ArgMax(x + (float(mask) * 1e30 - 1e30))`.
+
+    onnxruntime's Where broadcasts its scalar fill on a slow generic path (a seventh of
+    the whole policy's time at batch 4096, measured); Cast/Mul/Add take their fast paths.
+    """
+    if node.op_type != "Where":
+        return False
+    fill = graph.constants.get(node.input[2])
+    user = graph.only_consumer(node.output[0])
+    if fill is None or fill.size == 0 or not np.all(np.isneginf(fill)):
+        return False
+    if user is None or user.op_type != "ArgMax":
+        return False
+    penalty_value = np.array(_MASK_PENALTY, np.float32)
+    big = graph.add_constant(f"{node.output[0]}_mask_scale", penalty_value)
+    offset = graph.add_constant(f"{node.output[0]}_mask_shift", -penalty_value)
+    legal, scaled, penalty = (f"{node.output[0]}_{s}" for s in ("legal", "scaled", "penalty"))
+    cast = helper.make_node("Cast", [node.input[0]], [legal], to=TensorProto.FLOAT)
+    _replace(graph, [node], cast)
+    position = next(i for i, n in enumerate(graph.nodes) if n is cast)
+    graph.nodes[position + 1 : position + 1] = [
+        helper.make_node("Mul", [legal, big], [scaled]),
+        helper.make_node("Add", [scaled, offset], [penalty]),
+        helper.make_node("Add", [node.input[1], penalty], [node.output[0]]),
+    ]
+    return True
+
+
 def _argmax_without_casts(graph: _Graph, node: onnx.NodeProto) -> bool:
     """`Cast<int64>(Cast<int32>(ArgMax(x)))` -> `ArgMax(x)`: ArgMax is int64 already."""
     if node.op_type != "Cast" or _attrs(node).get("to") != TensorProto.INT64:
@@ -229,6 +265,7 @@ RULES = (
     _bias_into_gemm,
     _relu_from_max,
     _scalar_where_fill,
+    _arithmetic_mask,
     _argmax_without_casts,
     _fold_linear_pairs,
     _no_identity,
