@@ -17,7 +17,7 @@ from policyport.exporters._onnx import lower_to_onnx
 # Default architecture: encoder 3 layers, value head 3, action head 1 hidden layer plus
 # the distribution layer, which the optimiser folds into the layer before it (-1 Gemm).
 # Relu after every hidden layer: encoder 2, value head 2, action head 1. A categorical mask
-# is applied arithmetically before ArgMax (Cast, Mul, Add, Add) rather than with Where.
+# is applied arithmetically before ArgMax or Sigmoid (Cast, Mul, Add, Add), not with Where.
 EXPECTED_OPS = {
     "Box": {"Gemm": 8, "Relu": 5, "Squeeze": 1},
     "Discrete": {"Gemm": 8, "Relu": 5, "Cast": 1, "Mul": 1, "Add": 2, "ArgMax": 1, "Squeeze": 1},
@@ -36,10 +36,11 @@ EXPECTED_OPS = {
     "MultiBinary": {
         "Gemm": 8,
         "Relu": 5,
-        "Where": 1,
+        "Mul": 1,
+        "Add": 2,
         "Sigmoid": 1,
         "Greater": 1,
-        "Cast": 2,
+        "Cast": 3,
         "Squeeze": 1,
     },
 }
