@@ -137,7 +137,7 @@ def _plot(cases: dict, path: Path) -> None:
             ax.plot(
                 batches, [run[runtime][str(b)]["obs_per_s"] for b in batches], "o-", label=runtime
             )
-        ax.axhline(_floor(entry, run), color="grey", linestyle="--", label="compute floor")
+        ax.axhline(_floor(entry, run), color="grey", linestyle="--", label="compute limit")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("batch size")
