@@ -21,7 +21,7 @@ from ._base import MAX_OPSET, MIN_OPSET, ExportOptions
 from ._contract import metadata
 from ._publish import probe_writable, publish, staging_dir
 from ._registry import ALL, FORMATS
-from ._traced import trace
+from ._traced import TracedPolicy, trace
 
 Progress = Callable[[str], None]
 
@@ -194,8 +194,17 @@ def _run_parity_check(run_check, policy, artifact: Path, name: str, seed: int):
 
 
 def _export_one(
-    traced, name, primary, options, check, seed, closed_loop, progress, seconds
+    traced: TracedPolicy,
+    name: str,
+    primary: Path,
+    options: ExportOptions,
+    check: bool,
+    seed: int,
+    closed_loop: ClosedLoop,
+    progress: Progress | None,
+    seconds: dict[str, float],
 ) -> ExportResult:
+    """Write, check and publish one format; nothing reaches `primary` unless all passed."""
     from ..runtime_checks import check as run_check
     from ..runtime_checks import compare_rollouts
 
