@@ -174,3 +174,23 @@ def test_rollouts_through_the_cli(tmp_path, capsys):
 def test_rollouts_need_an_env(model, capsys):
     assert run([str(model), "--format", "onnx", "--rollouts", "2"]) == 2
     assert "--rollouts needs the env" in capsys.readouterr().err
+
+
+def test_env_from_the_current_directory(tmp_path, capsys):
+    # Like `python -m`, --env finds a project's own module from the working directory.
+    args = [
+        "examples/gridworld/policy.eqx",
+        "--format",
+        "onnx",
+        "-o",
+        str(tmp_path / "g.onnx"),
+        "--rollouts",
+        "3",
+        "--rollout-steps",
+        "50",
+        "--env",
+        "examples.gridworld.gridworld:Gridworld",
+    ]
+    assert run(args) == 0
+    out = capsys.readouterr().out
+    assert "Closed loop PASS: onnx" in out and "episodes whose actions differ: 0" in out

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -55,12 +57,18 @@ def parse_policy_kwargs(text: str | None) -> dict[str, Any]:
 
 
 def import_env(spec: str) -> Any:
-    """`MODULE:ATTR` -> an env: ATTR is an env, or a class or function that makes one."""
+    """`MODULE:ATTR` -> an env: ATTR is an env, or a class or function that makes one.
+
+    Like `python -m`, MODULE may also be found from the current directory, so a project's
+    own env works as `--env envs.maze:Maze` when run from the project's root.
+    """
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise InputError(
             f"--env must look like MODULE:ATTR (e.g. lerax.env:CartPole), found {spec!r}."
         )
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())  # after installed packages: they win a name clash
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
