@@ -42,7 +42,12 @@ def _convert(onnx_path: Path) -> tuple[Path, Path]:
         )
         gc.collect()
     quiet.setLevel(level)
-    return onnx_path.with_suffix(".ort"), onnx_path.with_suffix(_CONFIG_SUFFIX)
+    ort_path, config_path = onnx_path.with_suffix(".ort"), onnx_path.with_suffix(_CONFIG_SUFFIX)
+    # The converter names the model it read by its full (staging) path; keep just the name.
+    lines = config_path.read_text().splitlines()
+    lines = [f"# - {ort_path.name}" if line.startswith("# - ") else line for line in lines]
+    config_path.write_text("\n".join(lines) + "\n")
+    return ort_path, config_path
 
 
 class OrtFormat(ArtifactFormat):
