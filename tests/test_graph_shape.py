@@ -17,10 +17,19 @@ from policyport.exporters._onnx import lower_to_onnx
 # Default architecture: encoder 3 layers, value head 3, action head 1 hidden layer plus
 # the distribution layer, which the optimiser folds into the layer before it (-1 Gemm).
 # Relu after every hidden layer: encoder 2, value head 2, action head 1. A categorical mask
-# is applied arithmetically before ArgMax or Sigmoid (Cast, Mul, Add, Add), not with Where.
+# is applied arithmetically before ArgMax or Sigmoid (Cast, Mul, Add, Clip, Add), not Where.
 EXPECTED_OPS = {
     "Box": {"Gemm": 8, "Relu": 5, "Squeeze": 1},
-    "Discrete": {"Gemm": 8, "Relu": 5, "Cast": 1, "Mul": 1, "Add": 2, "ArgMax": 1, "Squeeze": 1},
+    "Discrete": {
+        "Gemm": 8,
+        "Relu": 5,
+        "Cast": 1,
+        "Mul": 1,
+        "Add": 2,
+        "Clip": 1,
+        "ArgMax": 1,
+        "Squeeze": 1,
+    },
     "MultiDiscrete": {
         "Gemm": 8,
         "Relu": 5,
@@ -28,6 +37,7 @@ EXPECTED_OPS = {
         "Cast": 7,
         "Mul": 3,
         "Add": 6,
+        "Clip": 3,
         "ArgMax": 3,
         "Unsqueeze": 3,
         "Concat": 1,
@@ -38,6 +48,7 @@ EXPECTED_OPS = {
         "Relu": 5,
         "Mul": 1,
         "Add": 2,
+        "Clip": 1,
         "Sigmoid": 1,
         "Greater": 1,
         "Cast": 3,
@@ -84,3 +95,30 @@ def test_primitives_outside_our_lowering_go_through_jax2onnx(tmp_path):
     assert "Transpose" not in ops and ops["Gemm"] == 8
     [result] = policyport.export(policy, "onnx", tmp_path / "gelu.onnx")
     assert result.report.passed
+
+
+@pytest.mark.parametrize("action", ["Discrete", "MultiDiscrete", "MultiBinary"])
+def test_masks_hold_for_huge_and_infinite_logits(action):
+    # The arithmetic mask must keep masked actions out even when logits are enormous or
+    # infinite (observations up to 1e38 overflow the float32 layers to +-inf).
+    import numpy as np
+    import onnxruntime as ort
+
+    from policyport.runtime_checks._inputs import random_masks
+
+    policy = make_policy(action, seed=4)
+    model = lower_to_onnx(trace(policy), opset=21)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    rows = 4000
+    scale = 10.0 ** rng.integers(0, 39, size=(rows, 1))
+    observation = (rng.normal(size=(rows, 6)) * scale).astype(np.float32)
+    mask = random_masks(policy, rng, rows)
+    (chosen,) = session.run(["action"], {"observation": observation, "action_mask": mask})
+    chosen = chosen.reshape(rows, -1)
+    if action == "MultiBinary":
+        assert not np.any((chosen != 0) & ~mask)
+    else:
+        nvec = [5] if action == "Discrete" else [3, 4, 2]
+        offsets = np.cumsum([0, *nvec[:-1]])
+        assert mask[np.arange(rows)[:, None], offsets + chosen].all()

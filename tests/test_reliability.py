@@ -560,3 +560,45 @@ def test_sigkill_leaves_a_stale_folder_only_a_dead_pid_owns(model, tmp_path):
     case.process.wait()
     case.process.stdout.close()
     assert remove_stale_staging(case.folder) == [staging]
+
+
+@pytest.mark.parametrize(
+    ("format", "make", "message"),
+    [
+        ("onnx", "folder", "is a folder, but a onnx artifact is a file"),
+        ("savedmodel", "file", "is a file, but a savedmodel artifact is a folder"),
+        ("stablehlo", "folder", r"not a stablehlo artifact \(no exported.bin inside\)"),
+    ],
+)
+def test_force_never_replaces_something_that_is_not_a_previous_artifact(
+    tmp_path, capsys, format, make, message
+):
+    model = tmp_path / "p.eqx"
+    make_policy("Discrete").serialize(model)
+    target = tmp_path / "target"
+    if make == "folder":
+        target.mkdir()
+        (target / "keep.txt").write_text("important")
+    else:
+        target.write_text("important")
+    assert run([str(model), "--format", format, "-o", str(target), "--force"]) == 2
+    assert re.search(message, capsys.readouterr().err)
+    kept = target / "keep.txt" if make == "folder" else target
+    assert kept.read_text() == "important"
+
+
+def test_report_path_that_is_a_folder_is_refused_before_exporting(tmp_path, capsys):
+    model = tmp_path / "p.eqx"
+    make_policy("Discrete").serialize(model)
+    (tmp_path / "reports").mkdir()
+    args = [str(model), "--format", "onnx", "--report", str(tmp_path / "reports")]
+    assert run(args) == 2
+    assert "is a folder; give a file path" in capsys.readouterr().err
+    assert not (tmp_path / "p.onnx").exists()
+
+
+def test_negative_seed_is_an_input_error(tmp_path, capsys):
+    model = tmp_path / "p.eqx"
+    make_policy("Discrete").serialize(model)
+    assert run([str(model), "--format", "onnx", "--seed", "-1"]) == 2
+    assert "--seed must be a non-negative integer" in capsys.readouterr().err

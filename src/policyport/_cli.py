@@ -96,6 +96,10 @@ def run(argv: list[str] | None = None) -> int:
     try:
         if args.report is not None and not args.report.parent.is_dir():
             raise InputError(f"--report folder {args.report.parent} does not exist.")
+        if args.report is not None and args.report.is_dir():
+            raise InputError(f"--report {args.report} is a folder; give a file path.")
+        if args.report is not None and not os.access(args.report.parent, os.W_OK):
+            raise InputError(f"--report folder {args.report.parent} is not writable.")
         if args.rollouts < 0 or args.rollout_steps <= 0:
             raise InputError("--rollouts must be >= 0 and --rollout-steps > 0.")
         if args.rollouts and args.env is None:

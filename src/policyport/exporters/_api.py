@@ -72,7 +72,24 @@ def default_output(model_path: Path, format: str) -> Path:
     return model_path.with_suffix(FORMATS[format].suffix)
 
 
-def _check_destination(paths: tuple[Path, ...], force: bool) -> None:
+def _replaceable(path: Path, format: str) -> str | None:
+    """Why `--force` must not replace `path` with a `format` artifact, or None if it may.
+
+    Only a file may replace a file, and only a previous artifact folder of the same format
+    may be replaced by a new one: `--force` must never delete somebody's unrelated folder.
+    """
+    wants_folder = format in ("savedmodel", "stablehlo")
+    marker = {"savedmodel": "saved_model.pb", "stablehlo": "exported.bin"}.get(format)
+    if path.is_dir() and not wants_folder:
+        return f"{path} is a folder, but a {format} artifact is a file"
+    if path.exists() and not path.is_dir() and wants_folder:
+        return f"{path} is a file, but a {format} artifact is a folder"
+    if path.is_dir() and marker is not None and not (path / marker).exists():
+        return f"{path} is a folder that is not a {format} artifact (no {marker} inside)"
+    return None
+
+
+def _check_destination(paths: tuple[Path, ...], force: bool, format: str) -> None:
     for path in paths:
         parent = path.parent
         if not parent.exists():
@@ -85,6 +102,8 @@ def _check_destination(paths: tuple[Path, ...], force: bool) -> None:
             )
         if path.exists() and not force:
             raise InputError(f"{path} already exists. Pass --force (force=True) to replace it.")
+        if path.exists() and (reason := _replaceable(path, format)) is not None:
+            raise InputError(f"{reason}: it is left alone. Choose another -o path.")
         probe_writable(parent)
 
 
@@ -131,6 +150,8 @@ def export(
     **Returns:** one `ExportResult` per format, in the order exported.
     """
     formats = resolve_formats(format)
+    if seed < 0:
+        raise InputError(f"--seed must be a non-negative integer, found {seed}.")
     if opset is not None and not MIN_OPSET <= opset <= MAX_OPSET:
         raise InputError(f"--opset {opset} is out of range: choose {MIN_OPSET}..{MAX_OPSET}.")
     options = ExportOptions() if opset is None else ExportOptions(opset=opset)
@@ -142,7 +163,7 @@ def export(
         for name in formats
     }
     for name, primary in primaries.items():
-        _check_destination(FORMATS[name].destinations(primary), force)
+        _check_destination(FORMATS[name].destinations(primary), force, name)
     if not allow_nonfinite:
         _check_finite(policy)
     if rollouts and env is None:

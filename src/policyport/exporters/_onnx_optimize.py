@@ -48,6 +48,14 @@ class _Graph:
         return users[0] if len(users) == 1 and name not in self.outputs else None
 
     def add_constant(self, name: str, value: np.ndarray) -> str:
+        """Add an initializer under `name`, or `name_2`, `name_3`... if that is taken."""
+        taken = (
+            self.constants.keys() | set(self.producer) | {i.name for i in self.model.graph.input}
+        )
+        base, n = name, 1
+        while name in taken:
+            n += 1
+            name = f"{base}_{n}"
         self.model.graph.initializer.append(numpy_helper.from_array(value, name))
         self.constants[name] = value
         return name
@@ -147,17 +155,20 @@ def _scalar_where_fill(graph: _Graph, node: onnx.NodeProto) -> bool:
     return False
 
 
-# Masked logits sit this far below any legal one. In float32, `x - 1e30` rounds to exactly
-# -1e30 for every |x| < 3.7e22, so all masked entries tie below every legal logit, and a
-# row with none legal is all ties, where ArgMax picks index 0: what `argmax(where(mask, x,
-# -inf))` gives, for any logit a policy can produce.
+# Masked logits sit this far below any legal one. Logits are first clipped to +-1e22: in
+# float32, `x - 1e30` rounds to exactly -1e30 for every |x| < 3.7e22, so all masked
+# entries tie below every legal logit (even an infinite or huge one), and a row with none
+# legal is all ties, where ArgMax picks index 0: what `argmax(where(mask, x, -inf))` gives.
+# The clip only merges legal logits beyond +-1e22, which no trained policy produces.
 _MASK_PENALTY = 1e30
+_LOGIT_BOUND = 1e22
 
 
 def _arithmetic_mask(graph: _Graph, node: onnx.NodeProto) -> bool:
-    """`ArgMax(Where(mask, x, -inf))` -> `ArgMax(x + (float(mask) * 1e30 - 1e30))`.
+    """`ArgMax(Where(mask, x, -inf))` -> `ArgMax(clip(x) + (float(mask) * 1e30 - 1e30))`.
 
-    Likewise before a Sigmoid (masked bits): sigmoid(-1e30) is exactly 0, as sigmoid(-inf).
+    Likewise before a Sigmoid (masked bits): sigmoid(-1e30) is exactly 0, as sigmoid(-inf),
+    and sigmoid of a legal logit is unchanged by the clip (it saturates long before 1e22).
 
     onnxruntime's Where broadcasts its scalar fill on a slow generic path (a seventh of
     the whole policy's time at batch 4096, measured); Cast/Mul/Add take their fast paths.
@@ -173,14 +184,19 @@ def _arithmetic_mask(graph: _Graph, node: onnx.NodeProto) -> bool:
     penalty_value = np.array(_MASK_PENALTY, np.float32)
     big = graph.add_constant(f"{node.output[0]}_mask_scale", penalty_value)
     offset = graph.add_constant(f"{node.output[0]}_mask_shift", -penalty_value)
-    legal, scaled, penalty = (f"{node.output[0]}_{s}" for s in ("legal", "scaled", "penalty"))
+    low = graph.add_constant(f"{node.output[0]}_clip_low", np.array(-_LOGIT_BOUND, np.float32))
+    high = graph.add_constant(f"{node.output[0]}_clip_high", np.array(_LOGIT_BOUND, np.float32))
+    legal, scaled, penalty, clipped = (
+        f"{node.output[0]}_{s}" for s in ("legal", "scaled", "penalty", "clipped")
+    )
     cast = helper.make_node("Cast", [node.input[0]], [legal], to=TensorProto.FLOAT)
     _replace(graph, [node], cast)
     position = next(i for i, n in enumerate(graph.nodes) if n is cast)
     graph.nodes[position + 1 : position + 1] = [
         helper.make_node("Mul", [legal, big], [scaled]),
         helper.make_node("Add", [scaled, offset], [penalty]),
-        helper.make_node("Add", [node.input[1], penalty], [node.output[0]]),
+        helper.make_node("Clip", [node.input[1], low, high], [clipped]),
+        helper.make_node("Add", [clipped, penalty], [node.output[0]]),
     ]
     return True
 
