@@ -11,18 +11,7 @@ from typing import Any
 
 from ._errors import InputError
 from .policy import MLPActorCriticPolicy
-from .policy._serialization import MAGIC, read_bytes
-
-_KWARGS = (
-    "feature_size",
-    "feature_width",
-    "feature_depth",
-    "value_width",
-    "value_depth",
-    "action_width",
-    "action_depth",
-    "log_std_init",
-)
+from .policy._serialization import CONSTRUCTOR_KWARGS, MAGIC, read_bytes
 
 
 def parse_policy_kwargs(text: str | None) -> dict[str, Any]:
@@ -38,11 +27,11 @@ def parse_policy_kwargs(text: str | None) -> dict[str, Any]:
         ) from e
     if not isinstance(kwargs, dict):
         raise InputError(f"--policy-kwargs must be a JSON object, found {text!r}.")
-    unknown = sorted(set(kwargs) - set(_KWARGS))
+    unknown = sorted(set(kwargs) - set(CONSTRUCTOR_KWARGS))
     if unknown:
         raise InputError(
             f"--policy-kwargs has unknown key(s) {unknown}; "
-            f"MLPActorCriticPolicy takes {list(_KWARGS)}."
+            f"MLPActorCriticPolicy takes {list(CONSTRUCTOR_KWARGS)}."
         )
     for name, value in kwargs.items():
         if name == "log_std_init":

@@ -59,7 +59,8 @@ _SPACE_KEYS = {
     "MultiDiscrete": {"type", "nvec"},
     "MultiBinary": {"type", "n"},
 }
-_KWARG_NAMES = (
+# The constructor's size arguments (what a header records), and all its keyword arguments.
+SIZE_KWARGS = (
     "feature_size",
     "feature_width",
     "feature_depth",
@@ -68,6 +69,7 @@ _KWARG_NAMES = (
     "action_width",
     "action_depth",
 )
+CONSTRUCTOR_KWARGS = (*SIZE_KWARGS, "log_std_init")
 
 
 @dataclass(frozen=True)
@@ -279,8 +281,8 @@ def parse_header(path: Path, data: bytes) -> tuple[PolicyHeader, bytes]:
     if not isinstance(raw["producer"], str):
         raise _bad_header(path, "'producer' must be a string")
     kwargs = raw["kwargs"]
-    if not isinstance(kwargs, dict) or set(kwargs) != set(_KWARG_NAMES):
-        raise _bad_header(path, f"'kwargs' must hold exactly {list(_KWARG_NAMES)}")
+    if not isinstance(kwargs, dict) or set(kwargs) != set(SIZE_KWARGS):
+        raise _bad_header(path, f"'kwargs' must hold exactly {list(SIZE_KWARGS)}")
     if not all(_is_int(v, 0, _MAX_SIZE) for v in kwargs.values()):
         raise _bad_header(path, f"'kwargs' must be integers in 0..{_MAX_SIZE}, found {kwargs}")
     if raw["dtype"] != "float32":
@@ -430,11 +432,11 @@ def read_policy(cls: type, path: Path, args: tuple[Any, ...], kwargs: dict[str, 
         raise ModelFileError("deserialize(path, env, **kwargs) takes one positional argument.")
     kwargs = dict(kwargs)
     kwargs.pop("key", None)  # the weights come from the file: the key changes nothing
-    unknown = set(kwargs) - {*_KWARG_NAMES, "log_std_init"}
+    unknown = set(kwargs) - set(CONSTRUCTOR_KWARGS)
     if unknown:
         raise ModelFileError(
             f"Unknown policy kwargs {sorted(unknown)}; MLPActorCriticPolicy takes "
-            f"{[*_KWARG_NAMES, 'log_std_init']}."
+            f"{list(CONSTRUCTOR_KWARGS)}."
         )
     policy = _load_leaves(
         path,
