@@ -12,7 +12,7 @@ import pytest
 import policyport
 from conftest import make_policy
 from policyport.exporters import trace
-from policyport.exporters._onnx import lower_to_onnx
+from policyport.formats._onnx import lower_to_onnx
 
 # Default architecture: encoder 3 layers, value head 3, action head 1 hidden layer plus
 # the distribution layer, which the optimiser folds into the layer before it (-1 Gemm).
@@ -104,8 +104,6 @@ def test_masks_hold_for_huge_and_infinite_logits(action):
     import numpy as np
     import onnxruntime as ort
 
-    from policyport.runtime_checks._inputs import random_masks
-
     policy = make_policy(action, seed=4)
     model = lower_to_onnx(trace(policy), opset=21)
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
@@ -113,7 +111,7 @@ def test_masks_hold_for_huge_and_infinite_logits(action):
     rows = 4000
     scale = 10.0 ** rng.integers(0, 39, size=(rows, 1))
     observation = (rng.normal(size=(rows, 6)) * scale).astype(np.float32)
-    mask = random_masks(policy, rng, rows)
+    mask = policy.action_space.random_masks(rng, rows)
     (chosen,) = session.run(["action"], {"observation": observation, "action_mask": mask})
     chosen = chosen.reshape(rows, -1)
     if action == "MultiBinary":

@@ -18,7 +18,6 @@ from policyport.policy import (
     SpacesEnv,
 )
 from policyport.policy._serialization import MAGIC
-from policyport.runtime_checks._inputs import random_masks
 
 N_ROWS = 256
 
@@ -41,7 +40,7 @@ def test_masked_actions_are_never_chosen(action: str, deterministic: bool):
     observations = jax.vmap(lambda k: policy.observation_space.sample(key=k))(
         jax.random.split(jax.random.key(0), N_ROWS)
     )
-    masks = random_masks(policy, rng, N_ROWS)
+    masks = policy.action_space.random_masks(rng, N_ROWS)
     keys = jax.random.split(jax.random.key(1), N_ROWS)
 
     def act(o, m, k):

@@ -26,7 +26,7 @@ from policyport.policy import (
     MultiDiscrete,
     SpacesEnv,
 )
-from policyport.runtime_checks._runtimes import LOADERS
+from policyport.runtime_checks import LOADERS
 
 PROFILE = {
     "derandomize": True,

@@ -35,8 +35,8 @@ import policyport
 from conftest import make_policy
 from policyport import InputError, ModelFileError, ParityError, UnsupportedError
 from policyport._cli import run
+from policyport._publish import remove_stale_staging
 from policyport.exporters import FORMATS
-from policyport.exporters._publish import remove_stale_staging
 from policyport.policy import MLPActorCriticPolicy
 from policyport.policy._serialization import _LENGTH, MAGIC
 
@@ -384,15 +384,15 @@ def _snapshot(folder: Path) -> dict[str, dict[str, bytes]]:
 
 @pytest.mark.parametrize("format", ["onnx", "stablehlo"])
 def test_failed_parity_check_leaves_the_destination_untouched(tmp_path, monkeypatch, format):
-    import policyport.runtime_checks as runtime_checks
+    from policyport import _export
 
     out = tmp_path / f"p{FORMATS[format].suffix}"
     policyport.export(make_policy("Discrete", seed=1), format, out)
     before = _snapshot(tmp_path)
-    real_check = runtime_checks.check
+    real_check = _export.compare_runner
     monkeypatch.setattr(
-        runtime_checks,
-        "check",
+        _export,
+        "compare_runner",
         lambda *a, **k: dataclasses.replace(real_check(*a, **k), passed=False),
     )
     with pytest.raises(ParityError, match=f"nothing was written to {re.escape(str(out))}"):
@@ -401,13 +401,14 @@ def test_failed_parity_check_leaves_the_destination_untouched(tmp_path, monkeypa
 
 
 def test_artifact_its_runtime_cannot_load_fails_the_check(tmp_path, monkeypatch):
-    from policyport.runtime_checks import _check
+    from policyport.formats import RUNTIMES
 
     def broken(path):
         raise RuntimeError("NOT_IMPLEMENTED: Could not find an implementation for Where(16)")
 
-    monkeypatch.setitem(_check.LOADERS, "onnxruntime", broken)
-    with pytest.raises(ParityError, match=r"fails to run in onnxruntime \(RuntimeError: NOT_IMPL"):
+    broken_runtime = dataclasses.replace(RUNTIMES["onnxruntime"], load=broken)
+    monkeypatch.setitem(RUNTIMES, "onnxruntime", broken_runtime)
+    with pytest.raises(ParityError, match=r"fails to load in onnxruntime \(RuntimeError: NOT_IMPL"):
         policyport.export(make_policy("Discrete"), "onnx", tmp_path / "p.onnx")
     assert list(tmp_path.iterdir()) == []
 

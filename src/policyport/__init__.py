@@ -1,4 +1,4 @@
-"""policyport: export trained JAX/Equinox actor-critic policies, with proven parity."""
+"""policyport: export trained JAX policies to portable artifacts, with proven parity."""
 
 __version__ = "0.1.0"
 
@@ -7,6 +7,8 @@ from ._errors import ModelFileError as ModelFileError
 from ._errors import ParityError as ParityError
 from ._errors import PolicyportError as PolicyportError
 from ._errors import UnsupportedError as UnsupportedError
-from .exporters import export as export
+from ._export import check as check
+from ._export import export as export
 from .policy import MLPActorCriticPolicy as MLPActorCriticPolicy
-from .runtime_checks import check as check
+from .tracing import TracedPolicy as TracedPolicy
+from .tracing import trace as trace

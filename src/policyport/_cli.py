@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from ._errors import ParityError, PolicyportError
-from .exporters import ALL, DEFAULT_OPSET, FORMATS, MAX_OPSET, MIN_OPSET
+from .formats import ALL, DEFAULT_OPSET, FORMATS, MAX_OPSET, MIN_OPSET
 
 EXIT_PARITY, EXIT_INPUT = 1, 2
 

@@ -1,15 +1,15 @@
-"""Exporters: one traced representation of a policy, lowered into each artifact format."""
+"""Compatibility names (policyport 0.1): the exporter now lives in `policyport.formats`,
+`policyport.tracing` and the orchestration (`policyport.export`)."""
 
-from ._api import ExportResult as ExportResult
-from ._api import export as export
-from ._base import DEFAULT_OPSET as DEFAULT_OPSET
-from ._base import MAX_OPSET as MAX_OPSET
-from ._base import MIN_OPSET as MIN_OPSET
-from ._base import ArtifactFormat as ArtifactFormat
-from ._contract import CONTRACT_VERSION as CONTRACT_VERSION
-from ._contract import TensorSpec as TensorSpec
-from ._registry import ALL as ALL
-from ._registry import FORMATS as FORMATS
-from ._traced import TracedPolicy as TracedPolicy
-from ._traced import deterministic_forward as deterministic_forward
-from ._traced import trace as trace
+from .._export import ExportResult as ExportResult
+from .._export import export as export
+from ..formats import ALL as ALL
+from ..formats import DEFAULT_OPSET as DEFAULT_OPSET
+from ..formats import FORMATS as FORMATS
+from ..formats import MAX_OPSET as MAX_OPSET
+from ..formats import MIN_OPSET as MIN_OPSET
+from ..formats import ArtifactFormat as ArtifactFormat
+from ..tracing import CONTRACT_VERSION as CONTRACT_VERSION
+from ..tracing import TensorSpec as TensorSpec
+from ..tracing import TracedPolicy as TracedPolicy
+from ..tracing import trace as trace

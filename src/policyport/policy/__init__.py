@@ -21,7 +21,9 @@ from ._serialization import SpacesEnv as SpacesEnv
 from ._serialization import weights_sha256 as weights_sha256
 from ._spaces import AbstractSpace as AbstractSpace
 from ._spaces import Box as Box
+from ._spaces import Dict as Dict
 from ._spaces import Discrete as Discrete
 from ._spaces import MultiBinary as MultiBinary
 from ._spaces import MultiDiscrete as MultiDiscrete
+from ._spaces import Tuple as Tuple
 from ._spaces import as_space as as_space

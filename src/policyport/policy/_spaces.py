@@ -62,6 +62,60 @@ class AbstractSpace(eqx.Module):
     def __contains__(self, x: Any) -> bool:
         return bool(self.contains(x))
 
+    # How an artifact sees the space: one named array per leaf (composite spaces have many).
+
+    def leaves(self, prefix: str = "observation") -> list[tuple[str, AbstractSpace]]:
+        """`(name, space)` of every array leaf, in the space's order (`prefix.key` inside)."""
+        return [(prefix, self)]
+
+    def unflatten(self, leaves: list[Any]) -> Any:
+        """Rebuild one sample from its leaves, in `leaves()` order (consumes the list)."""
+        return leaves.pop(0)
+
+    def sample_leaves(self, sample: Any) -> list[Any]:
+        """A sample's array leaves, in `leaves()` order."""
+        return [sample]
+
+    def sample_numpy(self, rng: np.random.Generator, batch: int) -> np.ndarray:
+        """`batch` elements as float32, drawn with numpy (no JAX compilation)."""
+        raise NotImplementedError
+
+    # Masks: a flat bool vector of `mask_size`, made of independent blocks.
+
+    def mask_blocks(self) -> list[tuple[int, int]]:
+        """`(start, stop)` of each block of the mask that must keep one legal entry."""
+        return []
+
+    def random_masks(self, rng: np.random.Generator, batch: int) -> np.ndarray:
+        """Random masks with at least one legal entry in every block of every row."""
+        if self.mask_size is None:
+            raise TypeError(f"{type(self).__name__} takes no mask")
+        masks = rng.random((batch, self.mask_size)) < 0.5
+        for start, stop in self.mask_blocks():
+            empty = ~masks[:, start:stop].any(axis=1)
+            forced = rng.integers(start, stop, size=batch)
+            masks[np.flatnonzero(empty), forced[empty]] = True
+        return masks
+
+    def illegal_rows(self, actions: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        """Rows whose action uses a masked entry (an all-False block must give 0)."""
+        raise TypeError(f"{type(self).__name__} takes no mask")
+
+
+def _illegal_categorical(
+    actions: np.ndarray, masks: np.ndarray, blocks: list[tuple[int, int]]
+) -> np.ndarray:
+    """Rows choosing a masked entry in any block; an all-False block must choose 0."""
+    bad = np.zeros(len(actions), dtype=bool)
+    for i, (start, stop) in enumerate(blocks):
+        block, chosen = masks[:, start:stop], actions[:, i]
+        in_range = (chosen >= 0) & (chosen < stop - start)
+        legal = np.zeros(len(actions), dtype=bool)
+        legal[in_range] = block[np.flatnonzero(in_range), chosen[in_range]]
+        all_false = ~block.any(axis=1)
+        bad |= ~legal & ~(all_false & (chosen == 0))
+    return bad
+
 
 def _encode_float(x: float) -> float | str:
     """JSON has no infinities: write them as strings."""
@@ -125,6 +179,28 @@ class Box(AbstractSpace):
     def canonical(self) -> Float[Array, "..."]:
         return (self.low + self.high) / 2
 
+    def sample_numpy(self, rng: np.random.Generator, batch: int) -> np.ndarray:
+        """Uniform between finite bounds, exponential tails from one bound, normal if none.
+
+        The same distributions as `sample`, drawn with numpy: the JAX sampler, vmapped
+        over thousands of keys, takes seconds to compile.
+        """
+        shape = (batch, *self._shape)
+        low, high = np.asarray(self.low, np.float64), np.asarray(self.high, np.float64)
+        below, above = np.isfinite(low), np.isfinite(high)
+        bounded = np.where(below & above, high - low, 0.0)
+        uniform = np.where(below & above, low, 0.0) + rng.random(shape) * bounded
+        values = np.where(
+            below & above,
+            uniform,
+            np.where(
+                below,
+                low + rng.exponential(size=shape),
+                np.where(above, high - rng.exponential(size=shape), rng.normal(size=shape)),
+            ),
+        )
+        return values.astype(np.float32)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "type": self.kind,
@@ -184,6 +260,15 @@ class Discrete(AbstractSpace):
 
     def canonical(self) -> Int[Array, ""]:
         return jnp.array(0, dtype=int)
+
+    def sample_numpy(self, rng: np.random.Generator, batch: int) -> np.ndarray:
+        return rng.integers(0, self.n, size=batch).astype(np.float32)
+
+    def mask_blocks(self) -> list[tuple[int, int]]:
+        return [(0, self.n)]
+
+    def illegal_rows(self, actions: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        return _illegal_categorical(actions.reshape(len(actions), 1), masks, self.mask_blocks())
 
     def to_json(self) -> dict[str, Any]:
         return {"type": self.kind, "n": self.n}
@@ -247,6 +332,16 @@ class MultiDiscrete(AbstractSpace):
     def canonical(self) -> Int[Array, " k"]:
         return jnp.zeros(self.shape, dtype=int)
 
+    def sample_numpy(self, rng: np.random.Generator, batch: int) -> np.ndarray:
+        return rng.integers(0, np.asarray(self.nvec), size=(batch, *self.shape)).astype(np.float32)
+
+    def mask_blocks(self) -> list[tuple[int, int]]:
+        bounds = np.concatenate([[0], np.cumsum(self.nvec)]).tolist()
+        return list(zip(bounds[:-1], bounds[1:], strict=True))
+
+    def illegal_rows(self, actions: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        return _illegal_categorical(actions.reshape(len(actions), -1), masks, self.mask_blocks())
+
     def to_json(self) -> dict[str, Any]:
         return {"type": self.kind, "nvec": list(self.nvec)}
 
@@ -296,6 +391,17 @@ class MultiBinary(AbstractSpace):
     def canonical(self) -> Bool[Array, "..."]:
         return jnp.zeros(self.shape, dtype=bool)
 
+    def sample_numpy(self, rng: np.random.Generator, batch: int) -> np.ndarray:
+        return rng.integers(0, 2, size=(batch, *self.shape)).astype(np.float32)
+
+    def random_masks(self, rng: np.random.Generator, batch: int) -> np.ndarray:
+        """Any mask is legal for bits: a masked bit is simply 0."""
+        return rng.random((batch, self.flat_size)) < 0.5
+
+    def illegal_rows(self, actions: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        """A masked bit set to 1."""
+        return np.any((actions.reshape(len(actions), -1) != 0) & ~masks, axis=1)
+
     def to_json(self) -> dict[str, Any]:
         return {"type": self.kind, "n": list(self.n)}
 
@@ -309,8 +415,130 @@ class MultiBinary(AbstractSpace):
         return f"MultiBinary({self.n})"
 
 
+class Dict(AbstractSpace):
+    """Named sub-spaces, in insertion order (lerax's `Dict`); observations only.
+
+    An artifact takes one input per leaf, named `observation.<key>` (nested keys joined
+    by dots); the policy's own encoder sees the leaves flattened and concatenated.
+    """
+
+    kind: ClassVar[str] = "Dict"
+
+    spaces: dict[str, AbstractSpace]
+
+    def __init__(self, spaces: Any):
+        self.spaces = {str(k): as_space(v) for k, v in dict(spaces).items()}
+        if not self.spaces:
+            raise InputError("Dict(spaces) needs at least one sub-space.")
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        raise InputError("A Dict space has no single shape: use its leaves().")
+
+    @property
+    def flat_size(self) -> int:
+        return sum(s.flat_size for s in self.spaces.values())
+
+    def flatten_sample(self, sample: Any) -> Float[Array, " n"]:
+        return jnp.concatenate([s.flatten_sample(sample[k]) for k, s in self.spaces.items()])
+
+    def leaves(self, prefix: str = "observation") -> list[tuple[str, AbstractSpace]]:
+        return [leaf for k, s in self.spaces.items() for leaf in s.leaves(f"{prefix}.{k}")]
+
+    def unflatten(self, leaves: list[Any]) -> dict[str, Any]:
+        return {k: s.unflatten(leaves) for k, s in self.spaces.items()}
+
+    def sample_leaves(self, sample: Any) -> list[Any]:
+        return [leaf for k, s in self.spaces.items() for leaf in s.sample_leaves(sample[k])]
+
+    def sample(self, *, key: Key[Array, ""], mask: ArrayLike | None = None) -> dict[str, Any]:
+        keys = jr.split(key, len(self.spaces))
+        return {k: s.sample(key=kk) for (k, s), kk in zip(self.spaces.items(), keys, strict=True)}
+
+    def contains(self, x: Any) -> Bool[Array, ""]:
+        if not hasattr(x, "keys") or set(x.keys()) != set(self.spaces):
+            return jnp.array(False)
+        return jnp.all(jnp.stack([s.contains(x[k]) for k, s in self.spaces.items()]))
+
+    def canonical(self) -> dict[str, Any]:
+        return {k: s.canonical() for k, s in self.spaces.items()}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": self.kind, "spaces": {k: s.to_json() for k, s in self.spaces.items()}}
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Dict) and list(self.spaces.items()) == list(other.spaces.items())
+
+    def __hash__(self) -> int:
+        return hash(("Dict", tuple(self.spaces.items())))
+
+    def __repr__(self) -> str:
+        return f"Dict({', '.join(f'{k}: {s!r}' for k, s in self.spaces.items())})"
+
+
+class Tuple(AbstractSpace):
+    """Positional sub-spaces (lerax's `Tuple`); observations only, leaves `observation.<i>`."""
+
+    kind: ClassVar[str] = "Tuple"
+
+    spaces: tuple[AbstractSpace, ...]
+
+    def __init__(self, spaces: Any):
+        self.spaces = tuple(as_space(s) for s in spaces)
+        if not self.spaces:
+            raise InputError("Tuple(spaces) needs at least one sub-space.")
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        raise InputError("A Tuple space has no single shape: use its leaves().")
+
+    @property
+    def flat_size(self) -> int:
+        return sum(s.flat_size for s in self.spaces)
+
+    def flatten_sample(self, sample: Any) -> Float[Array, " n"]:
+        return jnp.concatenate(
+            [s.flatten_sample(x) for s, x in zip(self.spaces, sample, strict=True)]
+        )
+
+    def leaves(self, prefix: str = "observation") -> list[tuple[str, AbstractSpace]]:
+        return [leaf for i, s in enumerate(self.spaces) for leaf in s.leaves(f"{prefix}.{i}")]
+
+    def unflatten(self, leaves: list[Any]) -> tuple[Any, ...]:
+        return tuple(s.unflatten(leaves) for s in self.spaces)
+
+    def sample_leaves(self, sample: Any) -> list[Any]:
+        return [
+            leaf for s, x in zip(self.spaces, sample, strict=True) for leaf in s.sample_leaves(x)
+        ]
+
+    def sample(self, *, key: Key[Array, ""], mask: ArrayLike | None = None) -> tuple[Any, ...]:
+        keys = jr.split(key, len(self.spaces))
+        return tuple(s.sample(key=k) for s, k in zip(self.spaces, keys, strict=True))
+
+    def contains(self, x: Any) -> Bool[Array, ""]:
+        if not isinstance(x, tuple | list) or len(x) != len(self.spaces):
+            return jnp.array(False)
+        return jnp.all(jnp.stack([s.contains(v) for s, v in zip(self.spaces, x, strict=True)]))
+
+    def canonical(self) -> tuple[Any, ...]:
+        return tuple(s.canonical() for s in self.spaces)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": self.kind, "spaces": [s.to_json() for s in self.spaces]}
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Tuple) and self.spaces == other.spaces
+
+    def __hash__(self) -> int:
+        return hash(("Tuple", self.spaces))
+
+    def __repr__(self) -> str:
+        return f"Tuple({', '.join(repr(s) for s in self.spaces)})"
+
+
 SPACE_TYPES: dict[str, type[AbstractSpace]] = {
-    cls.kind: cls for cls in (Box, Discrete, MultiDiscrete, MultiBinary)
+    cls.kind: cls for cls in (Box, Discrete, MultiDiscrete, MultiBinary, Dict, Tuple)
 }
 
 
@@ -320,6 +548,10 @@ def space_from_json(data: Any) -> AbstractSpace:
         known = ", ".join(SPACE_TYPES)
         raise ValueError(f"expected a space description with 'type' one of {known}, found {data!r}")
     kind = data["type"]
+    if kind == "Dict":
+        return Dict({str(k): space_from_json(v) for k, v in data["spaces"].items()})
+    if kind == "Tuple":
+        return Tuple([space_from_json(v) for v in data["spaces"]])
     if kind == "Box":
         shape = tuple(int(d) for d in data["shape"])
         low = np.array([_decode_float(v) for v in data["low"]], dtype=np.float32).reshape(shape)
@@ -350,6 +582,10 @@ def as_space(space: Any) -> AbstractSpace:
             return MultiDiscrete(tuple(int(n) for n in space.nvec))
         if name == "MultiBinary":
             return MultiBinary(tuple(int(n) for n in space.n))
+        if name == "Dict":
+            return Dict(space.spaces)
+        if name == "Tuple":
+            return Tuple(space.spaces)
     except AttributeError as e:
         raise InputError(f"A space named {name} lacks an expected field: {e}") from e
     known = ", ".join(SPACE_TYPES)

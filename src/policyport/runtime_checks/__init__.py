@@ -1,14 +1,23 @@
-"""Parity checks: run each artifact in its own runtime against the JAX original."""
+"""Compatibility names (policyport 0.1): the checks now live in `policyport.checks`, the
+runtimes in `policyport.formats` (`RUNTIMES`)."""
 
-from ._check import check as check
-from ._inputs import sample_inputs as sample_inputs
-from ._reference import reference_outputs as reference_outputs
-from ._report import ATOL as ATOL
-from ._report import NEAR_TIE as NEAR_TIE
-from ._report import RTOL as RTOL
-from ._report import OutputCheck as OutputCheck
-from ._report import ParityReport as ParityReport
-from ._rollouts import RolloutReport as RolloutReport
-from ._rollouts import compare_rollouts as compare_rollouts
-from ._runtimes import LOADERS as LOADERS
-from ._runtimes import RUNTIMES as RUNTIMES
+from pathlib import Path as _Path
+
+from .._export import check as check
+from .._export import compare_rollouts as compare_rollouts
+from ..checks import ATOL as ATOL
+from ..checks import NEAR_TIE as NEAR_TIE
+from ..checks import RTOL as RTOL
+from ..checks import OutputCheck as OutputCheck
+from ..checks import ParityReport as ParityReport
+from ..checks import RolloutReport as RolloutReport
+from ..checks import reference_outputs as reference_outputs
+from ..checks import sample_inputs as sample_inputs
+from ..formats import RUNTIMES as _RUNTIMES
+
+# `LOADERS[runtime](path)` opens an artifact; `RUNTIMES[runtime](path, inputs)` runs it once.
+LOADERS = {name: runtime.load for name, runtime in _RUNTIMES.items()}
+RUNTIMES = {
+    name: (lambda load: lambda path, inputs: load(_Path(path))(inputs))(runtime.load)
+    for name, runtime in _RUNTIMES.items()
+}

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import equinox as eqx
@@ -21,11 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..exporters._contract import input_specs
-from ..exporters._registry import FORMATS
-from ..exporters._traced import deterministic_forward
-from ..policy import Box, MLPActorCriticPolicy
-from ._runtimes import LOADERS
+from ..formats import Runner
+from ..tracing import MASK, TracedPolicy
 
 # Continuous tasks: per-step action differences of ~1e-7 (float32 sums reordered) feed
 # back through the dynamics. On the bundled Pendulum policy (200 steps, onnxruntime) they
@@ -147,26 +143,30 @@ def _episode(stepper: _Stepper, act: Act, seed: int, max_steps: int):
     return actions, np.stack(states), total
 
 
-def _jax_actor(policy: MLPActorCriticPolicy, shape: tuple[int, ...]) -> Act:
-    forward = eqx.filter_jit(lambda p, o, m: deterministic_forward(p, o, m)[0])
+def _jax_actor(traced: TracedPolicy, shape: tuple[int, ...]) -> Act:
+    forward = jax.jit(traced.forward)
 
     def act(observation, mask):
-        return np.asarray(forward(policy, observation, mask)).reshape(shape)
+        arrays = [*traced.observation_arrays(observation).values()]
+        if traced.description.mask_input:
+            arrays.append(_full_mask(traced, mask))
+        return np.asarray(forward(*arrays)[0]).reshape(shape)
 
     return act
 
 
-def _artifact_actor(policy: MLPActorCriticPolicy, run, shape: tuple[int, ...]) -> Act:
-    maskable = len(input_specs(policy)) == 2
+def _full_mask(traced: TracedPolicy, mask: np.ndarray | None) -> np.ndarray:
+    size = traced.action_space.mask_size
+    return np.ones(size, bool) if mask is None else np.asarray(mask, bool).reshape(size)
 
+
+def _artifact_actor(traced: TracedPolicy, run: Runner, shape: tuple[int, ...]) -> Act:
     def act(observation, mask):
-        inputs = {"observation": np.asarray(observation, np.float32)[None]}
-        if maskable:
-            size = policy.action_space.mask_size
-            full = np.ones(size, bool) if mask is None else np.asarray(mask, bool).reshape(size)
-            inputs["action_mask"] = full[None]
+        inputs = {k: v[None] for k, v in traced.observation_arrays(observation).items()}
+        if traced.description.mask_input:
+            inputs[MASK] = _full_mask(traced, mask)[None]
         action = run(inputs)["action"][0]
-        if not isinstance(policy.action_space, Box):
+        if traced.discrete:
             action = action.astype(np.int32)
         return action.reshape(shape)
 
@@ -174,21 +174,21 @@ def _artifact_actor(policy: MLPActorCriticPolicy, run, shape: tuple[int, ...]) -
 
 
 def compare_rollouts(
-    policy: MLPActorCriticPolicy,
-    artifact: str | Path,
+    traced: TracedPolicy,
+    run: Runner,
     env: Any,
     *,
     format: str,
+    artifact: str,
     episodes: int = 5,
     max_steps: int = 500,
     seed: int = 0,
 ) -> RolloutReport:
-    """Run `episodes` closed-loop episodes with JAX and with `artifact`; compare them."""
-    shape = tuple(policy.action_space.shape)
-    run = LOADERS[FORMATS[format].runtime](Path(artifact))
+    """Run `episodes` closed-loop episodes with JAX and with the artifact; compare them."""
+    shape = tuple(traced.action_space.shape)
     stepper = _Stepper(env)
-    jax_act, artifact_act = _jax_actor(policy, shape), _artifact_actor(policy, run, shape)
-    discrete = not isinstance(policy.action_space, Box)
+    jax_act, artifact_act = _jax_actor(traced, shape), _artifact_actor(traced, run, shape)
+    discrete = traced.discrete
     results = []
     for episode in range(episodes):
         seed_i = seed + episode

@@ -1,18 +1,29 @@
-"""What a format is: one class per artifact format, registered in `_registry.py`."""
+"""What a format is, and what a runtime is: the two kinds of row in `_registry.py`.
+
+A format knows how to write an artifact from the one traced policy; a runtime knows how
+to open an artifact of some formats and run it on named inputs. The checks see only a
+runtime's `Runner`, never a format.
+"""
 
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from ._traced import TracedPolicy
+import numpy as np
+
+from ..tracing import TracedPolicy
 
 # ONNX opsets we write. 21 is the default: every consumer we test loads it (onnxruntime
 # 1.29 C/C++, onnxruntime-node/-web 1.30, the 1.32 wheel); -web 1.30 refuses opsets above
 # 26 (DESIGN.md), and below 18 jax2onnx's lowerings are not all available.
 MIN_OPSET, DEFAULT_OPSET, MAX_OPSET = 18, 21, 26
+
+# Named inputs in, named outputs out: all a check needs from a runtime.
+Runner = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -22,13 +33,23 @@ class ExportOptions:
     opset: int = DEFAULT_OPSET
 
 
+@dataclass(frozen=True)
+class Runtime:
+    """A runtime that opens artifacts of `formats` (imported lazily, inside `load`)."""
+
+    name: str
+    formats: tuple[str, ...]
+    load: Callable[[Path], Runner]
+    version: Callable[[], str]
+
+
 class ArtifactFormat(abc.ABC):
     """One artifact format.
 
     `write` puts the artifact (and any companion files) into `staging`, a private folder
-    next to the destination; the exporter moves them into place only after they passed
+    next to the destination; the orchestrator moves them into place only after they passed
     their parity check. `set_metadata` rewrites the embedded metadata in a staged artifact
-    without touching its computation.
+    without touching its computation. `runtime` names the runtime that checks it.
     """
 
     name: ClassVar[str]
@@ -36,6 +57,8 @@ class ArtifactFormat(abc.ABC):
     runtime: ClassVar[str]
     description: ClassVar[str]
     extra: ClassVar[str | None] = None
+    # The file (inside a folder artifact) that marks a folder as this format's artifact.
+    marker: ClassVar[str | None] = None
 
     def destinations(self, primary: Path) -> tuple[Path, ...]:
         """Every path the artifact occupies, the primary one first."""

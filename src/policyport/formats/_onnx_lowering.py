@@ -22,8 +22,7 @@ import onnx
 from jax.extend import core as jex_core
 from onnx import TensorProto, helper, numpy_helper
 
-from ._contract import numpy_dtype
-from ._traced import TracedPolicy
+from ..tracing import TracedPolicy, numpy_dtype
 
 _BATCH = "batch"
 _ONNX_TYPES = {

@@ -16,9 +16,9 @@ from typing import ClassVar
 
 import onnx
 
+from ..tracing import TracedPolicy
 from ._base import ArtifactFormat, ExportOptions
 from ._onnx import build_model, set_model_metadata
-from ._traced import TracedPolicy
 
 _CONFIG_SUFFIX = ".required_operators.config"
 

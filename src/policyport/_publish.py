@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from .._errors import InputError
+from ._errors import InputError
 
 _MARK = ".policyport-staging-"
 # Staging folders this process made and has not removed yet: a folder carrying our PID

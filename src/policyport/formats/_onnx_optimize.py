@@ -309,10 +309,54 @@ def _live(nodes: list[onnx.NodeProto], outputs: set[str]) -> list[onnx.NodeProto
     return live[::-1]
 
 
+def _rename_inputs(nodes: list[onnx.NodeProto], renamed: dict[str, str]) -> None:
+    for node in nodes:
+        node.input[:] = [renamed.get(name, name) for name in node.input]
+
+
+def common_subexpressions(model: onnx.ModelProto, nodes: list[onnx.NodeProto]) -> None:
+    """Compute each value once: equal initializers merged, then equal nodes.
+
+    A policy's action and its heads are traced from separate public methods, so a shared
+    encoder arrives twice (same weights, same ops). Two nodes are equal when they have the
+    same op, attributes and (already merged) inputs; nodes are in topological order, so
+    one pass merges whole chains. Graph outputs are never renamed away.
+    """
+    outputs = {o.name for o in model.graph.output}
+    renamed: dict[str, str] = {}
+    seen_constants: dict[tuple, str] = {}
+    for init in model.graph.initializer:
+        key = (init.data_type, tuple(init.dims), numpy_helper.to_array(init).tobytes())
+        if key in seen_constants:
+            renamed[init.name] = seen_constants[key]
+        else:
+            seen_constants[key] = init.name
+    seen_nodes: dict[tuple, onnx.NodeProto] = {}
+    for node in nodes:
+        node.input[:] = [renamed.get(name, name) for name in node.input]
+        key = (
+            node.domain,
+            node.op_type,
+            tuple(node.input),
+            tuple(a.SerializeToString() for a in node.attribute),
+        )
+        twin = seen_nodes.get(key)
+        if twin is None or any(name in outputs for name in node.output):
+            seen_nodes.setdefault(key, node)
+            continue
+        renamed.update(zip(node.output, twin.output, strict=True))
+    _rename_inputs(nodes, renamed)
+    for out in model.graph.output:
+        if out.name in renamed:  # cannot happen (outputs are kept above); guard the invariant
+            raise AssertionError(f"graph output {out.name} was merged away")
+
+
 def optimize(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Apply the rules until none fires, then drop dead nodes and unused initializers."""
+    """Merge common subexpressions, apply the rules until none fires, then drop dead nodes
+    and unused initializers."""
     outputs = {o.name for o in model.graph.output}
     nodes = [onnx.NodeProto.FromString(n.SerializeToString()) for n in model.graph.node]
+    common_subexpressions(model, nodes)
     changed = True
     while changed:
         changed = False

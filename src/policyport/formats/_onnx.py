@@ -1,18 +1,20 @@
-"""ONNX: the traced jaxpr lowered by jax2onnx, then tidied for consumers."""
+"""ONNX: the traced jaxpr lowered to ONNX (policyport's lowering, else jax2onnx), then
+tidied for consumers; run in onnxruntime."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
 from .._errors import UnsupportedError
-from ._base import ArtifactFormat, ExportOptions
+from ..tracing import TracedPolicy
+from ._base import ArtifactFormat, ExportOptions, Runner, Runtime
 from ._onnx_lowering import NotLowerable, lower_natively
 from ._onnx_optimize import optimize
-from ._traced import TracedPolicy
 
 _BATCH = "batch"
 
@@ -121,6 +123,30 @@ def build_model(
     set_model_metadata(model, metadata)
     check_model(model)
     return model
+
+
+def load_onnxruntime(path: Path) -> Runner:
+    """A `.onnx` or `.ort` file in onnxruntime's CPU provider."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only: the checks report their own findings
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+
+    def run(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip(names, session.run(names, inputs), strict=True))
+
+    return run
+
+
+def _onnxruntime_version() -> str:
+    import onnxruntime
+
+    return f"onnxruntime {onnxruntime.__version__}"
+
+
+ONNXRUNTIME = Runtime("onnxruntime", ("onnx", "ort"), load_onnxruntime, _onnxruntime_version)
 
 
 class OnnxFormat(ArtifactFormat):

@@ -1,4 +1,7 @@
-"""`export`: trace a policy once, write each requested format, check it, publish it."""
+"""The orchestration: load -> trace once -> lower per format -> check per runtime -> publish.
+
+`export` and `check` are the only places that know formats, runtimes and checks at once.
+"""
 
 from __future__ import annotations
 
@@ -11,17 +14,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import equinox as eqx
-import jax
 import numpy as np
 
-from .._errors import InputError, ParityError, PolicyportError
-from ..policy import MLPActorCriticPolicy
-from ._base import MAX_OPSET, MIN_OPSET, ExportOptions
-from ._contract import metadata
+from ._errors import InputError, ParityError, PolicyportError
 from ._publish import probe_writable, publish, staging_dir
-from ._registry import ALL, FORMATS
-from ._traced import TracedPolicy, trace
+from .checks import (
+    DEFAULT_BATCH_SIZES,
+    ParityReport,
+    RolloutReport,
+    compare_runner,
+)
+from .checks import compare_rollouts as _closed_loop
+from .formats import ALL, FORMATS, MAX_OPSET, MIN_OPSET, RUNTIMES, ExportOptions, Runner
+from .tracing import TracedPolicy, metadata, trace
 
 Progress = Callable[[str], None]
 
@@ -32,9 +37,9 @@ class ExportResult:
 
     format: str
     paths: tuple[Path, ...]
-    report: object | None  # a runtime_checks.ParityReport, or None with check=False
+    report: ParityReport | None  # None with check=False
     seconds: dict[str, float] = field(default_factory=dict)
-    rollouts: object | None = None  # a runtime_checks.RolloutReport when asked for
+    rollouts: RolloutReport | None = None  # when closed-loop episodes were asked for
 
 
 def _test_pause(stage: str) -> None:
@@ -78,8 +83,8 @@ def _replaceable(path: Path, format: str) -> str | None:
     Only a file may replace a file, and only a previous artifact folder of the same format
     may be replaced by a new one: `--force` must never delete somebody's unrelated folder.
     """
-    wants_folder = format in ("savedmodel", "stablehlo")
-    marker = {"savedmodel": "saved_model.pb", "stablehlo": "exported.bin"}.get(format)
+    marker = FORMATS[format].marker
+    wants_folder = marker is not None
     if path.is_dir() and not wants_folder:
         return f"{path} is a folder, but a {format} artifact is a file"
     if path.exists() and not path.is_dir() and wants_folder:
@@ -107,20 +112,24 @@ def _check_destination(paths: tuple[Path, ...], force: bool, format: str) -> Non
         probe_writable(parent)
 
 
-def _check_finite(policy: MLPActorCriticPolicy) -> None:
-    networks = (policy.encoder, policy.value_head, policy.action_head)
-    for path, leaf in jax.tree_util.tree_leaves_with_path(eqx.filter(networks, eqx.is_array)):
-        if not np.all(np.isfinite(np.asarray(leaf))):
-            where = jax.tree_util.keystr(path)
+def _check_finite(traced: TracedPolicy) -> None:
+    """The weights a policy computes with (the trace's constants) must be finite.
+
+    Space bounds are not constants the computation reads unless the policy uses them, and
+    infinite bounds are legitimate: only what the trace holds is checked.
+    """
+    for i, const in enumerate(traced.jaxpr.consts):
+        value = np.asarray(const)
+        if np.issubdtype(value.dtype, np.floating) and not np.all(np.isfinite(value)):
             raise InputError(
-                f"The policy's weights hold NaN or inf (first at {where}); the exported "
-                "policy would compute garbage. Fix the training run, or pass "
-                "--allow-nonfinite (allow_nonfinite=True) to export anyway."
+                f"The policy's weights hold NaN or inf (constant {i} of the trace, shape "
+                f"{list(value.shape)}); the exported policy would compute garbage. Fix the "
+                "training run, or pass --allow-nonfinite (allow_nonfinite=True) to export anyway."
             )
 
 
 def export(
-    policy: MLPActorCriticPolicy,
+    policy: Any,
     format: str = "onnx",
     output: str | Path | None = None,
     *,
@@ -138,6 +147,10 @@ def export(
     """Export `policy` to one format (or `"all"`), checking parity in each format's runtime.
 
     **Arguments:**
+
+    - `policy`: any object following lerax's policy protocol (`observation_space`,
+      `action_space`, `__call__(state, observation, *, key=None, action_mask=None)`, and
+      optionally `value` / `q_values`): policyport's and lerax's classes, or your own.
 
     - `output`: the artifact's path; with `format="all"`, a path whose suffix each format
       replaces. Defaults to `source` (the policy file) with the format's suffix.
@@ -164,8 +177,6 @@ def export(
     }
     for name, primary in primaries.items():
         _check_destination(FORMATS[name].destinations(primary), force, name)
-    if not allow_nonfinite:
-        _check_finite(policy)
     if rollouts and env is None:
         raise InputError("Closed-loop rollouts need the env to step: pass --env MODULE:ATTR.")
     closed_loop = ClosedLoop(rollouts, env, rollout_steps)
@@ -173,6 +184,8 @@ def export(
     seconds: dict[str, float] = {}
     with _stage("trace", seconds, progress):
         traced = trace(policy)
+    if not allow_nonfinite:
+        _check_finite(traced)
     results = []
     for name in formats:
         results.append(
@@ -200,18 +213,100 @@ class ClosedLoop:
     max_steps: int
 
 
-def _run_parity_check(run_check, policy, artifact: Path, name: str, seed: int):
-    """The parity report; an artifact its own runtime cannot even load fails the check."""
+def _open(runtime: str, artifact: Path, format: str) -> Runner:
+    """The artifact opened in `runtime`; one its runtime cannot even load fails the check."""
     try:
-        return run_check(policy, artifact, format=name, seed=seed)
+        return RUNTIMES[runtime].load(artifact)
     except PolicyportError:
         raise
     except Exception as e:  # the runtime's own errors: any of them means the artifact is bad
         raise ParityError(
-            f"The {name} artifact fails to run in {FORMATS[name].runtime} "
-            f"({type(e).__name__}: {str(e)[:500]}); nothing was written. Try another format "
-            "or opset, and please report this policy's architecture."
+            f"The {format} artifact fails to load in {runtime} ({type(e).__name__}: "
+            f"{str(e)[:500]}); nothing was written. Try another format or opset, and please "
+            "report this policy's architecture."
         ) from e
+
+
+def _parity(
+    traced: TracedPolicy,
+    artifact: Path,
+    format: str,
+    seed: int,
+    batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES,
+) -> ParityReport:
+    runtime = FORMATS[format].runtime
+    run = _open(runtime, artifact, format)
+    try:
+        return compare_runner(
+            traced,
+            run,
+            format=format,
+            artifact=str(artifact),
+            runtime=RUNTIMES[runtime].version(),
+            seed=seed,
+            batch_sizes=batch_sizes,
+        )
+    except PolicyportError:
+        raise
+    except Exception as e:  # the runtime's own errors: any of them means the artifact is bad
+        raise ParityError(
+            f"The {format} artifact fails to run in {runtime} ({type(e).__name__}: "
+            f"{str(e)[:500]}); nothing was written. Try another format or opset, and please "
+            "report this policy's architecture."
+        ) from e
+
+
+def compare_rollouts(
+    policy: Any,
+    artifact: str | Path,
+    env: Any,
+    *,
+    format: str | None = None,
+    episodes: int = 5,
+    max_steps: int = 500,
+    seed: int = 0,
+) -> RolloutReport:
+    """Drive `env` for `episodes` episodes with the JAX policy and with `artifact`; compare."""
+    artifact = Path(artifact)
+    format = format or format_of(artifact)
+    return _closed_loop(
+        trace(policy),
+        _open(FORMATS[format].runtime, artifact, format),
+        env,
+        format=format,
+        artifact=str(artifact),
+        episodes=episodes,
+        max_steps=max_steps,
+        seed=seed,
+    )
+
+
+def format_of(artifact: Path) -> str:
+    """The registered format whose suffix `artifact` has."""
+    for name, fmt in FORMATS.items():
+        if artifact.suffix == fmt.suffix:
+            return name
+    suffixes = ", ".join(f.suffix for f in FORMATS.values())
+    raise InputError(f"Cannot tell the format of {artifact}: expected a suffix among {suffixes}.")
+
+
+def check(
+    policy: Any,
+    artifact: str | Path,
+    *,
+    format: str | None = None,
+    seed: int = 0,
+    batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES,
+) -> ParityReport:
+    """Run `artifact` in its runtime on sampled inputs and compare it with the JAX policy.
+
+    `format` defaults to the one whose suffix `artifact` has (`.onnx`, `.ort`, ...).
+    """
+    artifact = Path(artifact)
+    format = format or format_of(artifact)
+    if format not in FORMATS:
+        raise InputError(f"Unknown format {format!r}. Choose one of: {', '.join(FORMATS)}.")
+    return _parity(trace(policy), artifact, format, seed, batch_sizes)
 
 
 def _export_one(
@@ -226,15 +321,12 @@ def _export_one(
     seconds: dict[str, float],
 ) -> ExportResult:
     """Write, check and publish one format; nothing reaches `primary` unless all passed."""
-    from ..runtime_checks import check as run_check
-    from ..runtime_checks import compare_rollouts
-
     fmt = FORMATS[name]
     destinations = fmt.destinations(primary)
     say = (lambda line: progress(f"{name}: {line}")) if progress else None
     with staging_dir(primary) as staging:
         with _stage("lower", seconds, say):
-            meta = metadata(traced.policy, format_name=name)
+            meta = metadata(traced.description, traced.inputs, traced.outputs, format_name=name)
             staged = fmt.write(
                 traced, staging, primary.name.removesuffix(fmt.suffix), options, meta
             )
@@ -242,7 +334,7 @@ def _export_one(
         report = None
         if check:
             with _stage("check", seconds, say):
-                report = _run_parity_check(run_check, traced.policy, staged[0], name, seed)
+                report = _parity(traced, staged[0], name, seed)
                 report = dataclasses.replace(report, artifact=str(primary))
             if not report.passed:
                 raise ParityError(
@@ -253,16 +345,16 @@ def _export_one(
         rollouts = None
         if closed_loop.episodes:
             with _stage("rollouts", seconds, say):
-                rollouts = compare_rollouts(
-                    traced.policy,
-                    staged[0],
+                rollouts = _closed_loop(
+                    traced,
+                    _open(fmt.runtime, staged[0], name),
                     closed_loop.env,
                     format=name,
+                    artifact=str(primary),
                     episodes=closed_loop.episodes,
                     max_steps=closed_loop.max_steps,
                     seed=seed,
                 )
-                rollouts = dataclasses.replace(rollouts, artifact=str(primary))
             if not rollouts.passed:
                 raise ParityError(
                     f"The {name} artifact drives the env differently from the JAX policy; "
@@ -273,7 +365,16 @@ def _export_one(
             parity = report.summary()
             if rollouts is not None:
                 parity["closed_loop"] = rollouts.summary()
-            fmt.set_metadata(staged, metadata(traced.policy, format_name=name, parity=parity))
+            fmt.set_metadata(
+                staged,
+                metadata(
+                    traced.description,
+                    traced.inputs,
+                    traced.outputs,
+                    format_name=name,
+                    parity=parity,
+                ),
+            )
         _test_pause("checked")
         with _stage("write", seconds, say):
             publish(staged, destinations, staging)

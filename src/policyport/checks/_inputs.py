@@ -1,0 +1,45 @@
+"""Inputs for parity checks: observations from the space, random masks, all-False rows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..tracing import TracedPolicy, trace
+
+# A check's batch sizes: one observation, and a batch large enough to expose rare rows.
+DEFAULT_BATCH_SIZES = (1, 4096)
+# Every large batch holds this many rows whose mask is all False.
+ALL_FALSE_ROWS = 8
+
+
+def sample_inputs(
+    policy: Any, *, seed: int, batch: int, all_false_rows: int = 0
+) -> dict[str, np.ndarray]:
+    """A batch of inputs named as the contract says.
+
+    Each observation leaf is drawn from its space with numpy (`AbstractSpace.sample_numpy`);
+    masks have a legal entry in every block, except the first `all_false_rows` rows, which
+    are all False.
+    """
+    traced = trace(policy)
+    rng = np.random.default_rng(seed)
+    inputs = {
+        name: space.sample_numpy(rng, batch) for name, space in traced.observation_space.leaves()
+    }
+    if traced.description.mask_input:
+        masks = traced.action_space.random_masks(rng, batch)
+        masks[: min(all_false_rows, batch)] = False
+        inputs["action_mask"] = masks
+    return inputs
+
+
+def check_batches(
+    traced: TracedPolicy, *, seed: int, batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES
+) -> list[dict[str, np.ndarray]]:
+    """One input batch per size; batches larger than 1 include all-False mask rows."""
+    return [
+        sample_inputs(traced, seed=seed + i, batch=b, all_false_rows=ALL_FALSE_ROWS if b > 1 else 0)
+        for i, b in enumerate(batch_sizes)
+    ]

@@ -1,0 +1,12 @@
+"""Formats: each lowers the one traced policy into an artifact; runtimes open and run them."""
+
+from ._base import DEFAULT_OPSET as DEFAULT_OPSET
+from ._base import MAX_OPSET as MAX_OPSET
+from ._base import MIN_OPSET as MIN_OPSET
+from ._base import ArtifactFormat as ArtifactFormat
+from ._base import ExportOptions as ExportOptions
+from ._base import Runner as Runner
+from ._base import Runtime as Runtime
+from ._registry import ALL as ALL
+from ._registry import FORMATS as FORMATS
+from ._registry import RUNTIMES as RUNTIMES

@@ -1,0 +1,41 @@
+"""The one table of formats and runtimes: the CLI, the docs and the tests all read it.
+
+Adding a format is one file (its writer, and its runtime if new) plus one row here;
+adding a runtime for an existing format is one `Runtime` plus one row.
+"""
+
+from __future__ import annotations
+
+from ._base import ArtifactFormat, Runtime
+from ._onnx import ONNXRUNTIME, OnnxFormat
+from ._ort import OrtFormat
+from ._savedmodel import TENSORFLOW, SavedModelFormat
+from ._stablehlo import JAX_EXPORT, StableHloFormat
+
+
+def _table[T](rows: tuple[T, ...], kind: str) -> dict[str, T]:
+    table: dict[str, T] = {}
+    for row in rows:
+        if row.name in table:
+            raise RuntimeError(f"two {kind}s are registered as {row.name!r}")
+        table[row.name] = row
+    return table
+
+
+FORMATS: dict[str, ArtifactFormat] = _table(
+    (OnnxFormat(), OrtFormat(), SavedModelFormat(), StableHloFormat()), "format"
+)
+RUNTIMES: dict[str, Runtime] = _table((ONNXRUNTIME, TENSORFLOW, JAX_EXPORT), "runtime")
+# `--format all` means every registered format.
+ALL = "all"
+
+
+def _check_rows() -> None:
+    for fmt in FORMATS.values():
+        if fmt.runtime not in RUNTIMES or fmt.name not in RUNTIMES[fmt.runtime].formats:
+            raise RuntimeError(
+                f"format {fmt.name!r} names runtime {fmt.runtime!r}, which cannot open it"
+            )
+
+
+_check_rows()

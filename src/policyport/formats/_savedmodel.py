@@ -1,0 +1,120 @@
+"""TensorFlow SavedModel via jax2tf, with a polymorphic batch and named signatures.
+
+Signatures: `serving_default` (the contract's inputs -> `action` and the heads) and, for
+a policy with heads, `value` (or `heads` when there is no value head: observation inputs
+-> the heads). TensorFlow argument names cannot hold dots: `observation.goal` is the
+argument `observation_goal`. The metadata lives in `assets.extra/policyport.json`, the
+folder TF Serving reserves for files beside the graph.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .._errors import missing_dependency
+from ..tracing import TracedPolicy
+from ._base import ArtifactFormat, ExportOptions, Runner, Runtime
+
+METADATA_FILE = Path("assets.extra") / "policyport.json"
+
+
+def import_tensorflow() -> Any:
+    # TensorFlow's C++ INFO/WARNING logs are not for our users (a value they set wins). Its
+    # import-time absl/oneDNN notice ignores this setting and still prints.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        import tensorflow as tf
+    except ImportError as e:
+        raise missing_dependency("tensorflow", "savedmodel", "The savedmodel format") from e
+    return tf
+
+
+def load_tensorflow(path: Path) -> Runner:
+    """A SavedModel's `serving_default` signature in TensorFlow."""
+    tf = import_tensorflow()
+    signature = tf.saved_model.load(str(path)).signatures["serving_default"]
+
+    def run(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outputs = signature(**{_tf_name(k): tf.constant(v) for k, v in inputs.items()})
+        return {k: v.numpy() for k, v in outputs.items()}
+
+    return run
+
+
+def _tf_name(name: str) -> str:
+    """TensorFlow's argument names cannot hold dots: `observation.goal` -> `observation_goal`."""
+    return name.replace(".", "_")
+
+
+def _tensorflow_version() -> str:
+    return f"tensorflow {import_tensorflow().__version__}"
+
+
+TENSORFLOW = Runtime("tensorflow", ("savedmodel",), load_tensorflow, _tensorflow_version)
+
+
+class SavedModelFormat(ArtifactFormat):
+    name: ClassVar[str] = "savedmodel"
+    suffix: ClassVar[str] = ".savedmodel"
+    runtime: ClassVar[str] = "tensorflow"
+    description: ClassVar[str] = "TensorFlow SavedModel (TF Serving, TF runtimes)"
+    extra: ClassVar[str | None] = "savedmodel"
+    marker: ClassVar[str | None] = "saved_model.pb"
+
+    def write(
+        self,
+        traced: TracedPolicy,
+        staging: Path,
+        stem: str,
+        options: ExportOptions,
+        metadata: dict[str, str],
+    ) -> tuple[Path, ...]:
+        tf = import_tensorflow()
+        from jax.experimental import jax2tf
+
+        batch = ["(b, ...)"] * len(traced.inputs)
+        forward = jax2tf.convert(traced.batched, polymorphic_shapes=batch, with_gradient=False)
+        specs = [
+            tf.TensorSpec((None, *s.shape), tf.dtypes.as_dtype(s.dtype), name=_tf_name(s.name))
+            for s in traced.inputs
+        ]
+        names = traced.output_names
+        observations = len(traced.observation_inputs)
+        heads = [i for i, n in enumerate(names) if n != "action"]
+
+        @tf.function(input_signature=specs, autograph=False)
+        def serving_default(*inputs):
+            outputs = forward(*inputs)
+            return {
+                n: tf.cast(o, tf.int64) if o.dtype.is_integer else o
+                for n, o in zip(names, outputs, strict=True)
+            }
+
+        @tf.function(input_signature=specs[:observations], autograph=False)
+        def heads_only(*observation):
+            # The heads never read the mask: an all-True one stands in (XLA drops the action).
+            rows = tf.shape(observation[0])[0]
+            filler = [tf.ones([rows, *s.shape], tf.bool) for s in traced.inputs[observations:]]
+            outputs = forward(*observation, *filler)
+            return {names[i]: outputs[i] for i in heads}
+
+        module = tf.Module()
+        module.serving_default = serving_default
+        signatures = {"serving_default": serving_default}
+        if heads:
+            module.heads = heads_only
+            signatures["value" if names[heads[0]] == "value" else "heads"] = heads_only
+        path = staging / f"{stem}{self.suffix}"
+        tf.saved_model.save(module, str(path), signatures=signatures)
+        self.set_metadata((path,), metadata)
+        return (path,)
+
+    def set_metadata(self, staged: tuple[Path, ...], metadata: dict[str, str]) -> None:
+        target = staged[0] / METADATA_FILE
+        target.parent.mkdir(exist_ok=True)
+        target.write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")

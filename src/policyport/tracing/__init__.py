@@ -1,0 +1,13 @@
+"""Trace once: a policy that follows lerax's protocol, as one jaxpr plus its contract."""
+
+from ._contract import ACTION as ACTION
+from ._contract import CONTRACT_VERSION as CONTRACT_VERSION
+from ._contract import HEADS as HEADS
+from ._contract import MASK as MASK
+from ._contract import SUPPORTED_CONTRACT_VERSIONS as SUPPORTED_CONTRACT_VERSIONS
+from ._contract import PolicyDescription as PolicyDescription
+from ._contract import TensorSpec as TensorSpec
+from ._contract import metadata as metadata
+from ._contract import numpy_dtype as numpy_dtype
+from ._trace import TracedPolicy as TracedPolicy
+from ._trace import trace as trace

@@ -1,0 +1,99 @@
+"""The artifact contract: the inputs, outputs and metadata every format carries.
+
+Contract versions (bump when a consumer would need to change):
+
+- 1 (2026-11-25): inputs `observation` float32 `[batch, *obs_shape]` and, for maskable
+  action spaces, `action_mask` bool `[batch, mask_size]`; outputs `action` (int64
+  `[batch]` for Discrete, int64 `[batch, k]` for MultiDiscrete and MultiBinary, float32
+  `[batch, *act_shape]` for Box) and `value` float32 `[batch]`.
+- 2 (2026-12-02): any policy that follows lerax's protocol. Inputs: one float32 input per
+  observation leaf (`observation` for an array space; `observation.<key>` /
+  `observation.<i>` for the leaves of Dict and Tuple spaces, nested keys joined by dots,
+  in the space's order), then `action_mask` when the policy uses the mask (decided from
+  the trace; metadata `mask_input`). Outputs: `action` as in 1, then the policy's extra
+  heads by name, only those it has: `value` float32 `[batch]`, `q_values` float32
+  `[batch, n]`. Metadata `inputs` / `outputs` list them all; a consumer reads them
+  instead of assuming names.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+
+CONTRACT_VERSION = 2
+# The contract versions a consumer of this release understands.
+SUPPORTED_CONTRACT_VERSIONS = (1, 2)
+# The extra heads a policy may have: method name -> (output name, per-sample rank).
+HEADS = {"value": 0, "q_values": 1}
+ACTION = "action"
+MASK = "action_mask"
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One named input or output, with its per-sample shape (the batch axis comes first)."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+
+    def batched_shape(self, batch: int | str) -> tuple[int | str, ...]:
+        return (batch, *self.shape)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "shape": ["batch", *self.shape], "dtype": self.dtype}
+
+
+@dataclass(frozen=True)
+class PolicyDescription:
+    """What the metadata says about the policy an artifact was made from."""
+
+    policy_class: str
+    observation_space: dict[str, Any]
+    action_space: dict[str, Any]
+    policy_kwargs: dict[str, Any] | None
+    weights_sha256: str
+    mask_input: bool
+    heads: tuple[str, ...]
+
+
+def metadata(
+    description: PolicyDescription,
+    inputs: tuple[TensorSpec, ...],
+    outputs: tuple[TensorSpec, ...],
+    *,
+    format_name: str,
+    parity: dict[str, Any] | None = None,
+) -> dict[str, str]:
+    """The key/value metadata embedded in every artifact (values are strings, JSON inside)."""
+    fields: dict[str, Any] = {
+        "policyport_version": __version__,
+        "contract_version": CONTRACT_VERSION,
+        "format": format_name,
+        "policy_class": description.policy_class,
+        "observation_space": description.observation_space,
+        "action_space": description.action_space,
+        "policy_kwargs": description.policy_kwargs,
+        "inputs": [s.to_json() for s in inputs],
+        "outputs": [s.to_json() for s in outputs],
+        "mask_input": description.mask_input,
+        "heads": list(description.heads),
+        "weights_sha256": description.weights_sha256,
+        "all_masked_row_action": 0,
+    }
+    if parity is not None:
+        fields["parity"] = parity
+    return {
+        f"policyport.{k}": v if isinstance(v, str) else json.dumps(v, sort_keys=True)
+        for k, v in fields.items()
+    }
+
+
+def numpy_dtype(name: str) -> np.dtype:
+    return np.dtype({"float32": np.float32, "int64": np.int64, "bool": np.bool_}[name])

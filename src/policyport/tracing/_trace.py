@@ -1,0 +1,278 @@
+"""Trace once: any policy that follows lerax's protocol, as one jaxpr every format reads.
+
+The protocol (what "a policy" means here): an object with `observation_space`,
+`action_space` and `__call__(state, observation, *, key=None, action_mask=None) ->
+(state, action)`, deterministic when `key` is None, with state `None`. The extra heads
+`value(state, observation)` and `q_values(state, observation)` are exported when the
+policy has them. Only these public methods are called: nothing reaches into fields.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.extend.core import ClosedJaxpr, Var, jaxpr_as_fun
+from jaxtyping import Array
+
+from .._errors import InputError, UnsupportedError
+from ..policy import AbstractSpace, Box, Dict, Discrete, MultiBinary, Tuple, as_space
+from ..policy._serialization import weights_sha256
+from ._contract import ACTION, HEADS, MASK, PolicyDescription, TensorSpec
+from ._decisions import decision_margins
+
+_NOT_A_POLICY = (
+    "policyport exports objects that follow lerax's policy protocol: `observation_space`, "
+    "`action_space` and `__call__(state, observation, *, key=None, action_mask=None) -> "
+    "(state, action)`. {found}"
+)
+
+
+@dataclass(frozen=True, eq=False)  # identity: a trace is made once and passed around
+class TracedPolicy:
+    """The per-sample jaxpr of a policy's deterministic outputs, with its contract.
+
+    `jaxpr` takes the inputs `inputs` names (one per observation leaf, then the mask when
+    the policy uses it) and returns `outputs` (`action`, then each head), closing over the
+    weights as constants. `batched` is that jaxpr vmapped over a leading batch axis: the
+    function every format lowers. `margins` gives, per component of a discrete action,
+    how far the decision is from flipping (relative to the logits' scale).
+    """
+
+    jaxpr: ClosedJaxpr
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    observation_space: AbstractSpace
+    action_space: AbstractSpace
+    description: PolicyDescription
+    margins: Callable[..., Array] | None
+
+    @property
+    def forward(self) -> Callable[..., list[Array]]:
+        return jaxpr_as_fun(self.jaxpr)
+
+    @property
+    def batched(self) -> Callable[..., list[Array]]:
+        return jax.vmap(jaxpr_as_fun(self.jaxpr))
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.inputs)
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.outputs)
+
+    @property
+    def observation_inputs(self) -> tuple[TensorSpec, ...]:
+        return tuple(s for s in self.inputs if s.name != MASK)
+
+    @property
+    def discrete(self) -> bool:
+        return not isinstance(self.action_space, Box)
+
+    def symbolic_inputs(self, batch: str = "batch") -> list[jax.ShapeDtypeStruct]:
+        """Input avals with a symbolic batch dimension named `batch`."""
+        return [jax.ShapeDtypeStruct((batch, *s.shape), jnp.dtype(s.dtype)) for s in self.inputs]
+
+    def observation_arrays(self, observation: Any) -> dict[str, np.ndarray]:
+        """One env observation (any structure) as the artifact's named float32 inputs."""
+        leaves = self.observation_space.sample_leaves(observation)
+        return {
+            spec.name: np.asarray(leaf, np.float32).reshape(spec.shape)
+            for spec, leaf in zip(self.observation_inputs, leaves, strict=True)
+        }
+
+
+def _spaces(policy: Any) -> tuple[AbstractSpace, AbstractSpace]:
+    try:
+        observation_space, action_space = policy.observation_space, policy.action_space
+    except AttributeError as e:
+        raise InputError(_NOT_A_POLICY.format(found=f"{type(policy).__name__} has no {e.name}."))
+    if not callable(policy):
+        raise InputError(_NOT_A_POLICY.format(found=f"{type(policy).__name__} is not callable."))
+    action_space = as_space(action_space)
+    if isinstance(action_space, Dict | Tuple):
+        raise UnsupportedError(
+            f"Composite action spaces ({action_space!r}) are not supported yet: policyport "
+            "exports Box, Discrete, MultiDiscrete and MultiBinary actions."
+        )
+    return as_space(observation_space), action_space
+
+
+def _check_stateless(policy: Any) -> None:
+    reset = getattr(policy, "reset", None)
+    if not callable(reset):
+        return
+    try:
+        state = jax.eval_shape(lambda: reset(key=jax.random.key(0)))
+    except TypeError:
+        return  # a reset with another signature is not lerax's: nothing to learn from it
+    if state is not None:
+        raise UnsupportedError(
+            f"{type(policy).__name__}.reset returns a state ({type(state).__name__}), so the "
+            "policy is recurrent or stateful; policyport exports stateless policies (state "
+            "None) for now."
+        )
+
+
+def _action_spec(space: AbstractSpace) -> TensorSpec:
+    if isinstance(space, Box):
+        return TensorSpec(ACTION, tuple(space.shape), "float32")
+    if isinstance(space, Discrete):
+        return TensorSpec(ACTION, (), "int64")
+    return TensorSpec(ACTION, (space.flat_size,), "int64")
+
+
+def _action_layout(action: Any, space: AbstractSpace, spec: TensorSpec) -> Array:
+    """The action as the contract lays it out; integer actions stay int32 until a format
+    widens them (x64 is off while tracing)."""
+    action = jnp.asarray(action)
+    if action.size != max(1, int(np.prod(spec.shape))):
+        raise UnsupportedError(
+            f"The policy's action has shape {action.shape}, but its action space {space!r} "
+            f"needs {spec.shape or 'a scalar'}."
+        )
+    if isinstance(space, Box):
+        return action.reshape(spec.shape).astype(jnp.float32)
+    return action.reshape(spec.shape).astype(jnp.int32)
+
+
+def _head_layout(name: str, output: Any) -> Array:
+    output = jnp.asarray(output, jnp.float32)
+    if HEADS[name] == 0:
+        if output.size != 1:
+            raise UnsupportedError(
+                f"`{name}` must return a scalar per observation, found {output.shape}."
+            )
+        return output.reshape(())
+    return output.reshape(-1)
+
+
+def _mask_argument(space: AbstractSpace, mask: Array) -> Array:
+    return mask.reshape(space.shape) if isinstance(space, MultiBinary) else mask
+
+
+def _heads(policy: Any) -> tuple[str, ...]:
+    return tuple(name for name in HEADS if callable(getattr(policy, name, None)))
+
+
+def _forward(
+    policy: Any,
+    observation_space: AbstractSpace,
+    action_space: AbstractSpace,
+    heads: tuple[str, ...],
+    with_mask: bool,
+) -> Callable[..., tuple[Array, ...]]:
+    leaf_count = len(observation_space.leaves())
+    action = _action_spec(action_space)
+
+    def forward(*arrays: Array) -> tuple[Array, ...]:
+        observation = observation_space.unflatten(list(arrays[:leaf_count]))
+        mask = _mask_argument(action_space, arrays[leaf_count]) if with_mask else None
+        _, chosen = policy(None, observation, action_mask=mask)
+        outputs = [_action_layout(chosen, action_space, action)]
+        for name in heads:
+            _, out = getattr(policy, name)(None, observation)
+            outputs.append(_head_layout(name, out))
+        return tuple(outputs)
+
+    return forward
+
+
+def _uses_last_input(closed: ClosedJaxpr) -> bool:
+    """Whether the jaxpr reads its last input (the mask) at all."""
+    mask = closed.jaxpr.invars[-1]
+    used = {v for eqn in closed.jaxpr.eqns for v in eqn.invars if isinstance(v, Var)}
+    return mask in used or mask in closed.jaxpr.outvars
+
+
+def _weights_hash(policy: Any, closed: ClosedJaxpr) -> str:
+    if isinstance(policy, eqx.Module):
+        return weights_sha256(policy)
+    digest = hashlib.sha256()
+    for const in closed.consts:
+        digest.update(np.ascontiguousarray(np.asarray(const)).tobytes())
+    return digest.hexdigest()
+
+
+def _trace_failure(policy: Any, e: Exception) -> InputError:
+    return InputError(
+        f"Tracing {type(policy).__name__} for one observation failed: {type(e).__name__}: "
+        f"{str(e)[:400]}. The policy's __call__ (and value / q_values) must be pure JAX "
+        "functions of one unbatched observation."
+    )
+
+
+def trace(policy: Any) -> TracedPolicy:
+    """Trace the policy's deterministic action and its heads for one observation."""
+    if isinstance(policy, TracedPolicy):
+        return policy
+    observation_space, action_space = _spaces(policy)
+    _check_stateless(policy)
+    heads = _heads(policy)
+    observations = tuple(
+        TensorSpec(name, tuple(space.shape), "float32")
+        for name, space in observation_space.leaves()
+    )
+    mask = (
+        None
+        if action_space.mask_size is None
+        else TensorSpec(MASK, (action_space.mask_size,), "bool")
+    )
+    closed, inputs = None, observations
+    if mask is not None:
+        specs = (*observations, mask)
+        forward = _forward(policy, observation_space, action_space, heads, with_mask=True)
+        try:
+            closed = jax.make_jaxpr(forward)(*_avals(specs))
+        except (TypeError, ValueError):
+            closed = None  # a policy that refuses masks: traced without one below
+        if closed is not None and _uses_last_input(closed):
+            inputs = specs
+        else:
+            closed = None
+    if closed is None:
+        forward = _forward(policy, observation_space, action_space, heads, with_mask=False)
+        try:
+            closed = jax.make_jaxpr(forward)(*_avals(observations))
+        except (InputError, UnsupportedError):
+            raise
+        except Exception as e:  # the user's code: any failure means the same to them
+            raise _trace_failure(policy, e) from e
+    outputs = (
+        _action_spec(action_space),
+        *(
+            TensorSpec(
+                name, () if HEADS[name] == 0 else tuple(closed.out_avals[i + 1].shape), "float32"
+            )
+            for i, name in enumerate(heads)
+        ),
+    )
+    kwargs = getattr(policy, "constructor_kwargs", None)
+    description = PolicyDescription(
+        policy_class=type(policy).__name__,
+        observation_space=observation_space.to_json(),
+        action_space=action_space.to_json(),
+        policy_kwargs=kwargs() if callable(kwargs) else None,
+        weights_sha256=_weights_hash(policy, closed),
+        mask_input=inputs[-1].name == MASK,
+        heads=heads,
+    )
+    margins = None
+    if not isinstance(action_space, Box):
+        kind = "compare" if isinstance(action_space, MultiBinary) else "argmax"
+        margins = decision_margins(closed, outputs[0].shape, kind)
+    return TracedPolicy(
+        closed, inputs, outputs, observation_space, action_space, description, margins
+    )
+
+
+def _avals(specs: tuple[TensorSpec, ...]) -> list[jax.ShapeDtypeStruct]:
+    return [jax.ShapeDtypeStruct(s.shape, jnp.dtype(s.dtype)) for s in specs]
