@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 
 from ._errors import InputError, ParityError, PolicyportError
@@ -112,7 +113,13 @@ def _check_destination(paths: tuple[Path, ...], force: bool, format: str) -> Non
         probe_writable(parent)
 
 
-def _check_finite(traced: TracedPolicy) -> None:
+def _leaf_names(policy: Any) -> dict[int, str]:
+    """`id(array) -> path` for the arrays a policy holds (how a trace constant is named)."""
+    leaves = jax.tree_util.tree_leaves_with_path(policy)
+    return {id(leaf): jax.tree_util.keystr(path) for path, leaf in leaves}
+
+
+def _check_finite(traced: TracedPolicy, policy: Any) -> None:
     """The weights a policy computes with (the trace's constants) must be finite.
 
     Space bounds are not constants the computation reads unless the policy uses them, and
@@ -121,9 +128,10 @@ def _check_finite(traced: TracedPolicy) -> None:
     for i, const in enumerate(traced.jaxpr.consts):
         value = np.asarray(const)
         if np.issubdtype(value.dtype, np.floating) and not np.all(np.isfinite(value)):
+            where = _leaf_names(policy).get(id(const), f"constant {i} of the trace")
             raise InputError(
-                f"The policy's weights hold NaN or inf (constant {i} of the trace, shape "
-                f"{list(value.shape)}); the exported policy would compute garbage. Fix the "
+                f"The policy's weights hold NaN or inf (first at {where}); the exported "
+                "policy would compute garbage. Fix the "
                 "training run, or pass --allow-nonfinite (allow_nonfinite=True) to export anyway."
             )
 
@@ -185,7 +193,7 @@ def export(
     with _stage("trace", seconds, progress):
         traced = trace(policy)
     if not allow_nonfinite:
-        _check_finite(traced)
+        _check_finite(traced, policy)
     results = []
     for name in formats:
         results.append(

@@ -109,8 +109,8 @@ class ParityReport:
         problems = [f"  ✗ {o.name}: {p}" for o in self.outputs for p in o.problems]
         tol = (
             f"  tolerances: discrete actions identical in every component unless its two best "
-            f"legal logits are within {NEAR_TIE:g} x max(1, |best|); continuous |artifact - jax| <= {ATOL:g} + {RTOL:g}*|jax|; "
-            "masked actions chosen: 0"
+            f"legal logits are within {NEAR_TIE:g} x max(1, |best|); continuous "
+            f"|artifact - jax| <= {ATOL:g} + {RTOL:g}*|jax|; masked actions chosen: 0"
         )
         return head + "\n".join(lines + problems + [tol] + [f"  note: {n}" for n in self.notes])
 

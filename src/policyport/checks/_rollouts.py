@@ -132,7 +132,9 @@ def _episode(stepper: _Stepper, act: Act, seed: int, max_steps: int):
     state, observation, mask = stepper.reset(reset_key)
     actions, states, total = [], [_flat_state(state)], 0.0
     for _ in range(max_steps):
-        action = act(np.asarray(observation), None if mask is None else np.asarray(mask))
+        action = act(
+            jax.tree.map(np.asarray, observation), None if mask is None else np.asarray(mask)
+        )
         step_key, key = jax.random.split(key)
         state, reward, done, observation, mask = stepper.step(state, jnp.asarray(action), step_key)
         actions.append(action)

@@ -7,6 +7,7 @@ leaves in the same order.
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any, ClassVar
 
@@ -337,7 +338,7 @@ class MultiDiscrete(AbstractSpace):
 
     def mask_blocks(self) -> list[tuple[int, int]]:
         bounds = np.concatenate([[0], np.cumsum(self.nvec)]).tolist()
-        return list(zip(bounds[:-1], bounds[1:], strict=True))
+        return list(itertools.pairwise(bounds))
 
     def illegal_rows(self, actions: np.ndarray, masks: np.ndarray) -> np.ndarray:
         return _illegal_categorical(actions.reshape(len(actions), -1), masks, self.mask_blocks())

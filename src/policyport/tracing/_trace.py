@@ -28,9 +28,9 @@ from ._contract import ACTION, HEADS, MASK, PolicyDescription, TensorSpec
 from ._decisions import decision_margins
 
 _NOT_A_POLICY = (
-    "policyport exports objects that follow lerax's policy protocol: `observation_space`, "
-    "`action_space` and `__call__(state, observation, *, key=None, action_mask=None) -> "
-    "(state, action)`. {found}"
+    "{found} policyport exports objects that follow lerax's policy protocol: "
+    "`observation_space`, `action_space` and `__call__(state, observation, *, key=None, "
+    "action_mask=None) -> (state, action)`; for a plain function, wrap it in such an object."
 )
 
 
@@ -94,7 +94,8 @@ def _spaces(policy: Any) -> tuple[AbstractSpace, AbstractSpace]:
     try:
         observation_space, action_space = policy.observation_space, policy.action_space
     except AttributeError as e:
-        raise InputError(_NOT_A_POLICY.format(found=f"{type(policy).__name__} has no {e.name}."))
+        found = f"{type(policy).__name__} has no {e.name}."
+        raise InputError(_NOT_A_POLICY.format(found=found)) from None
     if not callable(policy):
         raise InputError(_NOT_A_POLICY.format(found=f"{type(policy).__name__} is not callable."))
     action_space = as_space(action_space)

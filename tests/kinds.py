@@ -1,0 +1,205 @@
+"""Policies of every kind a JAX RL user trains, written here with the shapes of lerax's.
+
+Each follows lerax's policy protocol and nothing more: `observation_space`,
+`action_space`, `__call__(state, observation, *, key=None, action_mask=None)`, `reset`,
+and optionally `value` / `q_values`. The shapes follow lerax's repository head (0.0.6):
+`MLPSACPolicy` (tanh-squashed Gaussian, its mode scaled to the bounds),
+`MLPDeterministicPolicy` (tanh MLP scaled to the bounds), `MLPDiscreteSACPolicy` (argmax
+of logits, the mask ignored), and lerax 0.0.5's `MLPQPolicy` (masked argmax of
+Q-values). `LayerNormPolicy` is a user's own equinox policy. The bench reads this table too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+
+from policyport.policy import (
+    Box,
+    Dict,
+    Discrete,
+    MLPActorCriticPolicy,
+    MultiBinary,
+    MultiDiscrete,
+    SpacesEnv,
+    Tuple,
+)
+
+OBSERVATION = Box(
+    np.array([-4.8, -np.inf, -0.42, -np.inf, 0.0, -1.0], dtype=np.float32),
+    np.array([4.8, np.inf, 0.42, np.inf, np.inf, 1.0], dtype=np.float32),
+)
+ACTION_BOX = Box(np.array([-2.0, 0.0], np.float32), np.array([2.0, 1.0], np.float32))
+# A Dict observation with a nested Tuple: leaves observation.position, observation.goal.0 ...
+DICT_OBSERVATION = Dict(
+    {
+        "position": Box(-np.ones(3, np.float32), np.ones(3, np.float32)),
+        "goal": Tuple([Discrete(4), Box(-2 * np.ones(2, np.float32), 2 * np.ones(2, np.float32))]),
+        "flags": MultiBinary(2),
+    }
+)
+TUPLE_OBSERVATION = Tuple([Box(-np.ones(2, np.float32), np.ones(2, np.float32)), Discrete(3)])
+
+
+class _Stateless(eqx.Module):
+    def reset(self, *, key: jax.Array) -> None:
+        return None
+
+
+class SACLikePolicy(_Stateless):
+    """lerax head's `MLPSACPolicy`: the mode is the squashed mean, scaled to the bounds."""
+
+    observation_space: Any
+    action_space: Box
+    encoder: eqx.nn.MLP
+    mean_head: eqx.nn.Linear
+    log_std_head: eqx.nn.Linear
+
+    def __init__(self, env: Any, *, key: jax.Array, feature_size: int = 32, width: int = 32):
+        self.observation_space, self.action_space = env.observation_space, env.action_space
+        k1, k2, k3 = jr.split(key, 3)
+        self.encoder = eqx.nn.MLP(env.observation_space.flat_size, feature_size, width, 2, key=k1)
+        self.mean_head = eqx.nn.Linear(feature_size, env.action_space.flat_size, key=k2)
+        self.log_std_head = eqx.nn.Linear(feature_size, env.action_space.flat_size, key=k3)
+
+    def __call__(self, state, observation, *, key=None, action_mask: None = None):
+        features = self.encoder(self.observation_space.flatten_sample(observation))
+        mean = self.mean_head(features)
+        if key is not None:
+            std = jnp.exp(-5 + 3.5 * (jnp.tanh(self.log_std_head(features)) + 1))
+            mean = mean + std * jr.normal(key, mean.shape)
+        low, high = self.action_space.low, self.action_space.high
+        return None, low + (high - low) * (jnp.tanh(mean) + 1) / 2
+
+
+class DeterministicLikePolicy(_Stateless):
+    """lerax head's `MLPDeterministicPolicy`: a tanh MLP scaled to the action bounds."""
+
+    observation_space: Any
+    action_space: Box
+    network: eqx.nn.MLP
+    action_scale: jax.Array
+    action_bias: jax.Array
+
+    def __init__(self, env: Any, *, key: jax.Array, width: int = 32):
+        self.observation_space, self.action_space = env.observation_space, env.action_space
+        self.network = eqx.nn.MLP(
+            env.observation_space.flat_size,
+            env.action_space.flat_size,
+            width,
+            2,
+            activation=jnp.tanh,
+            final_activation=jnp.tanh,
+            key=key,
+        )
+        self.action_scale = (env.action_space.high - env.action_space.low) / 2.0
+        self.action_bias = (env.action_space.high + env.action_space.low) / 2.0
+
+    def __call__(self, state, observation, *, key=None, action_mask: None = None):
+        raw = self.network(self.observation_space.flatten_sample(observation))
+        return None, raw * self.action_scale + self.action_bias
+
+
+class DiscreteSACLikePolicy(_Stateless):
+    """lerax head's `MLPDiscreteSACPolicy`: argmax of logits; the mask is ignored."""
+
+    observation_space: Any
+    action_space: Discrete
+    network: eqx.nn.MLP
+
+    def __init__(self, env: Any, *, key: jax.Array, width: int = 32):
+        self.observation_space, self.action_space = env.observation_space, env.action_space
+        self.network = eqx.nn.MLP(
+            env.observation_space.flat_size, env.action_space.n, width, 2, key=key
+        )
+
+    def __call__(self, state, observation, *, key=None, action_mask: None = None):
+        logits = self.network(self.observation_space.flatten_sample(observation))
+        if key is not None:
+            return None, jr.categorical(key, logits)
+        return None, jnp.argmax(logits)
+
+
+class QLikePolicy(_Stateless):
+    """lerax 0.0.5's `MLPQPolicy`: masked argmax of Q-values, and the Q-values as a head."""
+
+    observation_space: Any
+    action_space: Discrete
+    q_network: eqx.nn.MLP
+
+    def __init__(self, env: Any, *, key: jax.Array, width: int = 32):
+        self.observation_space, self.action_space = env.observation_space, env.action_space
+        self.q_network = eqx.nn.MLP(
+            env.observation_space.flat_size, env.action_space.n, width, 2, key=key
+        )
+
+    def q_values(self, state, observation):
+        return None, self.q_network(self.observation_space.flatten_sample(observation))
+
+    def __call__(self, state, observation, *, key=None, action_mask=None):
+        _, q = self.q_values(state, observation)
+        if action_mask is not None:
+            q = jnp.where(action_mask, q, -jnp.inf)
+        return None, jnp.argmax(q)
+
+
+class LayerNormPolicy(_Stateless):
+    """A user's own actor-critic: LayerNorm + tanh encoder, masked categorical, a value."""
+
+    observation_space: Any
+    action_space: Discrete
+    encoder: eqx.nn.Linear
+    norm: eqx.nn.LayerNorm
+    logits: eqx.nn.Linear
+    critic: eqx.nn.Linear
+
+    def __init__(self, env: Any, *, key: jax.Array, width: int = 32):
+        self.observation_space, self.action_space = env.observation_space, env.action_space
+        k1, k2, k3 = jr.split(key, 3)
+        self.encoder = eqx.nn.Linear(env.observation_space.flat_size, width, key=k1)
+        self.norm = eqx.nn.LayerNorm(width)
+        self.logits = eqx.nn.Linear(width, env.action_space.n, key=k2)
+        self.critic = eqx.nn.Linear(width, "scalar", key=k3)
+
+    def _features(self, observation):
+        return jnp.tanh(self.norm(self.encoder(self.observation_space.flatten_sample(observation))))
+
+    def __call__(self, state, observation, *, key=None, action_mask=None):
+        logits = self.logits(self._features(observation))
+        if action_mask is not None:
+            logits = jnp.where(action_mask, logits, -jnp.inf)
+        return None, jnp.argmax(logits)
+
+    def value(self, state, observation):
+        return None, self.critic(self._features(observation))
+
+
+def _actor_critic(observation: Any, action: Any) -> Callable[[int], Any]:
+    return lambda seed: MLPActorCriticPolicy(SpacesEnv(observation, action), key=jr.key(seed))
+
+
+def _kind(cls: type, observation: Any, action: Any) -> Callable[[int], Any]:
+    return lambda seed: cls(SpacesEnv(observation, action), key=jr.key(seed))
+
+
+# name -> seed -> policy. Every kind, every action space, Dict and Tuple observations.
+KINDS: dict[str, Callable[[int], Any]] = {
+    "actor_critic_discrete": _actor_critic(OBSERVATION, Discrete(5)),
+    "actor_critic_box": _actor_critic(OBSERVATION, ACTION_BOX),
+    "actor_critic_multidiscrete": _actor_critic(OBSERVATION, MultiDiscrete((3, 4, 2))),
+    "actor_critic_multibinary": _actor_critic(OBSERVATION, MultiBinary(4)),
+    "actor_critic_dict": _actor_critic(DICT_OBSERVATION, Discrete(3)),
+    "actor_critic_tuple": _actor_critic(TUPLE_OBSERVATION, MultiDiscrete((2, 3))),
+    "q": _kind(QLikePolicy, OBSERVATION, Discrete(5)),
+    "q_dict": _kind(QLikePolicy, DICT_OBSERVATION, Discrete(4)),
+    "sac": _kind(SACLikePolicy, OBSERVATION, ACTION_BOX),
+    "deterministic": _kind(DeterministicLikePolicy, OBSERVATION, ACTION_BOX),
+    "discrete_sac": _kind(DiscreteSACLikePolicy, OBSERVATION, Discrete(5)),
+    "layernorm": _kind(LayerNormPolicy, OBSERVATION, Discrete(5)),
+}

@@ -1,0 +1,211 @@
+"""Any policy that follows lerax's protocol exports to every format, with parity.
+
+The matrix is every kind in `kinds.KINDS` x every registered format; a test fails when a
+registered format, runtime or space type is left out of it.
+"""
+
+from __future__ import annotations
+
+import json
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import onnx
+import pytest
+
+import policyport
+from kinds import KINDS, OBSERVATION, DiscreteSACLikePolicy, QLikePolicy
+from policyport import InputError, UnsupportedError
+from policyport.formats import FORMATS, RUNTIMES
+from policyport.policy import Discrete, SpacesEnv
+from policyport.policy._spaces import SPACE_TYPES
+from policyport.runtime_checks import compare_rollouts
+
+# What each kind's artifact must look like: its outputs, and whether it takes a mask.
+EXPECTED = {
+    "actor_critic_discrete": (("action", "value"), True),
+    "actor_critic_box": (("action", "value"), False),
+    "actor_critic_multidiscrete": (("action", "value"), True),
+    "actor_critic_multibinary": (("action", "value"), True),
+    "actor_critic_dict": (("action", "value"), True),
+    "actor_critic_tuple": (("action", "value"), True),
+    "q": (("action", "q_values"), True),
+    "q_dict": (("action", "q_values"), True),
+    "sac": (("action",), False),
+    "deterministic": (("action",), False),
+    "discrete_sac": (("action",), False),
+    "layernorm": (("action", "value"), True),
+}
+
+
+def test_every_kind_has_expectations():
+    assert set(EXPECTED) == set(KINDS)
+
+
+def test_every_space_type_is_in_the_matrix():
+    """Each registered space type appears in some kind's observation or action space."""
+    seen: set[str] = set()
+
+    def visit(space) -> None:
+        seen.add(space.kind)
+        for sub in getattr(space, "spaces", {}) and (
+            space.spaces.values() if isinstance(space.spaces, dict) else space.spaces
+        ):
+            visit(sub)
+
+    for make in KINDS.values():
+        policy = make(0)
+        visit(policyport.trace(policy).observation_space)
+        visit(policyport.trace(policy).action_space)
+    assert seen == set(SPACE_TYPES)
+
+
+def test_every_runtime_checks_some_format():
+    assert {fmt.runtime for fmt in FORMATS.values()} == set(RUNTIMES)
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_trace_describes_the_contract(kind):
+    traced = policyport.trace(KINDS[kind](0))
+    outputs, masked = EXPECTED[kind]
+    assert traced.output_names == outputs
+    assert traced.description.mask_input is masked
+    assert ("action_mask" in traced.input_names) is masked
+    leaves = [name for name, _ in traced.observation_space.leaves()]
+    assert list(traced.input_names[: len(leaves)]) == leaves
+
+
+@pytest.mark.parametrize("format", list(FORMATS))
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_every_kind_exports_with_parity(tmp_path, kind, format):
+    policy = KINDS[kind](1)
+    path = tmp_path / f"policy{FORMATS[format].suffix}"
+    [result] = policyport.export(policy, format, path)
+    assert result.report.passed, result.report.to_table()
+    assert [o.name for o in result.report.outputs] == list(EXPECTED[kind][0])
+    assert result.report.outputs[0].rows == 4097
+    if format == "onnx":
+        model = onnx.load(path)
+        meta = {p.key: p.value for p in model.metadata_props}
+        assert [i.name for i in model.graph.input] == list(policyport.trace(policy).input_names)
+        assert [o.name for o in model.graph.output] == list(EXPECTED[kind][0])
+        assert json.loads(meta["policyport.mask_input"]) is EXPECTED[kind][1]
+        assert json.loads(meta["policyport.contract_version"]) == 2
+
+
+def test_dict_observation_inputs_are_named_per_leaf():
+    traced = policyport.trace(KINDS["actor_critic_dict"](0))
+    assert traced.input_names == (
+        "observation.position",
+        "observation.goal.0",
+        "observation.goal.1",
+        "observation.flags",
+        "action_mask",
+    )
+    shapes = [s.shape for s in traced.inputs]
+    assert shapes == [(3,), (), (2,), (2,), (3,)]
+
+
+def test_check_accepts_a_policy_object_and_its_artifact(tmp_path):
+    policy = KINDS["q"](2)
+    policyport.export(policy, "onnx", tmp_path / "q.onnx")
+    assert policyport.check(policy, tmp_path / "q.onnx").passed
+    # Another policy's weights: the same contract, other numbers.
+    assert not policyport.check(KINDS["q"](3), tmp_path / "q.onnx").passed
+
+
+def test_an_ignored_mask_is_not_an_input():
+    """lerax's discrete SAC takes `action_mask: None` and never reads it."""
+    policy = DiscreteSACLikePolicy(SpacesEnv(OBSERVATION, Discrete(4)), key=jax.random.key(0))
+    assert "action_mask" not in policyport.trace(policy).input_names
+
+
+def test_the_mask_is_an_input_when_the_policy_reads_it():
+    policy = QLikePolicy(SpacesEnv(OBSERVATION, Discrete(4)), key=jax.random.key(0))
+    traced = policyport.trace(policy)
+    assert traced.input_names == ("observation", "action_mask")
+
+
+class _Recurrent(eqx.Module):
+    observation_space: object
+    action_space: object
+
+    def reset(self, *, key):
+        return jnp.zeros(3)
+
+    def __call__(self, state, observation, *, key=None, action_mask=None):
+        return state, jnp.argmax(observation[:3])
+
+
+def test_a_stateful_policy_is_refused():
+    policy = _Recurrent(OBSERVATION, Discrete(3))
+    with pytest.raises(UnsupportedError, match=r"reset returns a state .*stateless policies"):
+        policyport.trace(policy)
+
+
+def test_an_object_without_spaces_is_refused():
+    with pytest.raises(InputError, match=r"has no observation_space.*lerax's policy protocol"):
+        policyport.export(lambda x: x, "onnx", "/tmp/never.onnx")
+
+
+def test_a_policy_whose_action_does_not_fit_its_space_is_refused():
+    class Wrong(eqx.Module):
+        observation_space: object = OBSERVATION
+        action_space: object = Discrete(3)
+
+        def __call__(self, state, observation, *, key=None, action_mask=None):
+            return None, observation[:2]
+
+    with pytest.raises(UnsupportedError, match=r"action has shape \(2,\).*Discrete\(3\)"):
+        policyport.trace(Wrong())
+
+
+def test_default_actor_critic_keeps_one_encoder(tmp_path):
+    """`__call__` and `value` are traced separately; the graph computes the encoder once."""
+    policyport.export(KINDS["actor_critic_discrete"](0), "onnx", tmp_path / "p.onnx")
+    model = onnx.load(tmp_path / "p.onnx")
+    gemms = [n for n in model.graph.node if n.op_type == "Gemm"]
+    # encoder 3 + value 3 + action 2 (its last two layers folded): 8, not 11.
+    assert len(gemms) == 8
+
+
+def test_rollouts_of_a_dict_policy_agree(tmp_path):
+    """Closed loop with a Dict observation env: the artifact takes the leaves by name."""
+
+    class DictEnv(eqx.Module):
+        observation_space: object = KINDS["actor_critic_dict"](0).observation_space
+        action_space: object = Discrete(3)
+
+        def initial(self, *, key):
+            return jnp.zeros(3)
+
+        def observation(self, state, *, key):
+            return {
+                "position": jnp.tanh(state),
+                "goal": (jnp.array(1.0), state[:2]),
+                "flags": jnp.array([1.0, 0.0]),
+            }
+
+        def action_mask(self, state, *, key):
+            return jnp.array([True, state[0] < 0.5, True])
+
+        def transition(self, state, action, *, key):
+            return state + 0.1 * (action - 1) + 0.01 * jax.random.normal(key, (3,))
+
+        def reward(self, state, action, next_state, *, key):
+            return -jnp.abs(next_state).sum()
+
+        def terminal(self, state, *, key):
+            return jnp.abs(state).max() > 2
+
+        def truncate(self, state):
+            return jnp.array(False)
+
+    policy = KINDS["actor_critic_dict"](0)
+    policyport.export(policy, "onnx", tmp_path / "d.onnx")
+    report = compare_rollouts(policy, tmp_path / "d.onnx", DictEnv(), episodes=2, max_steps=30)
+    assert report.passed, report.to_table()
+    assert all(e.steps_jax > 1 for e in report.episodes)
+    np.testing.assert_equal([e.first_action_mismatch for e in report.episodes], [None, None])
