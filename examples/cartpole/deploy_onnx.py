@@ -24,7 +24,8 @@ TOTAL_MASS = CART_MASS + POLE_MASS
 POLEMASS_LENGTH = POLE_MASS * HALF_LENGTH
 X_THRESHOLD, THETA_THRESHOLD = 2.4, 12 * 2 * math.pi / 360
 DEFAULT_INITIAL_STATE = (0.01, -0.02, 0.03, 0.04)
-SUPPORTED_CONTRACT_VERSIONS = ("1",)
+# Contract 1 (2026-11-25) and 2 (2026-12-02) name a CartPole policy's inputs alike.
+SUPPORTED_CONTRACT_VERSIONS = ("1", "2")
 
 
 def step(state: np.ndarray, action: int) -> np.ndarray:
@@ -63,7 +64,10 @@ def run_episode(session: ort.InferenceSession, initial: np.ndarray, max_steps: i
     actions: list[int] = []
     for _ in range(max_steps):
         observation = state.astype(np.float32)[None]
-        [action] = session.run(["action"], {"observation": observation, "action_mask": mask})
+        inputs = {"observation": observation}
+        if any(i.name == "action_mask" for i in session.get_inputs()):
+            inputs["action_mask"] = mask  # contract 2: only when the policy reads masks
+        [action] = session.run(["action"], inputs)
         actions.append(int(action[0]))
         state = step(state, actions[-1])
         if terminated(state):

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-SUPPORTED_CONTRACT_VERSIONS = ("1",)
+# Contract 1 (2026-11-25) and 2 (2026-12-02) name a Box policy's inputs alike.
+SUPPORTED_CONTRACT_VERSIONS = ("1", "2")
 
 
 def default_observations(n: int = 8) -> np.ndarray:
