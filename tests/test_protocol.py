@@ -62,8 +62,29 @@ def test_every_space_type_is_in_the_matrix():
     assert seen == set(SPACE_TYPES)
 
 
-def test_every_runtime_checks_some_format():
-    assert {fmt.runtime for fmt in FORMATS.values()} == set(RUNTIMES)
+RUNTIME_FORMATS = [(r.name, f) for r in RUNTIMES.values() for f in r.formats]
+
+
+def test_every_registered_runtime_and_format_is_paired():
+    """Each format's own runtime reads it; every runtime reads some registered format."""
+    assert {(fmt.runtime, name) for name, fmt in FORMATS.items()} <= set(RUNTIME_FORMATS)
+    assert {f for _, f in RUNTIME_FORMATS} <= set(FORMATS)
+
+
+@pytest.mark.parametrize(("runtime", "format"), RUNTIME_FORMATS)
+def test_every_runtime_checks_every_format_it_reads(tmp_path, runtime, format):
+    """Masked, with a Dict observation and a q_values head: the hardest contract we have."""
+    policy = KINDS["q_dict"](4)
+    path = tmp_path / f"policy{FORMATS[format].suffix}"
+    policyport.export(policy, format, path, check=False)
+    report = policyport.check(policy, path, runtime=runtime)
+    assert report.passed, report.to_table()
+    assert report.runtime.startswith(runtime)
+
+
+def test_a_runtime_that_cannot_read_the_format_is_refused(tmp_path):
+    with pytest.raises(InputError, match=r"Runtime 'tensorflow' cannot run onnx artifacts"):
+        policyport.check(KINDS["q"](0), tmp_path / "p.onnx", runtime="tensorflow")
 
 
 @pytest.mark.parametrize("kind", list(KINDS))

@@ -241,8 +241,9 @@ def _parity(
     format: str,
     seed: int,
     batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES,
+    runtime: str | None = None,
 ) -> ParityReport:
-    runtime = FORMATS[format].runtime
+    runtime = runtime or FORMATS[format].runtime
     run = _open(runtime, artifact, format)
     try:
         return compare_runner(
@@ -303,18 +304,27 @@ def check(
     artifact: str | Path,
     *,
     format: str | None = None,
+    runtime: str | None = None,
     seed: int = 0,
     batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES,
 ) -> ParityReport:
-    """Run `artifact` in its runtime on sampled inputs and compare it with the JAX policy.
+    """Run `artifact` in a runtime on sampled inputs and compare it with the JAX policy.
 
-    `format` defaults to the one whose suffix `artifact` has (`.onnx`, `.ort`, ...).
+    `format` defaults to the one whose suffix `artifact` has (`.onnx`, `.ort`, ...);
+    `runtime` to the format's own (any registered runtime that reads the format works).
     """
     artifact = Path(artifact)
     format = format or format_of(artifact)
     if format not in FORMATS:
         raise InputError(f"Unknown format {format!r}. Choose one of: {', '.join(FORMATS)}.")
-    return _parity(trace(policy), artifact, format, seed, batch_sizes)
+    if runtime is not None:
+        readers = [name for name, r in RUNTIMES.items() if format in r.formats]
+        if runtime not in readers:
+            raise InputError(
+                f"Runtime {runtime!r} cannot run {format} artifacts; runtimes that can: "
+                f"{', '.join(readers)}."
+            )
+    return _parity(trace(policy), artifact, format, seed, batch_sizes, runtime)
 
 
 def _export_one(
