@@ -1,7 +1,5 @@
 """policyport: export trained JAX policies to portable artifacts, with proven parity."""
 
-__version__ = "0.1.0"
-
 from ._errors import InputError as InputError
 from ._errors import ModelFileError as ModelFileError
 from ._errors import ParityError as ParityError
@@ -9,6 +7,7 @@ from ._errors import PolicyportError as PolicyportError
 from ._errors import UnsupportedError as UnsupportedError
 from ._export import check as check
 from ._export import export as export
+from ._version import __version__ as __version__
 from .policy import MLPActorCriticPolicy as MLPActorCriticPolicy
 from .tracing import TracedPolicy as TracedPolicy
 from .tracing import trace as trace

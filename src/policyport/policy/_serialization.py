@@ -107,7 +107,7 @@ def weights_sha256(policy: eqx.Module) -> str:
 
 
 def _producer() -> str:
-    from .. import __version__
+    from .._version import __version__
 
     return f"policyport {__version__}"
 

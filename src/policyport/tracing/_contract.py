@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__
+from .._version import __version__
 
 CONTRACT_VERSION = 2
 # The contract versions a consumer of this release understands.
