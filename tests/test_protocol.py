@@ -230,3 +230,36 @@ def test_rollouts_of_a_dict_policy_agree(tmp_path):
     assert report.passed, report.to_table()
     assert all(e.steps_jax > 1 for e in report.episodes)
     np.testing.assert_equal([e.first_action_mismatch for e in report.episodes], [None, None])
+
+
+class _CheckedBounds(eqx.Module):
+    """A policy that checks its constants the way lerax's squashed Gaussian does."""
+
+    observation_space: object = OBSERVATION
+    action_space: object = Discrete(3)
+
+    def __call__(self, state, observation, *, key=None, action_mask=None):
+        low = eqx.error_if(jnp.zeros(3), ~jnp.all(jnp.isfinite(jnp.zeros(3))), "bad bounds")
+        unused = jnp.log(jnp.abs(observation).sum())  # computed, never returned
+        del unused
+        return None, jnp.argmax(observation[:3] + low)
+
+
+def test_checks_on_constants_and_dead_code_leave_the_trace(tmp_path):
+    """`equinox.error_if` on constants becomes a host callback no format can hold: the
+    trace folds it away (lerax head's MLPSACPolicy needs this), and dead code goes too."""
+    traced = policyport.trace(_CheckedBounds())
+    primitives = {eqn.primitive.name for eqn in traced.jaxpr.jaxpr.eqns}
+    assert "pure_callback" not in primitives and "log" not in primitives
+    [result] = policyport.export(_CheckedBounds(), "onnx", tmp_path / "c.onnx")
+    assert result.report.passed
+
+
+def test_a_failing_check_on_constants_still_fails():
+    class Broken(_CheckedBounds):
+        def __call__(self, state, observation, *, key=None, action_mask=None):
+            low = eqx.error_if(jnp.zeros(3), jnp.array(True), "bounds must be finite")
+            return None, jnp.argmax(observation[:3] + low)
+
+    with pytest.raises(Exception, match="bounds must be finite"):
+        policyport.trace(Broken())

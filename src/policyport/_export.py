@@ -14,9 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jax
-import numpy as np
-
 from ._errors import InputError, ParityError, PolicyportError
 from ._publish import probe_writable, publish, staging_dir
 from .checks import (
@@ -113,27 +110,13 @@ def _check_destination(paths: tuple[Path, ...], force: bool, format: str) -> Non
         probe_writable(parent)
 
 
-def _leaf_names(policy: Any) -> dict[int, str]:
-    """`id(array) -> path` for the arrays a policy holds (how a trace constant is named)."""
-    leaves = jax.tree_util.tree_leaves_with_path(policy)
-    return {id(leaf): jax.tree_util.keystr(path) for path, leaf in leaves}
-
-
-def _check_finite(traced: TracedPolicy, policy: Any) -> None:
-    """The weights a policy computes with (the trace's constants) must be finite.
-
-    Space bounds are not constants the computation reads unless the policy uses them, and
-    infinite bounds are legitimate: only what the trace holds is checked.
-    """
-    for i, const in enumerate(traced.jaxpr.consts):
-        value = np.asarray(const)
-        if np.issubdtype(value.dtype, np.floating) and not np.all(np.isfinite(value)):
-            where = _leaf_names(policy).get(id(const), f"constant {i} of the trace")
-            raise InputError(
-                f"The policy's weights hold NaN or inf (first at {where}); the exported "
-                "policy would compute garbage. Fix the "
-                "training run, or pass --allow-nonfinite (allow_nonfinite=True) to export anyway."
-            )
+def _check_finite(traced: TracedPolicy) -> None:
+    if traced.nonfinite_weights is not None:
+        raise InputError(
+            f"The policy's weights hold NaN or inf (first at {traced.nonfinite_weights}); the "
+            "exported policy would compute garbage. Fix the training run, or pass "
+            "--allow-nonfinite (allow_nonfinite=True) to export anyway."
+        )
 
 
 def export(
@@ -193,7 +176,7 @@ def export(
     with _stage("trace", seconds, progress):
         traced = trace(policy)
     if not allow_nonfinite:
-        _check_finite(traced, policy)
+        _check_finite(traced)
     results = []
     for name in formats:
         results.append(

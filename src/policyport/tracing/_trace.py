@@ -26,6 +26,7 @@ from ..policy import AbstractSpace, Box, Dict, Discrete, MultiBinary, Tuple, as_
 from ..policy._serialization import weights_sha256
 from ._contract import ACTION, HEADS, MASK, PolicyDescription, TensorSpec
 from ._decisions import decision_margins
+from ._simplify import simplify
 
 _NOT_A_POLICY = (
     "{found} policyport exports objects that follow lerax's policy protocol: "
@@ -52,6 +53,8 @@ class TracedPolicy:
     action_space: AbstractSpace
     description: PolicyDescription
     margins: Callable[..., Array] | None
+    # Where the policy's weights first hold NaN or inf (before dead code is dropped), if so.
+    nonfinite_weights: str | None = None
 
     @property
     def forward(self) -> Callable[..., list[Array]]:
@@ -194,6 +197,27 @@ def _uses_last_input(closed: ClosedJaxpr) -> bool:
     return mask in used or mask in closed.jaxpr.outvars
 
 
+def _first_nonfinite(policy: Any, closed: ClosedJaxpr) -> str | None:
+    """Where the weights the trace reads first hold NaN or inf, by leaf path when known.
+
+    Read before dead code is dropped: a diverged training run is worth refusing even when
+    the broken weights (say a log-std) do not reach the deterministic outputs.
+    """
+    names = {id(leaf): jax.tree_util.keystr(path) for path, leaf in _leaves_with_path(policy)}
+    for i, const in enumerate(closed.consts):
+        value = np.asarray(const)
+        if np.issubdtype(value.dtype, np.floating) and not np.all(np.isfinite(value)):
+            return names.get(id(const), f"constant {i} of the trace")
+    return None
+
+
+def _leaves_with_path(policy: Any) -> list[tuple[Any, Any]]:
+    try:
+        return jax.tree_util.tree_leaves_with_path(policy)
+    except Exception:  # not a pytree: constants are then named by position
+        return []
+
+
 def _weights_hash(policy: Any, closed: ClosedJaxpr) -> str:
     if isinstance(policy, eqx.Module):
         return weights_sha256(policy)
@@ -227,26 +251,31 @@ def trace(policy: Any) -> TracedPolicy:
         if action_space.mask_size is None
         else TensorSpec(MASK, (action_space.mask_size,), "bool")
     )
-    closed, inputs = None, observations
+    raw: ClosedJaxpr | None = None
+    closed: ClosedJaxpr | None = None
+    inputs = observations
     if mask is not None:
         specs = (*observations, mask)
         forward = _forward(policy, observation_space, action_space, heads, with_mask=True)
         try:
-            closed = jax.make_jaxpr(forward)(*_avals(specs))
+            raw = jax.make_jaxpr(forward)(*_avals(specs))
+            closed = simplify(raw)
         except (TypeError, ValueError):
-            closed = None  # a policy that refuses masks: traced without one below
-        if closed is not None and _uses_last_input(closed):
+            raw = None  # a policy that refuses masks: traced without one below
+        if raw is not None and _uses_last_input(closed):
             inputs = specs
         else:
-            closed = None
-    if closed is None:
+            raw = closed = None  # the mask is never read: no mask input
+    if raw is None:
         forward = _forward(policy, observation_space, action_space, heads, with_mask=False)
         try:
-            closed = jax.make_jaxpr(forward)(*_avals(observations))
+            raw = jax.make_jaxpr(forward)(*_avals(observations))
         except (InputError, UnsupportedError):
             raise
         except Exception as e:  # the user's code: any failure means the same to them
             raise _trace_failure(policy, e) from e
+        closed = simplify(raw)
+    nonfinite = _first_nonfinite(policy, raw)
     outputs = (
         _action_spec(action_space),
         *(
@@ -271,7 +300,7 @@ def trace(policy: Any) -> TracedPolicy:
         kind = "compare" if isinstance(action_space, MultiBinary) else "argmax"
         margins = decision_margins(closed, outputs[0].shape, kind)
     return TracedPolicy(
-        closed, inputs, outputs, observation_space, action_space, description, margins
+        closed, inputs, outputs, observation_space, action_space, description, margins, nonfinite
     )
 
 

@@ -1,0 +1,95 @@
+"""Simplify a policy's trace into the plain computation an inference artifact needs.
+
+Libraries put more into a trace than inference computes: checks on constants
+(`equinox.error_if` on a space's bounds, which becomes a host callback no artifact format
+can hold), custom-derivative wrappers, nested `jit` calls, and values computed and never
+used (log-probabilities next to a mode). Re-tracing the jaxpr through an evaluator that
+runs every equation whose inputs are all known at trace time (once, in JAX, on the CPU:
+the same float32 arithmetic the runtime would do), inlines calls, drops identity copies
+and then removes dead equations leaves the function and nothing else. A failing check
+on constants raises here, as it would have in JAX.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+from jax.extend.core import ClosedJaxpr, Jaxpr, Literal, Var
+
+# Calls whose body is inlined; custom-derivative rules do not matter for inference.
+_INLINED = {"jit": "jaxpr", "pjit": "jaxpr", "closed_call": "call_jaxpr"}
+_INLINED_CUSTOM = {"custom_jvp_call": "call_jaxpr", "custom_vjp_call": "call_jaxpr"}
+
+
+def _is_known(value: Any) -> bool:
+    return not isinstance(value, jax.core.Tracer)
+
+
+def _body(params: dict[str, Any], key: str) -> tuple[Jaxpr, list[Any]] | None:
+    inner = params.get(key)
+    if isinstance(inner, ClosedJaxpr):
+        return inner.jaxpr, list(inner.consts)
+    if isinstance(inner, Jaxpr):
+        return inner, []
+    return None
+
+
+def _evaluate(jaxpr: Jaxpr, consts: list[Any], args: list[Any]) -> list[Any]:
+    env: dict[Var, Any] = {}
+
+    def read(v: Any) -> Any:
+        return v.val if isinstance(v, Literal) else env[v]
+
+    env.update(zip(jaxpr.constvars, consts, strict=True))
+    env.update(zip(jaxpr.invars, args, strict=True))
+    for eqn in jaxpr.eqns:
+        inputs = [read(v) for v in eqn.invars]
+        name = eqn.primitive.name
+        key = _INLINED.get(name) or _INLINED_CUSTOM.get(name)
+        body = _body(eqn.params, key) if key else None
+        if name == "copy" or name == "copy_p":
+            outputs = inputs
+        elif all(_is_known(x) for x in inputs) and not body:
+            params = eqn.primitive.get_bind_params(eqn.params)  # as jax's own eval_jaxpr
+            with jax.ensure_compile_time_eval():
+                result = eqn.primitive.bind(*inputs, **params)
+            outputs = list(result) if eqn.primitive.multiple_results else [result]
+        elif body is not None:
+            outputs = _evaluate(body[0], body[1], inputs)
+        else:
+            params = eqn.primitive.get_bind_params(eqn.params)
+            result = eqn.primitive.bind(*inputs, **params)
+            outputs = list(result) if eqn.primitive.multiple_results else [result]
+        env.update(zip(eqn.outvars, outputs, strict=True))
+    return [read(v) for v in jaxpr.outvars]
+
+
+def _without_dead_code(closed: ClosedJaxpr) -> ClosedJaxpr:
+    """Drop equations no output depends on, and the constants only they read."""
+    jaxpr = closed.jaxpr
+    live = {v for v in jaxpr.outvars if isinstance(v, Var)}
+    kept = []
+    for eqn in reversed(jaxpr.eqns):
+        if any(v in live for v in eqn.outvars):
+            kept.append(eqn)
+            live.update(v for v in eqn.invars if isinstance(v, Var))
+    used = [(v, c) for v, c in zip(jaxpr.constvars, closed.consts, strict=True) if v in live]
+    effects = frozenset().union(*(eqn.effects for eqn in kept))
+    slim = jaxpr.replace(
+        constvars=[v for v, _ in used],
+        eqns=kept[::-1],
+        effects=effects,
+        debug_info=jaxpr.debug_info,
+    )
+    return ClosedJaxpr(slim, [c for _, c in used])
+
+
+def simplify(closed: ClosedJaxpr) -> ClosedJaxpr:
+    """The same function, with known values folded, calls inlined and dead code gone."""
+    avals = [jax.ShapeDtypeStruct(v.aval.shape, v.aval.dtype) for v in closed.jaxpr.invars]
+
+    def run(*args: Any) -> list[Any]:
+        return _evaluate(closed.jaxpr, list(closed.consts), list(args))
+
+    return _without_dead_code(jax.make_jaxpr(run)(*avals))
