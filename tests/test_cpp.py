@@ -18,6 +18,7 @@ import importlib.metadata
 import json
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import jax
@@ -27,6 +28,7 @@ import pytest
 import policyport
 from conftest import ACTION_SPACES, MASKABLE, make_policy
 from consumer_artifacts import CASES, assert_matches, exported
+from consumer_artifacts import make_policy as make_case_policy
 from policyport.runtime_checks import ATOL, RTOL, reference_outputs, sample_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -356,3 +358,31 @@ def test_metadata_that_lists_other_outputs_is_refused(build, cartpole_onnx, tmp_
         run(build / "cartpole", edited),
         "outputs (action, value) are not the ones its policyport.inputs / policyport.outputs",
     )
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_policy_info_discovers_inputs_and_outputs(build, tmp_path_factory, case):
+    """policy_info reports the artifact's own tables, and act()/value()/q_values() on one
+    observation (all actions allowed) give JAX's action and heads."""
+    import onnx
+
+    artifact = exported(case, tmp_path_factory.getbasetemp())
+    metadata = {p.key: p.value for p in onnx.load(artifact.path).metadata_props}
+    leaves = [n for n in artifact.inputs if n != "action_mask"]
+    row = {n: artifact.inputs[n][:1] for n in leaves}
+    row["action_mask"] = np.ones_like(artifact.inputs["action_mask"][:1])
+    observation = np.concatenate([row[n].reshape(-1) for n in leaves])
+
+    done = run(build / "policy_info", artifact.path, *(f"{x:.9g}" for x in observation))
+    assert done.returncode == 0, done.stderr
+    info = json.loads(done.stdout)
+    assert info["inputs"] == json.loads(metadata["policyport.inputs"])
+    assert info["outputs"] == json.loads(metadata["policyport.outputs"])
+    assert info["heads"] == json.loads(metadata["policyport.heads"])
+    assert (info["observation_size"], info["mask_size"]) == (observation.size, 3)
+
+    expected = reference_outputs(make_case_policy(case), row)
+    acted = {name: np.asarray(values)[None] for name, values in info["act"].items()}
+    assert_matches(replace(artifact, expected=expected), acted)
+    [head] = info["heads"]  # value or q_values: the call of that name gives the same numbers
+    np.testing.assert_array_equal(np.ravel(info[head]), np.ravel(info["act"][head]))
