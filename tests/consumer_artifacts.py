@@ -8,6 +8,9 @@ artifact itself (contract 2). Two policies prove it:
 - `dict`: an `MLPActorCriticPolicy` on a Dict observation space with a Box and a Discrete
   leaf (inputs `observation.pos` [batch, 3], `observation.kind` [batch], `action_mask`).
 
+And `contract1()`: a file written under contract 1 by an older policyport, which every
+consumer must still run.
+
 Each is exported once per test session (`check=False`: the export's own parity check is
 tested elsewhere; here the consumer is compared with JAX directly).
 """
@@ -26,6 +29,8 @@ import policyport
 from policyport.runtime_checks import ATOL, RTOL, reference_outputs, sample_inputs
 
 CASES = ("q", "dict")
+# A real contract-1 file, written by the policyport of 2026-11-25 (see its README.md).
+CONTRACT1 = Path(__file__).parent / "data" / "contract1"
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,17 @@ def exported(case: str, folder: Path, batch: int = 64) -> Case:
     policyport.export(policy, "onnx", path, check=False, force=True)
     inputs = sample_inputs(policy, seed=0, batch=batch, all_false_rows=2)
     return Case(case, path, inputs, reference_outputs(policy, inputs))
+
+
+def contract1() -> Case:
+    """The golden contract-1 artifact, the inputs it was written with and JAX's outputs."""
+    with np.load(CONTRACT1 / "discrete_io.npz") as arrays:
+        stored = {name: arrays[name] for name in arrays.files}
+    part = {
+        kind: {k.split(".", 1)[1]: v for k, v in stored.items() if k.startswith(kind + ".")}
+        for kind in ("input", "output")
+    }
+    return Case("contract1", CONTRACT1 / "discrete.onnx", part["input"], part["output"])
 
 
 def assert_matches(case: Case, outputs: dict[str, Any]) -> None:

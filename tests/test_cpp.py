@@ -27,7 +27,7 @@ import pytest
 
 import policyport
 from conftest import ACTION_SPACES, MASKABLE, make_policy
-from consumer_artifacts import CASES, assert_matches, exported
+from consumer_artifacts import CASES, assert_matches, contract1, exported
 from consumer_artifacts import make_policy as make_case_policy
 from policyport.runtime_checks import ATOL, RTOL, reference_outputs, sample_inputs
 
@@ -336,6 +336,15 @@ def test_dict_observation_size_names_its_inputs(build, tmp_path_factory, tmp_pat
     artifact.inputs["action_mask"][:1].astype(np.uint8).tofile(tmp_path / "mask.u8")
     done = run(build / "batch_run", artifact.path, tmp_path / "short.f32", tmp_path / "mask.u8")
     assert_refused(done, "observations are 4 float32 values each: observation.pos [3] + obs")
+
+
+def test_golden_contract_1_file_still_runs(build, tmp_path):
+    """A file policyport wrote under contract 1 (tests/data/contract1) gives JAX's outputs."""
+    golden = contract1()
+    obs, mask = write_inputs(tmp_path, dict(golden.inputs))
+    done = run(build / "batch_run", golden.path, obs, mask)
+    assert done.returncode == 0, done.stderr
+    assert_matches(golden, json.loads(done.stdout))
 
 
 def test_contract_version_1_still_runs(build, cartpole_onnx, tmp_path):

@@ -18,7 +18,7 @@ import pytest
 
 import policyport
 from conftest import make_policy
-from consumer_artifacts import CASES, Case, assert_matches, exported
+from consumer_artifacts import CASES, Case, assert_matches, contract1, exported
 from policyport.runtime_checks import ATOL, RTOL, reference_outputs, sample_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -163,6 +163,27 @@ def test_refuses_an_unknown_contract_version(cartpole_model, tmp_path, version):
     assert f"unsupported artifact contract version {version} " in process.stderr
     assert "this consumer knows versions 1, 2" in process.stderr
     assert process.stdout == ""
+
+
+def test_golden_contract_1_file_still_runs(node_example, tmp_path):
+    """A file policyport wrote under contract 1 (tests/data/contract1) gives JAX's outputs."""
+    golden = contract1()
+    info = json_line(run_node("info", str(golden.path)))
+    assert (info["contract_version"], info["heads"]) == (1, ["value"])
+    golden.inputs["observation"].astype("<f4").tofile(tmp_path / "obs.f32")
+    golden.inputs["action_mask"].astype(np.uint8).tofile(tmp_path / "masks.u8")
+    out = tmp_path / "out.json"
+    run_node(
+        "batch",
+        str(golden.path),
+        "--observations",
+        str(tmp_path / "obs.f32"),
+        "--masks",
+        str(tmp_path / "masks.u8"),
+        "--out",
+        str(out),
+    )
+    assert_matches(golden, json.loads(out.read_text()))
 
 
 def test_accepts_contract_version_1(cartpole_model, tmp_path):
