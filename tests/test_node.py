@@ -299,3 +299,21 @@ def test_batch_names_the_inputs_it_needs(consumer_cases, tmp_path):
     assert unknown.returncode == 2
     assert 'no input "observation.speed": its inputs are observation.pos' in unknown.stderr
     assert not (tmp_path / "out.json").exists()
+
+
+def test_refuses_metadata_that_disagrees_with_the_graph(cartpole_model, tmp_path):
+    import onnx
+
+    model = onnx.load(cartpole_model)
+    listed = [
+        {"dtype": "int64", "name": "action", "shape": ["batch"]},
+        {"dtype": "float32", "name": "q_values", "shape": ["batch", 2]},
+    ]
+    for prop in model.metadata_props:
+        if prop.key == "policyport.outputs":
+            prop.value = json.dumps(listed)
+    onnx.save(model, tmp_path / "edited.onnx")
+    process = run_node("info", str(tmp_path / "edited.onnx"), check=False)
+    assert process.returncode == 2
+    assert 'outputs ["action","value"] are not the ones its metadata lists' in process.stderr
+    assert process.stdout == ""
