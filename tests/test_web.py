@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 import policyport
-from consumer_artifacts import CASES, assert_matches, contract1, exported
+from consumer_artifacts import CASES, Case, assert_matches, contract1, exported
 from test_node import (
     CARTPOLE_FAILING_INIT,
     CARTPOLE_INIT,
@@ -202,12 +202,21 @@ def test_page_cartpole_failing_start_matches_jax(server, tmp_path):
     assert result["cartpole"]["terminated"]
 
 
-def test_check_page_reads_inputs_and_outputs_from_the_artifact(server, models, tmp_path):
+@pytest.fixture(scope="module")
+def check_cases(models: Path) -> dict[str, Case]:
+    """The consumer artifacts (exported once per session) and the contract-1 file."""
+    cases = {case: exported(case, models.parent) for case in CASES}
+    cases["contract1"] = contract1()  # a file written under contract 1 still runs
+    return cases
+
+
+def test_check_page_reads_inputs_and_outputs_from_the_artifact(
+    server, models, check_cases, tmp_path
+):
     """check.html on a Q-policy (action, q_values), a Dict observation (observation.pos,
     observation.kind) and a contract-1 file: one browser for all three, outputs by the
     artifact's names, JAX's numbers."""
-    cases = {case: exported(case, models.parent) for case in CASES}
-    cases["contract1"] = contract1()  # a file written under contract 1 still runs
+    cases = check_cases
     urls = []
     for case, artifact in cases.items():
         shutil.copyfile(artifact.path, models / f"check-{case}.onnx")
