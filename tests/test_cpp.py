@@ -4,8 +4,10 @@
   values within the runtime checks' tolerances.
 - `cartpole` (CartPole in C++, driven by the committed trained policy): the same episode as
   lerax's `CartPole(solver=diffrax.Euler())` driven by the JAX policy.
+- A Q-policy (outputs `action`, `q_values`) and a Dict observation (inputs
+  `observation.pos`, `observation.kind`): `batch_run` reads the names from the artifact.
 - Bad input and unknown contract versions: exit status 2, a message saying what is wrong, no
-  crash.
+  crash; contract 1 artifacts still run.
 
 Skipped only where g++ or cmake is missing (the reason is printed by `-ra`).
 """
@@ -16,6 +18,7 @@ import importlib.metadata
 import json
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import jax
@@ -24,6 +27,8 @@ import pytest
 
 import policyport
 from conftest import ACTION_SPACES, MASKABLE, make_policy
+from consumer_artifacts import CASES, assert_matches, contract1, exported
+from consumer_artifacts import make_policy as make_case_policy
 from policyport.runtime_checks import ATOL, RTOL, reference_outputs, sample_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -275,8 +280,9 @@ def edited_metadata(source: Path, target: Path, key: str, value: str | None) -> 
         (
             "99",
             "uses policyport artifact contract version 99 (written by policyport {version}), "
-            "but this policyport.hpp/.cpp understands versions 1 to 1",
+            "but this policyport.hpp/.cpp understands versions 1 to 2",
         ),
+        ("3", "contract version 3"),
         ("0", "contract version 0"),
         ("1.0", "contract version 1.0"),
         (None, "has no 'policyport.contract_version' metadata: it is not a policyport artifact"),
@@ -306,3 +312,86 @@ def test_cartpole_bad_start(build, cartpole_onnx):
         "initial theta 'nan' is not a finite number",
     )
     assert run(build / "cartpole", cartpole_onnx, 0, 0).returncode == 2
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_batch_run_reads_inputs_and_outputs_from_the_artifact(build, tmp_path_factory, case):
+    """Each OBS_FILE row is the observation inputs concatenated in input order; the JSON holds
+    every output by the artifact's names (q_values, not value, for the Q-policy)."""
+    artifact = exported(case, tmp_path_factory.getbasetemp())
+    folder = tmp_path_factory.mktemp(f"cpp_{case}")
+    leaves = [n for n in artifact.inputs if n != "action_mask"]
+    batch = len(artifact.inputs["action_mask"])
+    rows = np.concatenate([artifact.inputs[n].reshape(batch, -1) for n in leaves], axis=1)
+    rows.astype("<f4").tofile(folder / "obs.f32")
+    artifact.inputs["action_mask"].astype(np.uint8).tofile(folder / "mask.u8")
+    done = run(build / "batch_run", artifact.path, folder / "obs.f32", folder / "mask.u8")
+    assert done.returncode == 0, done.stderr
+    assert_matches(artifact, json.loads(done.stdout))
+
+
+def test_dict_observation_size_names_its_inputs(build, tmp_path_factory, tmp_path):
+    artifact = exported("dict", tmp_path_factory.getbasetemp())
+    (tmp_path / "short.f32").write_bytes(b"\0" * 12)  # 3 floats: observation.kind left out
+    artifact.inputs["action_mask"][:1].astype(np.uint8).tofile(tmp_path / "mask.u8")
+    done = run(build / "batch_run", artifact.path, tmp_path / "short.f32", tmp_path / "mask.u8")
+    assert_refused(done, "observations are 4 float32 values each: observation.pos [3] + obs")
+
+
+def test_golden_contract_1_file_still_runs(build, tmp_path):
+    """A file policyport wrote under contract 1 (tests/data/contract1) gives JAX's outputs."""
+    golden = contract1()
+    obs, mask = write_inputs(tmp_path, dict(golden.inputs))
+    done = run(build / "batch_run", golden.path, obs, mask)
+    assert done.returncode == 0, done.stderr
+    assert_matches(golden, json.loads(done.stdout))
+
+
+def test_contract_version_1_still_runs(build, cartpole_onnx, tmp_path):
+    """A Box-observation actor-critic is the same graph under contracts 1 and 2."""
+    old = edited_metadata(cartpole_onnx, tmp_path / "v1.onnx", "policyport.contract_version", "1")
+    done = run(build / "cartpole", old)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["return"] == 500.0
+
+
+def test_metadata_that_lists_other_outputs_is_refused(build, cartpole_onnx, tmp_path):
+    listed = json.dumps(
+        [
+            {"dtype": "int64", "name": "action", "shape": ["batch"]},
+            {"dtype": "float32", "name": "q_values", "shape": ["batch", 2]},
+        ]
+    )
+    edited = edited_metadata(cartpole_onnx, tmp_path / "edited.onnx", "policyport.outputs", listed)
+    assert_refused(
+        run(build / "cartpole", edited),
+        "outputs (action, value) are not the ones its policyport.inputs / policyport.outputs",
+    )
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_policy_info_discovers_inputs_and_outputs(build, tmp_path_factory, case):
+    """policy_info reports the artifact's own tables, and act()/value()/q_values() on one
+    observation (all actions allowed) give JAX's action and heads."""
+    import onnx
+
+    artifact = exported(case, tmp_path_factory.getbasetemp())
+    metadata = {p.key: p.value for p in onnx.load(artifact.path).metadata_props}
+    leaves = [n for n in artifact.inputs if n != "action_mask"]
+    row = {n: artifact.inputs[n][:1] for n in leaves}
+    row["action_mask"] = np.ones_like(artifact.inputs["action_mask"][:1])
+    observation = np.concatenate([row[n].reshape(-1) for n in leaves])
+
+    done = run(build / "policy_info", artifact.path, *(f"{x:.9g}" for x in observation))
+    assert done.returncode == 0, done.stderr
+    info = json.loads(done.stdout)
+    assert info["inputs"] == json.loads(metadata["policyport.inputs"])
+    assert info["outputs"] == json.loads(metadata["policyport.outputs"])
+    assert info["heads"] == json.loads(metadata["policyport.heads"])
+    assert (info["observation_size"], info["mask_size"]) == (observation.size, 3)
+
+    expected = reference_outputs(make_case_policy(case), row)
+    acted = {name: np.asarray(values)[None] for name, values in info["act"].items()}
+    assert_matches(replace(artifact, expected=expected), acted)
+    [head] = info["heads"]  # value or q_values: the call of that name gives the same numbers
+    np.testing.assert_array_equal(np.ravel(info[head]), np.ravel(info["act"][head]))

@@ -18,6 +18,7 @@ import pytest
 
 import policyport
 from conftest import make_policy
+from consumer_artifacts import CASES, Case, assert_matches, contract1, exported
 from policyport.runtime_checks import ATOL, RTOL, reference_outputs, sample_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -132,29 +133,65 @@ def cartpole_model(tmp_path_factory, node_example) -> Path:
 
 def test_info_prints_the_metadata(cartpole_model):
     info = json_line(run_node("info", str(cartpole_model)))
-    assert info["contract_version"] == 1
+    assert info["contract_version"] == 2
     assert info["action_space"] == {"type": "Discrete", "n": 2}
     assert info["observation_space"]["shape"] == [4]
     assert info["observation_space"]["high"][1] == "inf"  # kept as written, valid JSON
     assert info["mask_size"] == 2
+    assert info["heads"] == ["value"]
     assert [i["name"] for i in info["inputs"]] == ["observation", "action_mask"]
     assert [o["name"] for o in info["outputs"]] == ["action", "value"]
 
 
-def test_refuses_an_unknown_contract_version(cartpole_model, tmp_path):
+def with_contract_version(source: Path, target: Path, version: str) -> Path:
+    """`source` with its `policyport.contract_version` metadata set to `version`."""
     import onnx
 
-    model = onnx.load(cartpole_model)
+    model = onnx.load(source)
     for prop in model.metadata_props:
         if prop.key == "policyport.contract_version":
-            prop.value = "2"
-    future = tmp_path / "future.onnx"
-    onnx.save(model, future)
+            prop.value = version
+    onnx.save(model, target)
+    return target
 
+
+@pytest.mark.parametrize("version", ["3", "0", "2.0"])
+def test_refuses_an_unknown_contract_version(cartpole_model, tmp_path, version):
+    future = with_contract_version(cartpole_model, tmp_path / "future.onnx", version)
     process = run_node("info", str(future), check=False)
     assert process.returncode == 2
-    assert "unsupported artifact contract version 2" in process.stderr
+    assert f"unsupported artifact contract version {version} " in process.stderr
+    assert "this consumer knows versions 1, 2" in process.stderr
     assert process.stdout == ""
+
+
+def test_golden_contract_1_file_still_runs(node_example, tmp_path):
+    """A file policyport wrote under contract 1 (tests/data/contract1) gives JAX's outputs."""
+    golden = contract1()
+    info = json_line(run_node("info", str(golden.path)))
+    assert (info["contract_version"], info["heads"]) == (1, ["value"])
+    golden.inputs["observation"].astype("<f4").tofile(tmp_path / "obs.f32")
+    golden.inputs["action_mask"].astype(np.uint8).tofile(tmp_path / "masks.u8")
+    out = tmp_path / "out.json"
+    run_node(
+        "batch",
+        str(golden.path),
+        "--observations",
+        str(tmp_path / "obs.f32"),
+        "--masks",
+        str(tmp_path / "masks.u8"),
+        "--out",
+        str(out),
+    )
+    assert_matches(golden, json.loads(out.read_text()))
+
+
+def test_accepts_contract_version_1(cartpole_model, tmp_path):
+    """A Box-observation actor-critic is the same graph under contracts 1 and 2."""
+    old = with_contract_version(cartpole_model, tmp_path / "v1.onnx", "1")
+    episode = json_line(run_node("cartpole", str(old)))
+    assert episode["contract_version"] == 1
+    assert episode["return"] == jax_cartpole_return(CARTPOLE_INIT)
 
 
 @pytest.mark.parametrize("init", [None, CARTPOLE_FAILING_INIT], ids=["default", "failing"])
@@ -202,3 +239,81 @@ def test_batch_matches_jax(node_example, tmp_path, action):
         mismatches = int(np.sum(action_out != expected["action"]))
         print(f", action mismatches {mismatches}/{action_out.size}")
         np.testing.assert_array_equal(action_out, expected["action"])
+
+
+@pytest.fixture(scope="module")
+def consumer_cases(tmp_path_factory, node_example) -> dict[str, Case]:
+    folder = tmp_path_factory.getbasetemp()
+    return {case: exported(case, folder) for case in CASES}
+
+
+@pytest.mark.parametrize("form", ["--input", "--observations"])
+@pytest.mark.parametrize("case", CASES)
+def test_batch_reads_inputs_and_outputs_from_the_artifact(consumer_cases, tmp_path, case, form):
+    """A Q-policy (outputs action, q_values) and a Dict observation (two observation
+    inputs): the names come from the artifact, the numbers match JAX's."""
+    artifact = consumer_cases[case]
+    inputs = artifact.inputs
+    leaves = [name for name in inputs if name != "action_mask"]
+    args = ["batch", str(artifact.path), "--out", str(tmp_path / "out.json")]
+    if form == "--input":
+        for name, values in inputs.items():
+            path = tmp_path / f"{name}.raw"
+            dtype = np.uint8 if name == "action_mask" else "<f4"
+            values.astype(dtype).tofile(path)
+            args += ["--input", f"{name}={path}"]
+    else:  # one file: each row the observation's leaves concatenated in input order
+        rows = np.concatenate([inputs[n].reshape(len(inputs[n]), -1) for n in leaves], axis=1)
+        rows.astype("<f4").tofile(tmp_path / "observations.f32")
+        inputs["action_mask"].astype(np.uint8).tofile(tmp_path / "masks.u8")
+        args += ["--observations", str(tmp_path / "observations.f32")]
+        args += ["--masks", str(tmp_path / "masks.u8")]
+    run_node(*args)
+    assert_matches(artifact, json.loads((tmp_path / "out.json").read_text()))
+
+
+def test_batch_names_the_inputs_it_needs(consumer_cases, tmp_path):
+    artifact = consumer_cases["dict"]
+    artifact.inputs["observation.pos"].astype("<f4").tofile(tmp_path / "pos.f32")
+    out = str(tmp_path / "out.json")
+    missing = run_node(
+        "batch",
+        str(artifact.path),
+        "--input",
+        f"observation.pos={tmp_path / 'pos.f32'}",
+        "--out",
+        out,
+        check=False,
+    )
+    assert missing.returncode == 2
+    assert "--input NAME=FILE for each of observation.pos, observation.kind" in missing.stderr
+    unknown = run_node(
+        "batch",
+        str(artifact.path),
+        "--input",
+        f"observation.speed={tmp_path / 'pos.f32'}",
+        "--out",
+        out,
+        check=False,
+    )
+    assert unknown.returncode == 2
+    assert 'no input "observation.speed": its inputs are observation.pos' in unknown.stderr
+    assert not (tmp_path / "out.json").exists()
+
+
+def test_refuses_metadata_that_disagrees_with_the_graph(cartpole_model, tmp_path):
+    import onnx
+
+    model = onnx.load(cartpole_model)
+    listed = [
+        {"dtype": "int64", "name": "action", "shape": ["batch"]},
+        {"dtype": "float32", "name": "q_values", "shape": ["batch", 2]},
+    ]
+    for prop in model.metadata_props:
+        if prop.key == "policyport.outputs":
+            prop.value = json.dumps(listed)
+    onnx.save(model, tmp_path / "edited.onnx")
+    process = run_node("info", str(tmp_path / "edited.onnx"), check=False)
+    assert process.returncode == 2
+    assert 'outputs ["action","value"] are not the ones its metadata lists' in process.stderr
+    assert process.stdout == ""

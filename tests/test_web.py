@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 import policyport
+from consumer_artifacts import CASES, Case, assert_matches, contract1, exported
 from test_node import (
     CARTPOLE_FAILING_INIT,
     CARTPOLE_INIT,
@@ -94,7 +95,7 @@ def models(tmp_path_factory) -> Path:
     return folder
 
 
-def drive(url: str, screenshot: Path) -> dict:
+def drive(url: str, screenshot: Path, wait: str = "cartpoleResult,gridResult") -> dict:
     process = subprocess.run(
         [
             "node",
@@ -102,6 +103,8 @@ def drive(url: str, screenshot: Path) -> dict:
             url,
             "--screenshot",
             str(screenshot),
+            "--wait",
+            wait,
             "--chromium",
             CHROMIUM,
             "--timeout",
@@ -197,3 +200,41 @@ def test_page_cartpole_failing_start_matches_jax(server, tmp_path):
     result = drive(page_url(server, init=init), tmp_path / "failing.png")
     assert result["cartpole"]["return"] == jax_cartpole_return(CARTPOLE_FAILING_INIT)
     assert result["cartpole"]["terminated"]
+
+
+@pytest.fixture(scope="module")
+def check_cases(models: Path) -> dict[str, Case]:
+    """The consumer artifacts (exported once per session) and the contract-1 file."""
+    cases = {case: exported(case, models.parent) for case in CASES}
+    cases["contract1"] = contract1()  # a file written under contract 1 still runs
+    return cases
+
+
+def test_check_page_reads_inputs_and_outputs_from_the_artifact(
+    server, models, check_cases, tmp_path
+):
+    """check.html on a Q-policy (action, q_values), a Dict observation (observation.pos,
+    observation.kind) and a contract-1 file: one browser for all three, outputs by the
+    artifact's names, JAX's numbers."""
+    cases = check_cases
+    urls = []
+    for case, artifact in cases.items():
+        shutil.copyfile(artifact.path, models / f"check-{case}.onnx")
+        inputs = {
+            name: {"shape": list(values.shape), "data": values.astype(float).ravel().tolist()}
+            for name, values in artifact.inputs.items()
+        }
+        model_url = f"{MODELS_URL}check-{case}.onnx"
+        (models / f"check-{case}.json").write_text(
+            json.dumps({"model": model_url, "inputs": inputs})
+        )
+        urls.append(f"case={MODELS_URL}check-{case}.json")
+    result = drive(f"{server}/check.html?" + "&".join(urls), tmp_path / "check.png", "checkResult")
+    assert "error" not in result["check"], result
+    for (case, artifact), got in zip(cases.items(), result["check"]["cases"], strict=True):
+        assert got["inputs"] == list(artifact.inputs), case
+        outputs = {name: np.asarray(o["data"]) for name, o in got["outputs"].items()}
+        for name, output in got["outputs"].items():
+            assert output["shape"] == list(artifact.expected[name].shape), (case, name)
+        assert_matches(artifact, outputs)
+    assert set(cases["q"].expected) == {"action", "q_values"}  # no value head to fall back on

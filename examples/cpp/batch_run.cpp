@@ -1,10 +1,15 @@
 // batch_run MODEL OBS_FILE [MASK_FILE]
 //
 // Runs a policyport artifact (.onnx or .ort) on a batch read from raw files and prints one JSON
-// object {"action": [...], "value": [...]} (actions flattened row-major) on stdout.
+// object with every output the artifact has, by name, each flattened row-major: e.g.
+// {"action": [...], "value": [...]} for an actor-critic, {"action": [...], "q_values": [...]}
+// for a Q-policy.
 //   OBS_FILE:  little-endian float32, row-major [N, observation_size]; N follows from the size.
+//              Each row is one observation: the artifact's observation inputs' values
+//              concatenated in input order (e.g. observation.pos then observation.kind), which
+//              for an array observation space is simply the observation.
 //   MASK_FILE: uint8 0/1, row-major [N, mask_size]; required exactly when the model has an
-//              action_mask input (Discrete, MultiDiscrete, MultiBinary action spaces).
+//              action_mask input.
 // Exit status: 0 on success, 2 on bad input (usage, files, sizes, model refused), 1 otherwise.
 #include <cerrno>
 #include <cmath>
@@ -24,7 +29,8 @@ namespace {
 constexpr const char* kUsage =
     "usage: batch_run MODEL OBS_FILE [MASK_FILE]\n"
     "  MODEL      a .onnx or .ort file written by policyport's export-policy\n"
-    "  OBS_FILE   raw little-endian float32 observations, row-major [N, observation_size]\n"
+    "  OBS_FILE   raw little-endian float32 observations, row-major [N, observation_size],\n"
+    "             each row the observation inputs' values concatenated in input order\n"
     "  MASK_FILE  raw uint8 0/1 action masks, row-major [N, mask_size]; required exactly when\n"
     "             the model has an action_mask input\n";
 
@@ -50,6 +56,20 @@ void print_float(float x) {
   }
 }
 
+// "observation [6]" or "observation.pos [3] + observation.kind []", for messages.
+std::string inputs_layout(const policyport::ModelInfo& info) {
+  std::string out;
+  for (const policyport::TensorInfo& input : info.observation_inputs) {
+    out += out.empty() ? "" : " + ";
+    out += input.name + " [";
+    for (std::size_t i = 0; i < input.shape.size(); ++i) {
+      out += (i ? ", " : "") + std::to_string(input.shape[i]);
+    }
+    out += "]";
+  }
+  return out;
+}
+
 int run(int argc, char** argv) {
   if (argc < 3 || argc > 4) {
     std::fputs(kUsage, stderr);
@@ -66,7 +86,8 @@ int run(int argc, char** argv) {
                                  std::to_string(obs_bytes.size()) +
                                  " bytes, not a positive multiple of " + std::to_string(row_bytes) +
                                  " (this model's observations are " +
-                                 std::to_string(info.observation_size) + " float32 values each)");
+                                 std::to_string(info.observation_size) + " float32 values each: " +
+                                 inputs_layout(info) + ")");
   }
   const std::size_t n = obs_bytes.size() / row_bytes;
   // The file is little-endian float32; so is every platform this example targets. Copying
@@ -118,10 +139,13 @@ int run(int argc, char** argv) {
       print_float(result.continuous_actions[i]);
     }
   }
-  std::fputs("], \"value\": [", stdout);
-  for (std::size_t i = 0; i < result.batch; ++i) {
-    if (i) std::fputs(", ", stdout);
-    print_float(result.values[i]);
+  for (const policyport::TensorInfo& head : info.heads) {
+    std::printf("], \"%s\": [", head.name.c_str());
+    const std::vector<float>& values = result.heads.at(head.name);
+    for (std::size_t i = 0; i < values.size(); ++i) {
+      if (i) std::fputs(", ", stdout);
+      print_float(values[i]);
+    }
   }
   std::fputs("]}\n", stdout);
   return std::fflush(stdout) == 0 ? 0 : 1;

@@ -155,10 +155,27 @@ int run(int argc, char** argv) {
     });
     std::vector<int64_t> discrete(info.action_size);
     std::vector<float> continuous(info.action_size);
-    float value = 0;
+    // Caller-owned buffers: one per observation input (batch 1: its slice of a row of `rows`
+    // is copied in), one per head.
+    std::vector<std::vector<float>> input_buffers, head_buffers;
+    std::vector<const float*> inputs;
+    std::vector<float*> heads;
+    for (const auto& input : info.observation_inputs) input_buffers.emplace_back(input.size);
+    for (const auto& head : info.heads) head_buffers.emplace_back(head.size);
+    for (auto& buffer : input_buffers) inputs.push_back(buffer.data());
+    for (auto& buffer : head_buffers) heads.push_back(buffer.data());
     bench("run_into", calls, [&](std::size_t i) {
-      policy.run_into(rows.data() + (i % kRows) * info.observation_size, mask_data, 1,
-                      discrete.data(), continuous.data(), &value);
+      const float* row = rows.data() + (i % kRows) * info.observation_size;
+      if (inputs.size() == 1) {
+        inputs[0] = row;  // one input: the row itself, no copy
+      } else {
+        for (auto& buffer : input_buffers) {
+          std::copy_n(row, buffer.size(), buffer.data());
+          row += buffer.size();
+        }
+      }
+      policy.run_into(inputs.data(), mask_data, 1, discrete.data(), continuous.data(),
+                      heads.data());
     });
   } catch (const policyport::ContractVersionError& e) {
     std::cerr << "bench_latency: not a policyport artifact, timing ONNX Runtime only (" << e.what()

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the C++ examples into examples/cpp/build/ (batch_run, cartpole, bench_latency).
+# Build the C++ examples into examples/cpp/build/ (batch_run, cartpole, bench_latency, policy_info).
 #
 #   bash examples/cpp/build.sh
 #
@@ -17,4 +17,4 @@ root=${ONNXRUNTIME_ROOT:-$(bash "$here/prepare_onnxruntime.sh")}
 cmake -S "$here" -B "$here/build" --log-level=WARNING \
     -DONNXRUNTIME_ROOT="$root" -DPOLICYPORT_WERROR=ON -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$here/build" --parallel "$(nproc 2>/dev/null || echo 2)" >&2
-echo "build.sh: built batch_run, cartpole, bench_latency in $here/build (ONNX Runtime: $root)" >&2
+echo "build.sh: built batch_run, cartpole, bench_latency, policy_info in $here/build (ONNX Runtime: $root)" >&2

@@ -12,15 +12,17 @@
 #include <fstream>
 #include <sstream>
 #include <utility>
+#include <vector>
 
 namespace policyport {
 namespace {
 
 constexpr const char* kContractVersionKey = "policyport.contract_version";
 constexpr const char* kDocs = "docs/artifact.md";
-// Tensors of higher rank than this (batch included) are refused when loading, so that every
-// call can keep its shapes on the stack.
+// Tensors of higher rank than this (batch included), and more inputs or outputs than this, are
+// refused when loading, so that every call can keep its tensors and shapes on the stack.
 constexpr std::size_t kMaxRank = 8;
+constexpr std::size_t kMaxTensors = 16;
 
 // One ONNX Runtime environment per process (ONNX Runtime's advice). A function-local static is
 // created on first use, thread-safely, and lives until exit.
@@ -103,6 +105,51 @@ std::size_t element_count(const std::vector<int64_t>& shape) {
   return count;
 }
 
+// `count` null Ort::Values on the stack (Ort::Value has no default constructor).
+template <std::size_t... I>
+std::array<Ort::Value, sizeof...(I)> null_values(std::index_sequence<I...>) {
+  return {{(static_cast<void>(I), Ort::Value(nullptr))...}};
+}
+
+bool is_observation_name(const std::string& name) {
+  return name == "observation" || name.rfind("observation.", 0) == 0;
+}
+
+// True when the metadata table `json` (policyport.inputs or policyport.outputs: a JSON list of
+// {"dtype", "name", "shape"} objects) lists exactly `names`, in this order. The artifact's
+// session is what the wrapper runs; this catches a file edited after export.
+bool lists_in_order(const std::string& json, const std::vector<TensorInfo>& tensors) {
+  std::size_t at = 0;
+  for (const TensorInfo& tensor : tensors) {
+    at = json.find("\"name\": \"" + tensor.name + "\"", at);
+    if (at == std::string::npos) return false;
+    ++at;
+  }
+  std::size_t listed = 0;
+  for (std::size_t i = json.find("\"name\""); i != std::string::npos;
+       i = json.find("\"name\"", i + 1)) {
+    ++listed;
+  }
+  return listed == tensors.size();
+}
+
+std::string names_of(const std::vector<TensorInfo>& tensors) {
+  std::string out;
+  for (const TensorInfo& tensor : tensors) out += (out.empty() ? "" : ", ") + tensor.name;
+  return out.empty() ? "none" : out;
+}
+
+// How one observation is laid out, for messages: "shape [6]" or
+// "observation.pos [3] + observation.kind [] concatenated".
+std::string layout(const ModelInfo& info) {
+  if (info.observation_inputs.size() == 1) return "shape " + shape_string(info.observation_shape);
+  std::string out;
+  for (const TensorInfo& input : info.observation_inputs) {
+    out += (out.empty() ? "" : " + ") + input.name + " " + shape_string(input.shape);
+  }
+  return out + " concatenated";
+}
+
 // Reads the `"type": "..."` field of a policyport space description (a flat JSON object).
 std::string space_type(const std::string& json) {
   const std::string key = "\"type\"";
@@ -139,11 +186,39 @@ int parse_version(const std::string& text, bool* ok) {
 
 }  // namespace
 
+const TensorInfo* ModelInfo::head(const std::string& name) const {
+  for (const TensorInfo& tensor : heads) {
+    if (tensor.name == name) return &tensor;
+  }
+  return nullptr;
+}
+
+namespace {
+const std::vector<float>& find_head(const std::map<std::string, std::vector<float>>& heads,
+                                    const char* name) {
+  auto it = heads.find(name);
+  if (it == heads.end()) {
+    std::string present;
+    for (const auto& entry : heads) present += (present.empty() ? "" : ", ") + entry.first;
+    throw InputError(std::string("this policy has no '") + name + "' output (its heads: " +
+                     (present.empty() ? "none" : present) +
+                     "); read the heads it has, listed in ModelInfo::heads.");
+  }
+  return it->second;
+}
+}  // namespace
+
+float Action::value() const { return find_head(heads, kValueHead).at(0); }
+const std::vector<float>& Action::q_values() const { return find_head(heads, kQValuesHead); }
+const std::vector<float>& BatchResult::values() const { return find_head(heads, kValueHead); }
+const std::vector<float>& BatchResult::q_values() const { return find_head(heads, kQValuesHead); }
+
 struct Policy::Impl {
   Ort::Session session{nullptr};
   Ort::MemoryInfo memory = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
-  std::vector<const char*> input_names;  // "observation"[, "action_mask"]
-  std::array<const char*, 2> output_names{{"action", "value"}};
+  std::vector<std::string> input_name_storage, output_name_storage;
+  std::vector<const char*> input_names;   // the observation inputs, then action_mask if any
+  std::vector<const char*> output_names;  // action, then the heads
 };
 
 // The function-try-block turns any ONNX Runtime error while reading the model into our Error.
@@ -213,60 +288,92 @@ Policy::Policy(const std::string& path, const Options& options) try : impl_(new 
   info_.format = find("policyport.format");
   info_.action_space_type = space_type(find("policyport.action_space"));
 
-  // Inputs and outputs, as the session sees them (the metadata's tables describe the same).
-  std::map<std::string, TensorSpec> inputs;
-  std::map<std::string, TensorSpec> outputs;
-  for (std::size_t i = 0; i < impl_->session.GetInputCount(); ++i) {
-    std::string name = impl_->session.GetInputNameAllocated(i, allocator).get();
-    inputs[name] = spec_of(name, impl_->session.GetInputTypeInfo(i));
-  }
-  for (std::size_t i = 0; i < impl_->session.GetOutputCount(); ++i) {
-    std::string name = impl_->session.GetOutputNameAllocated(i, allocator).get();
-    outputs[name] = spec_of(name, impl_->session.GetOutputTypeInfo(i));
-  }
-  auto expect = [&](const std::map<std::string, TensorSpec>& table, const char* name,
-                    std::vector<ONNXTensorElementDataType> types) -> const TensorSpec& {
-    auto it = table.find(name);
-    if (it == table.end()) {
-      throw Error("'" + path + "' has no '" + name + "' " +
-                  (&table == &inputs ? "input" : "output") + "; the policyport contract (" + kDocs +
-                  ") requires one. Re-export the policy with policyport's export-policy.");
-    }
-    for (auto type : types) {
-      if (it->second.type == type) return it->second;
-    }
-    throw Error("'" + path + "': '" + name + "' has element type " + type_name(it->second.type) +
-                ", not the contract's " + type_name(types[0]) + " (" + kDocs + ").");
+  // Inputs and outputs, in the session's order (the exporter's: observation leaves, then the
+  // mask; action, then the heads). Only `action_mask` and `action` are names the wrapper knows.
+  auto info_of = [&](const TensorSpec& spec) {
+    TensorInfo tensor;
+    tensor.name = spec.name;
+    tensor.dtype = type_name(spec.type);
+    tensor.shape = row_shape(spec, path);
+    tensor.size = element_count(tensor.shape);
+    return tensor;
   };
-  const TensorSpec& observation =
-      expect(inputs, "observation", {ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT});
-  info_.observation_shape = row_shape(observation, path);
-  info_.observation_size = element_count(info_.observation_shape);
-  impl_->input_names.push_back("observation");
-  if (inputs.count("action_mask")) {
-    const TensorSpec& mask = expect(inputs, "action_mask", {ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL});
-    std::vector<int64_t> mask_shape = row_shape(mask, path);
-    if (mask_shape.size() != 1) {
-      throw Error("'" + path + "': action_mask has shape " + shape_string(mask.shape) +
-                  ", not [batch, mask_size] (" + kDocs + ").");
+  auto refuse = [&](const std::string& what) {
+    throw Error("'" + path + "': " + what + " (" + kDocs +
+                "). Re-export the policy with policyport's export-policy.");
+  };
+  const std::size_t n_inputs = impl_->session.GetInputCount();
+  const std::size_t n_outputs = impl_->session.GetOutputCount();
+  if (n_inputs > kMaxTensors || n_outputs > kMaxTensors) {
+    throw Error("'" + path + "' has " + std::to_string(n_inputs) + " inputs and " +
+                std::to_string(n_outputs) + " outputs; policyport.cpp handles up to " +
+                std::to_string(kMaxTensors) + " of each (raise kMaxTensors in policyport.cpp).");
+  }
+  for (std::size_t i = 0; i < n_inputs; ++i) {
+    std::string name = impl_->session.GetInputNameAllocated(i, allocator).get();
+    const TensorSpec spec = spec_of(name, impl_->session.GetInputTypeInfo(i));
+    TensorInfo input = info_of(spec);
+    if (name == kMaskInput) {
+      if (spec.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL || input.shape.size() != 1) {
+        refuse("action_mask is " + input.dtype + " " + shape_string(spec.shape) +
+               ", not the contract's bool [batch, mask_size]");
+      }
+      if (i + 1 != n_inputs) refuse("action_mask is not the last input");
+      info_.mask_size = input.size;
+    } else if (!is_observation_name(name) || spec.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) {
+      refuse("input '" + name + "' (" + input.dtype + ") is not one of the contract's: float32 " +
+             "'observation' or 'observation.<key>', then bool 'action_mask'");
+    } else {
+      info_.observation_inputs.push_back(input);
+      info_.observation_size += input.size;
     }
-    info_.mask_size = static_cast<std::size_t>(mask_shape[0]);
-    impl_->input_names.push_back("action_mask");
+    info_.inputs.push_back(input);
   }
-  if (inputs.size() != impl_->input_names.size()) {
-    throw Error("'" + path + "' has inputs beyond the contract's observation and action_mask (" +
-                kDocs + "); re-export the policy with policyport's export-policy.");
+  if (info_.observation_inputs.empty()) refuse("the model has no observation input");
+  if (info_.observation_inputs.size() == 1) {
+    info_.observation_shape = info_.observation_inputs[0].shape;
   }
-  const TensorSpec& action =
-      expect(outputs, "action",
-             {ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT});
-  info_.integer_actions = action.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64;
-  info_.action_shape = row_shape(action, path);
-  info_.action_size = element_count(info_.action_shape);
-  const TensorSpec& value = expect(outputs, "value", {ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT});
-  if (row_shape(value, path).size() != 0) {
-    throw Error("'" + path + "': value has shape " + shape_string(value.shape) + ", not [batch] (" +
-                kDocs + ").");
+  for (std::size_t i = 0; i < n_outputs; ++i) {
+    std::string name = impl_->session.GetOutputNameAllocated(i, allocator).get();
+    const TensorSpec spec = spec_of(name, impl_->session.GetOutputTypeInfo(i));
+    TensorInfo output = info_of(spec);
+    if (i == 0) {
+      if (name != kActionOutput || (spec.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64 &&
+                                    spec.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT)) {
+        refuse("the first output is '" + name + "' (" + output.dtype +
+               "), not the contract's 'action' (int64, or float32 for Box)");
+      }
+      info_.integer_actions = spec.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64;
+      info_.action_shape = output.shape;
+      info_.action_size = output.size;
+    } else if (spec.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) {
+      refuse("output '" + name + "' is " + output.dtype + "; the contract's heads are float32");
+    } else {
+      info_.heads.push_back(output);
+    }
+    info_.outputs.push_back(output);
+  }
+  if (info_.outputs.empty()) refuse("the model has no outputs");
+  if (const TensorInfo* value = info_.head(kValueHead); value && !value->shape.empty()) {
+    refuse("value has shape [batch, " + std::to_string(value->size) + "], not [batch]");
+  }
+  if (const TensorInfo* q = info_.head(kQValuesHead); q && q->shape.size() != 1) {
+    refuse("q_values has shape " + shape_string(q->shape) + " per row, not [n]");
+  }
+  // The metadata lists the same tensors (both contract versions have these keys).
+  if (!lists_in_order(find("policyport.inputs"), info_.inputs) ||
+      !lists_in_order(find("policyport.outputs"), info_.outputs)) {
+    refuse("its inputs (" + names_of(info_.inputs) + ") and outputs (" + names_of(info_.outputs) +
+           ") are not the ones its policyport.inputs / policyport.outputs metadata lists: the "
+           "file was changed after export");
+  }
+  for (const TensorInfo& tensor : info_.inputs) impl_->input_name_storage.push_back(tensor.name);
+  for (const TensorInfo& tensor : info_.outputs) impl_->output_name_storage.push_back(tensor.name);
+  for (const std::string& name : impl_->input_name_storage) {
+    impl_->input_names.push_back(name.c_str());
+  }
+  for (const std::string& name : impl_->output_name_storage) {
+    impl_->output_names.push_back(name.c_str());
   }
 } catch (const Ort::Exception& e) {
   throw Error("reading '" + path + "' failed: " + e.what());
@@ -282,8 +389,8 @@ std::size_t Policy::check_batch(std::size_t observation_count, const uint8_t* ma
   if (observation_count == 0 || observation_count % obs_size != 0) {
     throw InputError("observations hold " + std::to_string(observation_count) +
                      " floats; this policy takes " + std::to_string(obs_size) +
-                     " per observation (shape " + shape_string(info_.observation_shape) +
-                     "), so pass a positive multiple of " + std::to_string(obs_size) + ".");
+                     " per observation (" + layout(info_) + "), so pass a positive multiple of " +
+                     std::to_string(obs_size) + ".");
   }
   const std::size_t batch = observation_count / obs_size;
   if (info_.has_mask()) {
@@ -323,62 +430,103 @@ const uint8_t* as_bool_bytes(const uint8_t* masks, std::size_t count,
 }
 }  // namespace
 
-void Policy::run_into(const float* observations, const uint8_t* masks, std::size_t batch,
-                      int64_t* discrete_actions, float* continuous_actions, float* values) const {
+void Policy::run_into(const float* const* observations, const uint8_t* masks, std::size_t batch,
+                      int64_t* discrete_actions, float* continuous_actions,
+                      float* const* heads) const {
   try {
     const auto& memory = impl_->memory;
     const int64_t rows = static_cast<int64_t>(batch);
-    // ONNX Runtime never writes to inputs; CreateTensor takes non-const pointers regardless.
     // Shapes on the stack (no allocation per call): the batch, then the fixed dimensions.
-    std::array<int64_t, kMaxRank> obs_shape{};
-    obs_shape[0] = rows;
-    std::copy(info_.observation_shape.begin(), info_.observation_shape.end(),
-              obs_shape.begin() + 1);
-    const std::size_t obs_rank = info_.observation_shape.size() + 1;
-    std::array<Ort::Value, 2> inputs{
-        Ort::Value::CreateTensor<float>(memory, const_cast<float*>(observations),
-                                        batch * info_.observation_size, obs_shape.data(), obs_rank),
-        Ort::Value(nullptr)};
-    const std::array<int64_t, 2> mask_shape{rows, static_cast<int64_t>(info_.mask_size)};
-    if (info_.has_mask()) {
-      inputs[1] = Ort::Value::CreateTensor(memory, const_cast<uint8_t*>(masks),
-                                           batch * info_.mask_size, mask_shape.data(),
-                                           mask_shape.size(), ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL);
+    std::array<std::array<int64_t, kMaxRank>, 2 * kMaxTensors> shapes{};
+    std::size_t next_shape = 0;
+    auto shape_of = [&](const TensorInfo& tensor) {
+      std::array<int64_t, kMaxRank>& shape = shapes[next_shape++];
+      shape[0] = rows;
+      std::copy(tensor.shape.begin(), tensor.shape.end(), shape.begin() + 1);
+      return shape.data();
+    };
+    auto inputs = null_values(std::make_index_sequence<kMaxTensors>());
+    auto outputs = null_values(std::make_index_sequence<kMaxTensors>());
+    // ONNX Runtime never writes to inputs; CreateTensor takes non-const pointers regardless.
+    std::size_t n_in = 0;
+    for (const TensorInfo& input : info_.observation_inputs) {
+      inputs[n_in] = Ort::Value::CreateTensor<float>(
+          memory, const_cast<float*>(observations[n_in]), batch * input.size, shape_of(input),
+          input.shape.size() + 1);
+      ++n_in;
     }
-    std::array<int64_t, kMaxRank> action_shape{};
-    action_shape[0] = rows;
-    std::copy(info_.action_shape.begin(), info_.action_shape.end(), action_shape.begin() + 1);
-    const std::size_t action_rank = info_.action_shape.size() + 1;
-    const std::size_t action_count = batch * info_.action_size;
-    std::array<Ort::Value, 2> outputs{
-        info_.integer_actions
-            ? Ort::Value::CreateTensor<int64_t>(memory, discrete_actions, action_count,
-                                                action_shape.data(), action_rank)
-            : Ort::Value::CreateTensor<float>(memory, continuous_actions, action_count,
-                                              action_shape.data(), action_rank),
-        Ort::Value::CreateTensor<float>(memory, values, batch, &rows, 1)};
-    impl_->session.Run(Ort::RunOptions{nullptr}, impl_->input_names.data(), inputs.data(),
-                       impl_->input_names.size(), impl_->output_names.data(), outputs.data(),
-                       outputs.size());
+    if (info_.has_mask()) {
+      const TensorInfo& mask = info_.inputs.back();
+      inputs[n_in++] = Ort::Value::CreateTensor(memory, const_cast<uint8_t*>(masks),
+                                                batch * mask.size, shape_of(mask),
+                                                mask.shape.size() + 1,
+                                                ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL);
+    }
+    const TensorInfo& action = info_.outputs[0];
+    int64_t* action_shape = shape_of(action);
+    outputs[0] = info_.integer_actions
+                     ? Ort::Value::CreateTensor<int64_t>(memory, discrete_actions,
+                                                         batch * action.size, action_shape,
+                                                         action.shape.size() + 1)
+                     : Ort::Value::CreateTensor<float>(memory, continuous_actions,
+                                                       batch * action.size, action_shape,
+                                                       action.shape.size() + 1);
+    for (std::size_t h = 0; h < info_.heads.size(); ++h) {
+      const TensorInfo& head = info_.heads[h];
+      outputs[h + 1] = Ort::Value::CreateTensor<float>(memory, heads[h], batch * head.size,
+                                                       shape_of(head), head.shape.size() + 1);
+    }
+    impl_->session.Run(Ort::RunOptions{nullptr}, impl_->input_names.data(), inputs.data(), n_in,
+                       impl_->output_names.data(), outputs.data(), info_.outputs.size());
   } catch (const Ort::Exception& e) {
     throw Error("running '" + info_.path + "' failed: " + e.what());
   }
 }
 
+namespace {
+// The observation inputs' buffers for run_into(): `rows` as it is when there is one input,
+// else each input's columns copied out of the concatenated rows into `storage`.
+std::vector<const float*> split_inputs(const ModelInfo& info, const float* rows,
+                                       std::size_t batch, std::vector<float>* storage) {
+  if (info.observation_inputs.size() == 1) return {rows};
+  storage->resize(batch * info.observation_size);
+  std::vector<const float*> inputs;
+  std::size_t offset = 0;  // of the input within a row
+  float* out = storage->data();
+  for (const TensorInfo& input : info.observation_inputs) {
+    inputs.push_back(out);
+    for (std::size_t r = 0; r < batch; ++r) {
+      std::copy_n(rows + r * info.observation_size + offset, input.size, out);
+      out += input.size;
+    }
+    offset += input.size;
+  }
+  return inputs;
+}
+}  // namespace
+
 BatchResult Policy::run(const float* observations, std::size_t observation_count,
                         const uint8_t* masks, std::size_t mask_count) const {
   BatchResult result;
   result.batch = check_batch(observation_count, masks, mask_count);
-  std::vector<uint8_t> storage;
-  const uint8_t* bools = as_bool_bytes(masks, mask_count, &storage);
+  std::vector<uint8_t> mask_storage;
+  const uint8_t* bools = as_bool_bytes(masks, mask_count, &mask_storage);
+  std::vector<float> input_storage;
+  const std::vector<const float*> inputs =
+      split_inputs(info_, observations, result.batch, &input_storage);
   if (info_.integer_actions) {
     result.discrete_actions.resize(result.batch * info_.action_size);
   } else {
     result.continuous_actions.resize(result.batch * info_.action_size);
   }
-  result.values.resize(result.batch);
-  run_into(observations, bools, result.batch, result.discrete_actions.data(),
-           result.continuous_actions.data(), result.values.data());
+  std::vector<float*> heads;
+  for (const TensorInfo& head : info_.heads) {
+    std::vector<float>& buffer = result.heads[head.name];
+    buffer.resize(result.batch * head.size);
+    heads.push_back(buffer.data());
+  }
+  run_into(inputs.data(), bools, result.batch, result.discrete_actions.data(),
+           result.continuous_actions.data(), heads.data());
   return result;
 }
 
@@ -392,19 +540,14 @@ Action Policy::act(const float* observation, std::size_t observation_count, cons
                    std::size_t mask_count) const {
   if (observation_count != info_.observation_size) {
     throw InputError("act() takes one observation of " + std::to_string(info_.observation_size) +
-                     " floats (shape " + shape_string(info_.observation_shape) + "), got " +
+                     " floats (" + layout(info_) + "), got " +
                      std::to_string(observation_count) + "; use run() for a batch.");
   }
-  check_batch(observation_count, mask, mask_count);
-  std::vector<uint8_t> storage;
-  const uint8_t* bools = as_bool_bytes(mask, mask_count, &storage);
+  BatchResult result = run(observation, observation_count, mask, mask_count);
   Action action;
-  if (info_.integer_actions) {
-    action.discrete.resize(info_.action_size);
-  } else {
-    action.continuous.resize(info_.action_size);
-  }
-  run_into(observation, bools, 1, action.discrete.data(), action.continuous.data(), &action.value);
+  action.discrete = std::move(result.discrete_actions);
+  action.continuous = std::move(result.continuous_actions);
+  action.heads = std::move(result.heads);
   return action;
 }
 
@@ -413,15 +556,36 @@ Action Policy::act(const std::vector<float>& observation, const std::vector<uint
              mask.size());
 }
 
+namespace {
+// The heads do not depend on the mask: a masked model is run with every action allowed.
+Action act_unmasked(const Policy& policy, const float* observation, std::size_t count,
+                    const char* head) {
+  const ModelInfo& info = policy.info();
+  if (!info.has_head(head)) {
+    throw InputError(std::string("this policy has no '") + head + "' output (its heads: " +
+                     names_of(info.heads) + "); read the heads it has, listed in " +
+                     "ModelInfo::heads.");
+  }
+  std::vector<uint8_t> all_allowed(info.mask_size, 1);
+  return policy.act(observation, count, info.has_mask() ? all_allowed.data() : nullptr,
+                    all_allowed.size());
+}
+}  // namespace
+
 float Policy::value(const float* observation, std::size_t observation_count) const {
-  std::vector<uint8_t> all_allowed(info_.mask_size, 1);
-  Action action = act(observation, observation_count,
-                      info_.has_mask() ? all_allowed.data() : nullptr, all_allowed.size());
-  return action.value;
+  return act_unmasked(*this, observation, observation_count, kValueHead).value();
 }
 
 float Policy::value(const std::vector<float>& observation) const {
   return value(observation.data(), observation.size());
+}
+
+std::vector<float> Policy::q_values(const float* observation, std::size_t observation_count) const {
+  return act_unmasked(*this, observation, observation_count, kQValuesHead).q_values();
+}
+
+std::vector<float> Policy::q_values(const std::vector<float>& observation) const {
+  return q_values(observation.data(), observation.size());
 }
 
 }  // namespace policyport

@@ -4,10 +4,15 @@
 //   node run_policy.mjs info MODEL.onnx
 //   node run_policy.mjs cartpole MODEL.onnx [--init x,x_dot,theta,theta_dot] [--max-steps 500]
 //   node run_policy.mjs batch MODEL.onnx --observations OBS.f32 [--masks MASKS.u8] --out OUT.json
+//   node run_policy.mjs batch MODEL.onnx --input NAME=FILE [--input NAME=FILE ...] --out OUT.json
 //
 // Each command prints a summary to stderr and exactly one JSON line to stdout.
-// Batch files are raw and row-major: observations float32 little-endian [N, *obs_shape],
-// masks uint8 0/1 [N, mask_size]; N comes from the observation file's size.
+// Batch files are raw and row-major. --observations: float32 little-endian [N, observation
+// size], each row the observation's leaves concatenated in the artifact's input order (for a
+// Box space simply [N, *obs_shape]); --input NAME=FILE: one file per input the artifact lists
+// (float32 [N, *shape] for observation inputs, uint8 0/1 [N, mask_size] for action_mask);
+// --masks FILE is --input action_mask=FILE. N comes from the files' sizes. OUT.json holds every
+// output the artifact has, by name (action, then value and/or q_values).
 
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -15,13 +20,14 @@ import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
 
 // The artifact reader and the CartPole dynamics are shared with the web page.
-import { Policy, nest } from '../web/lib/artifact.mjs';
+import { MASK, Policy, nest } from '../web/lib/artifact.mjs';
 import { DEFAULT_INITIAL_STATE, MAX_STEPS, checkPolicy, runEpisode } from '../web/lib/cartpole.mjs';
 
 const USAGE = `usage:
   node run_policy.mjs info MODEL.onnx
   node run_policy.mjs cartpole MODEL.onnx [--init x,x_dot,theta,theta_dot] [--max-steps N]
-  node run_policy.mjs batch MODEL.onnx --observations OBS.f32 [--masks MASKS.u8] --out OUT.json`;
+  node run_policy.mjs batch MODEL.onnx --observations OBS.f32 [--masks MASKS.u8] --out OUT.json
+  node run_policy.mjs batch MODEL.onnx --input NAME=FILE [--input NAME=FILE ...] --out OUT.json`;
 
 // One thread: a batch-1 control loop gains nothing from more, and results stay reproducible.
 const SESSION_OPTIONS = { intraOpNumThreads: 1, interOpNumThreads: 1 };
@@ -34,8 +40,10 @@ function summary(spec) {
     observation_space: spec.observationSpace,
     action_space: spec.actionSpace,
     mask_size: spec.maskSize,
-    inputs: spec.inputs,
-    outputs: spec.outputs,
+    observation_size: spec.observationSize,
+    heads: spec.heads,
+    inputs: spec.inputs.map(({ name, dtype, shape }) => ({ name, dtype, shape: ['batch', ...shape] })),
+    outputs: spec.outputs.map(({ name, dtype, shape }) => ({ name, dtype, shape: ['batch', ...shape] })),
     weights_sha256: spec.weightsSha256,
   };
 }
@@ -45,6 +53,9 @@ function printSummary(model, spec) {
   console.error(`${model}: policyport contract v${spec.contractVersion}, ${spec.policyClass}`);
   console.error(`  observation space ${space(spec.observationSpace)}`);
   console.error(`  action space      ${space(spec.actionSpace)}`);
+  const tensors = (list) => list.map((t) => `${t.name} ${t.dtype}[batch${t.shape.map((d) => `, ${d}`).join('')}]`).join(', ');
+  console.error(`  inputs            ${tensors(spec.inputs)}`);
+  console.error(`  outputs           ${tensors(spec.outputs)}`);
 }
 
 async function cartpole(policy, values) {
@@ -55,7 +66,7 @@ async function cartpole(policy, values) {
   }
   const maxSteps = values['max-steps'] ? Number(values['max-steps']) : MAX_STEPS;
   const started = performance.now();
-  const act = async (observation) => (await policy.run(observation, 1)).action[0];
+  const act = (observation) => policy.act(observation);
   const episode = await runEpisode(act, { initialState, maxSteps });
   const seconds = (performance.now() - started) / 1000;
   console.error(
@@ -65,28 +76,73 @@ async function cartpole(policy, values) {
   return { initial_state: initialState, max_steps: maxSteps, ...episode, seconds };
 }
 
-async function batch(policy, values) {
-  const { observationSize, maskSize } = policy.spec;
-  if (!values.observations || !values.out) throw new Error('batch needs --observations and --out');
+// A raw file as a typed array of whole rows of `rowSize` elements: [array, rows].
+function readRows(path, name, rowSize, Type) {
   // Copy into a fresh buffer: Node's Buffer may sit at an offset not aligned for float32.
-  const obsBytes = new Uint8Array(readFileSync(values.observations));
-  const rowBytes = 4 * observationSize;
-  if (obsBytes.length % rowBytes !== 0) {
-    throw new Error(`${values.observations}: ${obsBytes.length} bytes is not a whole number of ${rowBytes}-byte rows`);
+  const bytes = new Uint8Array(readFileSync(path));
+  const rowBytes = rowSize * Type.BYTES_PER_ELEMENT;
+  if (bytes.length === 0 || bytes.length % rowBytes !== 0) {
+    throw new Error(
+      `${path}: ${bytes.length} bytes is not a positive whole number of ${rowBytes}-byte rows ` +
+        `(${name} takes ${rowSize} ${Type === Float32Array ? 'float32' : 'uint8'} values per row)`,
+    );
   }
-  const n = obsBytes.length / rowBytes;
-  const observations = new Float32Array(obsBytes.buffer, 0, n * observationSize);
-  let masks = null;
-  if (values.masks) {
-    if (maskSize === null) throw new Error(`this policy's action space has no mask; drop --masks`);
-    masks = new Uint8Array(readFileSync(values.masks));
-    if (masks.length !== n * maskSize) {
-      throw new Error(`${values.masks}: expected ${n} x ${maskSize} bytes, got ${masks.length}`);
+  return [new Type(bytes.buffer, 0, bytes.length / Type.BYTES_PER_ELEMENT), bytes.length / rowBytes];
+}
+
+// The files to read, by input name, from --observations/--masks or --input NAME=FILE.
+function batchFiles(spec, values) {
+  const files = new Map();
+  for (const pair of values.input ?? []) {
+    const at = pair.indexOf('=');
+    if (at <= 0) throw new Error(`--input takes NAME=FILE, got ${JSON.stringify(pair)}`);
+    files.set(pair.slice(0, at), pair.slice(at + 1));
+  }
+  if (values.masks) files.set(MASK, values.masks);
+  const known = spec.inputs.map((i) => i.name);
+  for (const name of files.keys()) {
+    if (!known.includes(name)) {
+      const hint = name === MASK ? 'this policy takes no mask; drop it' : `its inputs are ${known.join(', ')}`;
+      throw new Error(`the model has no input ${JSON.stringify(name)}: ${hint}`);
     }
   }
+  const leaves = spec.observationInputs.map((i) => i.name);
+  if (values.observations && leaves.some((name) => files.has(name))) {
+    throw new Error('pass the observations either as --observations or as --input NAME=FILE, not both');
+  }
+  if (!values.observations && !leaves.every((name) => files.has(name))) {
+    throw new Error(
+      `batch needs --observations (rows of ${spec.observationSize} float32) or --input NAME=FILE ` +
+        `for each of ${leaves.join(', ')}`,
+    );
+  }
+  return files;
+}
+
+async function batch(policy, values) {
+  const { spec } = policy;
+  if (!values.out) throw new Error('batch needs --out OUT.json');
+  const files = batchFiles(spec, values);
+  let n = null;
+  const rows = (path, name, size, Type) => {
+    const [array, count] = readRows(path, name, size, Type);
+    if (n !== null && count !== n) throw new Error(`${path} holds ${count} rows of ${name}, the other files ${n}`);
+    n = count;
+    return array;
+  };
+  let observations;
+  if (values.observations) {
+    observations = rows(values.observations, 'an observation', spec.observationSize, Float32Array);
+  } else {
+    observations = Object.fromEntries(
+      spec.observationInputs.map((i) => [i.name, rows(files.get(i.name), i.name, i.size, Float32Array)]),
+    );
+  }
+  const masks = files.has(MASK) ? rows(files.get(MASK), MASK, spec.maskSize, Uint8Array) : null;
   const out = await policy.run(observations, n, masks);
-  writeFileSync(values.out, JSON.stringify({ action: nest(out.action, out.actionShape), value: Array.from(out.value) }));
-  console.error(`batch of ${n}: wrote ${values.out}`);
+  const result = Object.fromEntries(spec.outputs.map(({ name }) => [name, nest(out[name], out.shapes[name])]));
+  writeFileSync(values.out, JSON.stringify(result));
+  console.error(`batch of ${n}: wrote ${spec.outputs.map((o) => o.name).join(', ')} to ${values.out}`);
   return { rows: n, out: values.out };
 }
 
@@ -98,6 +154,7 @@ async function main() {
       'max-steps': { type: 'string' },
       observations: { type: 'string' },
       masks: { type: 'string' },
+      input: { type: 'string', multiple: true },
       out: { type: 'string' },
     },
   });

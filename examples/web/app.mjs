@@ -37,7 +37,8 @@ async function loadPolicy(url) {
 
 function describe(element, url, spec) {
   element.textContent =
-    `${url}: contract v${spec.contractVersion}, observation ${JSON.stringify(spec.observationSpace.shape)}, ` +
+    `${url}: contract v${spec.contractVersion}, inputs ${spec.inputs.map((i) => i.name).join(', ')}, ` +
+    `outputs ${spec.outputs.map((o) => o.name).join(', ')}, ` +
     `actions ${JSON.stringify(spec.actionSpace)}, weights ${spec.weightsSha256.slice(0, 12)}…`;
 }
 
@@ -99,7 +100,7 @@ async function runCartPole(policy) {
   const initialState = params.has('init') ? params.get('init').split(',').map(Number) : cp.DEFAULT_INITIAL_STATE;
   $('cartpole-status').textContent = 'running';
   drawCartPole(canvas, initialState);
-  const act = async (observation) => (await policy.run(observation, 1)).action[0];
+  const act = (observation) => policy.act(observation);
   const started = performance.now();
   const episode = await cp.runEpisode(act, {
     initialState,
@@ -200,7 +201,7 @@ async function runGrid(policy, start) {
   $('grid-status').textContent = 'running';
   while (!done) {
     const mask = world.mask();
-    const { action: [action] } = await policy.run(world.observation(), 1, mask);
+    const action = await policy.act(world.observation(), mask);
     drawGrid(canvas, world, path, action); // the choice, shown before the move
     record.actions.push(action);
     record.masks.push(Array.from(mask));

@@ -1,8 +1,12 @@
 #!/usr/bin/env node
-// Opens the page in headless Chromium, waits for both panels to finish, saves a screenshot and
-// prints the page's results as one JSON line.
+// Opens a page in headless Chromium, waits for its results, saves a screenshot and prints the
+// results as one JSON line.
 //
-//   node drive.mjs URL --screenshot OUT.png [--chromium /usr/bin/chromium] [--timeout 60]
+//   node drive.mjs URL --screenshot OUT.png [--wait cartpoleResult,gridResult]
+//                      [--chromium /usr/bin/chromium] [--timeout 60]
+//
+// --wait names the `window` properties the page sets when it is done (index.html: both panels'
+// cartpoleResult and gridResult, the default; check.html: checkResult). Each is printed.
 //
 // puppeteer-core never downloads a browser: it drives the Chromium given here (Debian's).
 
@@ -16,14 +20,18 @@ const { values, positionals } = parseArgs({
     screenshot: { type: 'string' },
     chromium: { type: 'string', default: process.env.CHROMIUM ?? '/usr/bin/chromium' },
     timeout: { type: 'string', default: '60' },
+    wait: { type: 'string', default: 'cartpoleResult,gridResult' },
   },
 });
 if (positionals.length !== 1 || !values.screenshot) {
-  console.error('usage: node drive.mjs URL --screenshot OUT.png [--chromium PATH] [--timeout SECONDS]');
+  console.error(
+    'usage: node drive.mjs URL --screenshot OUT.png [--wait NAME,...] [--chromium PATH] [--timeout SECONDS]',
+  );
   process.exit(2);
 }
 const [url] = positionals;
 const timeout = Number(values.timeout) * 1000;
+const names = values.wait.split(',');
 
 const browser = await puppeteer.launch({
   executablePath: values.chromium,
@@ -45,8 +53,12 @@ try {
   page.on('pageerror', (error) => console_.push(`pageerror: ${error.message}`));
   const started = performance.now();
   await page.goto(url, { waitUntil: 'load', timeout });
-  await page.waitForFunction(() => window.cartpoleResult && window.gridResult, { timeout, polling: 100 });
-  const results = await page.evaluate(() => ({ cartpole: window.cartpoleResult, grid: window.gridResult }));
+  await page.waitForFunction((wanted) => wanted.every((name) => window[name] !== undefined), { timeout, polling: 100 }, names);
+  // Printed without the "Result" suffix: {"cartpole": ..., "grid": ...} or {"check": ...}.
+  const results = await page.evaluate(
+    (wanted) => Object.fromEntries(wanted.map((name) => [name.replace(/Result$/, ''), window[name]])),
+    names,
+  );
   await page.screenshot({ path: values.screenshot, fullPage: true });
   const seconds = (performance.now() - started) / 1000;
   console.log(JSON.stringify({ ...results, screenshot: values.screenshot, seconds, console: console_ }));

@@ -6,7 +6,13 @@
 
 // The contract versions this consumer understands; docs/artifact.md asks consumers to refuse
 // any other, because a new version may rename inputs or change what the outputs mean.
-export const SUPPORTED_CONTRACT_VERSIONS = [1];
+//   1 (2026-11-25): inputs observation[, action_mask]; outputs action, value.
+//   2 (2026-12-02): one float32 input per observation leaf (`observation`, or
+//     `observation.<key>` for Dict/Tuple leaves), then action_mask if the policy uses one;
+//     outputs action, then the policy's heads (value, q_values). Both versions list their
+//     inputs and outputs in the `policyport.inputs` / `policyport.outputs` metadata, which
+//     is what this file reads: nothing below assumes a name but `action_mask` and `action`.
+export const SUPPORTED_CONTRACT_VERSIONS = [1, 2];
 
 const PREFIX = 'policyport.';
 // ModelProto field 14 is `repeated StringStringEntryProto metadata_props` (key = 1, value = 2).
@@ -66,23 +72,29 @@ function* protobufFields(bytes) {
 // Infinite Box bounds are stored as the strings "inf" and "-inf" (JSON has no infinity).
 const toNumber = (x) => (x === 'inf' ? Infinity : x === '-inf' ? -Infinity : x);
 
-// The mask length the contract defines for each maskable action space; null for Box.
-function maskSize(space) {
-  switch (space.type) {
-    case 'Discrete':
-      return space.n;
-    case 'MultiDiscrete':
-      return space.nvec.reduce((a, b) => a + b, 0);
-    case 'MultiBinary':
-      return [space.n].flat().reduce((a, b) => a * b, 1);
-    case 'Box':
-      return null;
-    default:
-      throw new Error(`unknown action space type ${JSON.stringify(space.type)}`);
+export const MASK = 'action_mask';
+export const ACTION = 'action';
+// Where ONNX Runtime's JS API and the metadata spell an element type differently.
+const TENSOR_TYPES = { float32: 'float32', int64: 'int64', bool: 'bool' };
+
+// One input or output as the metadata lists it ({name, shape: ["batch", ...], dtype}), with
+// the per-row shape and element count a caller needs.
+function tensorSpec(entry, where) {
+  const { name, shape, dtype } = entry ?? {};
+  const row = Array.isArray(shape) ? shape.slice(1) : null;
+  if (typeof name !== 'string' || !row || shape[0] !== 'batch' || !row.every(Number.isInteger) || !(dtype in TENSOR_TYPES)) {
+    throw new Error(
+      `${where} lists ${JSON.stringify(entry)}; expected {name, shape: ["batch", ...sizes], ` +
+        `dtype: float32|int64|bool}: re-export the policy with export-policy`,
+    );
   }
+  return { name, shape: row, dtype, size: row.reduce((a, b) => a * b, 1) };
 }
 
 // Checks the contract version and decodes the JSON-valued keys into a plain description.
+// `inputs` and `outputs` come from the artifact itself, in its order: observation inputs
+// first (one per observation leaf), then the mask if the policy takes one; `action`, then
+// the heads (e.g. `value`, `q_values`).
 export function describeArtifact(metadata) {
   const raw = metadata[`${PREFIX}contract_version`];
   if (raw === undefined) {
@@ -92,7 +104,7 @@ export function describeArtifact(metadata) {
     );
   }
   const version = Number(raw);
-  if (!SUPPORTED_CONTRACT_VERSIONS.includes(version)) {
+  if (!/^[0-9]+$/.test(raw) || !SUPPORTED_CONTRACT_VERSIONS.includes(version)) {
     throw new Error(
       `unsupported artifact contract version ${raw} (written by policyport ` +
         `${metadata[`${PREFIX}policyport_version`] ?? '?'}); this consumer knows versions ` +
@@ -100,9 +112,33 @@ export function describeArtifact(metadata) {
         'or re-export with a policyport that writes a supported version',
     );
   }
-  const json = (key) => JSON.parse(metadata[PREFIX + key]);
+  const json = (key) => {
+    if (metadata[PREFIX + key] === undefined) {
+      throw new Error(`the artifact has no ${PREFIX}${key} metadata; re-export it with export-policy`);
+    }
+    return JSON.parse(metadata[PREFIX + key]);
+  };
   const observationSpace = json('observation_space');
-  const actionSpace = json('action_space');
+  const inputs = json('inputs').map((entry) => tensorSpec(entry, `${PREFIX}inputs`));
+  const outputs = json('outputs').map((entry) => tensorSpec(entry, `${PREFIX}outputs`));
+  const maskInput = inputs.find((i) => i.name === MASK) ?? null;
+  const observationInputs = inputs.filter((i) => i !== maskInput);
+  const actionOutput = outputs.find((o) => o.name === ACTION);
+  const badInput = observationInputs.find((i) => i.dtype !== 'float32' || !(i.name === 'observation' || i.name.startsWith('observation.')));
+  if (badInput || (maskInput && (maskInput.dtype !== 'bool' || maskInput.shape.length !== 1))) {
+    const what = badInput ?? maskInput;
+    throw new Error(
+      `input ${JSON.stringify(what.name)} (${what.dtype} [batch, ${what.shape}]) is not the contract's: ` +
+        'observation inputs are float32 `observation` or `observation.<key>`, the mask is bool ' +
+        '[batch, mask_size]; re-export the policy with export-policy',
+    );
+  }
+  if (!actionOutput || outputs[0] !== actionOutput || outputs.slice(1).some((o) => o.dtype !== 'float32')) {
+    throw new Error(
+      `outputs ${JSON.stringify(outputs.map((o) => o.name))}: the contract's are \`action\` first, ` +
+        'then float32 heads; re-export the policy with export-policy',
+    );
+  }
   return {
     contractVersion: version,
     policyportVersion: metadata[`${PREFIX}policyport_version`],
@@ -113,11 +149,15 @@ export function describeArtifact(metadata) {
       low: observationSpace.low?.map(toNumber),
       high: observationSpace.high?.map(toNumber),
     },
-    actionSpace,
-    observationSize: observationSpace.shape.reduce((a, b) => a * b, 1),
-    maskSize: maskSize(actionSpace),
-    inputs: json('inputs'),
-    outputs: json('outputs'),
+    actionSpace: json('action_space'),
+    inputs,
+    outputs,
+    observationInputs,
+    // The values of one observation, all leaves concatenated in input order.
+    observationSize: observationInputs.reduce((total, i) => total + i.size, 0),
+    maskSize: maskInput ? maskInput.size : null,
+    actionShape: actionOutput.shape,
+    heads: outputs.slice(1).map((o) => o.name),
     weightsSha256: metadata[`${PREFIX}weights_sha256`],
   };
 }
@@ -131,6 +171,8 @@ export function nest(flat, shape) {
   );
 }
 
+const sameNames = (a, b) => a.length === b.length && a.every((name) => b.includes(name));
+
 export class Policy {
   // `ort` is the onnxruntime-node or onnxruntime-web module; `bytes` the .onnx file.
   static async load(ort, bytes, sessionOptions = {}) {
@@ -141,38 +183,97 @@ export class Policy {
   }
 
   constructor(ort, session, spec) {
+    const names = (list) => list.map((t) => t.name);
+    if (!sameNames(session.inputNames, names(spec.inputs)) || !sameNames(session.outputNames, names(spec.outputs))) {
+      throw new Error(
+        `the model's inputs ${JSON.stringify(session.inputNames)} and outputs ` +
+          `${JSON.stringify(session.outputNames)} are not the ones its metadata lists ` +
+          `(${JSON.stringify(names(spec.inputs))}, ${JSON.stringify(names(spec.outputs))}): ` +
+          'the file was edited after export; re-export the policy with export-policy',
+      );
+    }
     this.ort = ort;
     this.session = session;
     this.spec = spec;
-    this.masked = session.inputNames.includes('action_mask');
+    this.masked = spec.maskSize !== null;
   }
 
-  // Runs a batch. `observations` is a Float32Array of `batch * observationSize` values;
-  // `masks` a Uint8Array of `batch * maskSize` 0/1 values (1 = allowed), or null for
-  // "everything allowed". Returns { action, actionShape, value }: `action` is a plain array
-  // of numbers (int64 actions come back from ORT as BigInt64Array), flat and row-major.
+  // Runs a batch of `batch` rows and returns every output by name, flat and row-major:
+  // `action` as plain numbers (int64 comes back from ORT as BigInt64Array), each head as a
+  // Float32Array, and `shapes` ({name: [batch, ...]}).
+  //
+  // `observations`: a Float32Array of `batch * observationSize` values, each row the
+  //   observation's leaves concatenated in input order (for a plain Box space, simply the
+  //   observation); or an object {inputName: Float32Array of batch * size} with one entry per
+  //   observation input (`observation.pos`, ...).
+  // `masks`: a Uint8Array of `batch * maskSize` 0/1 values (1 = allowed), or null for
+  //   "everything allowed"; refused for a policy that takes no mask.
   async run(observations, batch, masks = null) {
     const { Tensor } = this.ort;
-    const { observationSize, observationSpace, maskSize: nMask } = this.spec;
-    if (observations.length !== batch * observationSize) {
-      throw new Error(
-        `expected ${batch} x ${observationSize} observation values, got ${observations.length}`,
-      );
+    const feeds = {};
+    for (const [input, values] of this.#split(observations, batch)) {
+      feeds[input.name] = new Tensor('float32', values, [batch, ...input.shape]);
     }
-    const feeds = { observation: new Tensor('float32', observations, [batch, ...observationSpace.shape]) };
     if (this.masked) {
+      const nMask = this.spec.maskSize;
       const mask = masks ?? new Uint8Array(batch * nMask).fill(1);
       if (mask.length !== batch * nMask) {
         throw new Error(`expected ${batch} x ${nMask} mask values, got ${mask.length}`);
       }
       // ORT's bool tensors take one byte per element.
-      feeds.action_mask = new Tensor('bool', mask, [batch, nMask]);
+      feeds[MASK] = new Tensor('bool', Uint8Array.from(mask, (m) => (m ? 1 : 0)), [batch, nMask]);
+    } else if (masks !== null) {
+      throw new Error(`this policy takes no ${MASK} (its inputs: ${this.spec.inputs.map((i) => i.name).join(', ')}); pass none`);
     }
     const out = await this.session.run(feeds);
-    return {
-      action: Array.from(out.action.data, Number),
-      actionShape: out.action.dims.map(Number),
-      value: Float32Array.from(out.value.data),
-    };
+    const result = { shapes: {} };
+    for (const { name } of this.spec.outputs) {
+      const { data, dims } = out[name];
+      result[name] = name === ACTION && this.spec.outputs[0].dtype === 'int64' ? Array.from(data, Number) : Float32Array.from(data);
+      result.shapes[name] = dims.map(Number);
+    }
+    return result;
+  }
+
+  // One observation (see run()); returns its action: a number for a scalar action (Discrete),
+  // an array otherwise.
+  async act(observation, mask = null) {
+    const { action } = await this.run(observation, 1, mask);
+    return this.spec.actionShape.length === 0 ? action[0] : action;
+  }
+
+  // [input spec, Float32Array] per observation input, from either form run() accepts.
+  #split(observations, batch) {
+    const inputs = this.spec.observationInputs;
+    if (ArrayBuffer.isView(observations)) {
+      const size = this.spec.observationSize;
+      if (observations.length !== batch * size) {
+        throw new Error(
+          `expected ${batch} x ${size} observation values (${inputs.map((i) => `${i.name} ${i.size}`).join(' + ')} per row), got ${observations.length}`,
+        );
+      }
+      if (inputs.length === 1) return [[inputs[0], observations instanceof Float32Array ? observations : Float32Array.from(observations)]];
+      // De-interleave: row r's leaf i sits at r * size + offset_i.
+      let offset = 0;
+      return inputs.map((input) => {
+        const values = new Float32Array(batch * input.size);
+        for (let r = 0; r < batch; r++) {
+          values.set(observations.subarray(r * size + offset, r * size + offset + input.size), r * input.size);
+        }
+        offset += input.size;
+        return [input, values];
+      });
+    }
+    const given = Object.keys(observations);
+    if (!sameNames(given, inputs.map((i) => i.name))) {
+      throw new Error(`expected observation inputs ${JSON.stringify(inputs.map((i) => i.name))}, got ${JSON.stringify(given)}`);
+    }
+    return inputs.map((input) => {
+      const values = observations[input.name];
+      if (values.length !== batch * input.size) {
+        throw new Error(`expected ${batch} x ${input.size} values for ${input.name}, got ${values.length}`);
+      }
+      return [input, Float32Array.from(values)];
+    });
   }
 }
