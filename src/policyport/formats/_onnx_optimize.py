@@ -267,13 +267,21 @@ def _fold_linear_pairs(graph: _Graph, node: onnx.NodeProto) -> bool:
 
 
 def _no_identity(graph: _Graph, node: onnx.NodeProto) -> bool:
-    """`Identity(y)` -> the node producing `y` writes the Identity's output itself."""
+    """`Identity(y)` -> the node producing `y` writes the Identity's output itself.
+
+    When `y` has other readers too (a Q-policy's Q-values feed both its argmax and the
+    `q_values` output), they read the Identity's output name instead: same tensor.
+    """
     if node.op_type != "Identity":
         return False
     source = graph.producer.get(node.input[0])
-    if source is None or graph.only_consumer(node.input[0]) is not node:
+    if source is None or node.input[0] in graph.outputs:
         return False
-    source.output[list(source.output).index(node.input[0])] = node.output[0]
+    renamed, kept = node.input[0], node.output[0]
+    for reader in graph.consumers.get(renamed, []):
+        if reader is not node:
+            reader.input[:] = [kept if name == renamed else name for name in reader.input]
+    source.output[list(source.output).index(renamed)] = kept
     _replace(graph, [node], None)
     return True
 
