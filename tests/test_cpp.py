@@ -14,7 +14,6 @@ Skipped only where g++ or cmake is missing (the reason is printed by `-ra`).
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import shutil
 import subprocess
@@ -294,7 +293,7 @@ def test_unknown_contract_version_is_refused(
     model = edited_metadata(
         artifacts["Discrete.onnx"], tmp_path / "edited.onnx", "policyport.contract_version", value
     )
-    message = message.format(version=importlib.metadata.version("policyport"))
+    message = message.format(version=policyport.__version__)
     done = run(build / "batch_run", model, discrete_files["obs"], discrete_files["mask"])
     assert_refused(done, message)
     cartpole = run(build / "cartpole", model)
