@@ -182,6 +182,17 @@ def _select_n(b: Builder, args: list[Value], eqn) -> list[Value]:
     return [Value(result)]
 
 
+def _dim_as_value(b: Builder, args: list[Value], eqn) -> list[Value]:
+    """A dimension as an int scalar: the batch size is read from the input's shape."""
+    dim, target = eqn.params["dim"], _dtype(eqn.outvars[0])
+    if isinstance(dim, int):
+        return [Value(const=np.array(dim, dtype=target))]
+    if not same_size(dim, b.batch):
+        raise NotLowerable(f"the value of the symbolic dimension {dim}")
+    scalar = b.op("Squeeze", [b.batch_size(), b.int64s([0])])
+    return [Value(b.op("Cast", [scalar], to=onnx_type(target)))]
+
+
 def _convert_element_type(b: Builder, args: list[Value], eqn) -> list[Value]:
     target = np.dtype(eqn.params["new_dtype"])
     to = onnx_type(target)
@@ -576,7 +587,7 @@ _ELEMENTWISE: dict[str, tuple[str, dict]] = {
     "atanh": ("Atanh", {}),
 }
 # Identities in a forward pass.
-_PASSTHROUGH = ("stop_gradient", "copy", "copy_p", "optimization_barrier")
+_PASSTHROUGH = ("stop_gradient", "copy", "optimization_barrier")
 
 EMITTERS: dict[str, Emitter] = {
     **{name: _elementwise(op, **attrs) for name, (op, attrs) in _ELEMENTWISE.items()},
@@ -593,6 +604,7 @@ EMITTERS: dict[str, Emitter] = {
     "integer_pow": _integer_pow,
     "is_finite": _is_finite,
     "convert_element_type": _convert_element_type,
+    "dim_as_value": _dim_as_value,
     # reductions
     "reduce_sum": _reduce("ReduceSum"),
     "reduce_max": _reduce("ReduceMax"),

@@ -46,10 +46,18 @@ def _inner_jaxpr(eqn) -> jex_core.ClosedJaxpr:
     return inner if isinstance(inner, jex_core.ClosedJaxpr) else jex_core.ClosedJaxpr(inner, ())
 
 
+def _symbolic(param: object) -> bool:
+    if isinstance(param, list | tuple):
+        return any(_symbolic(p) for p in param)
+    return jax.export.is_symbolic_dim(param)
+
+
 def _foldable(inputs: list[Value], eqn) -> bool:
     """Whether the equation reads constants only and has static shapes: JAX computes it."""
-    return all(a.const is not None and not a.partial for a in inputs) and all(
-        isinstance(d, int) for v in eqn.outvars for d in v.aval.shape
+    return (
+        all(a.const is not None and not a.partial for a in inputs)
+        and all(isinstance(d, int) for v in eqn.outvars for d in v.aval.shape)
+        and not any(_symbolic(p) for p in eqn.params.values())
     )
 
 

@@ -1,0 +1,288 @@
+"""policyport's own jaxpr -> ONNX lowering, one emitter at a time, against onnxruntime.
+
+Every entry of `EMITTERS` has a case in `CASES` (a test fails when one is missing): a tiny
+function that uses the primitive, batched over a symbolic batch as a traced policy is,
+lowered natively only (no jax2onnx), run in onnxruntime at two batch sizes and compared
+with JAX. The emitter itself must run (a fold in JAX would prove nothing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from jax import lax
+
+from policyport.formats._onnx_lowering import EMITTERS, lower_function
+from policyport.tracing import TensorSpec
+
+Inputs = Callable[[np.random.Generator, int], list[np.ndarray]]
+
+# Tolerances. Exact (0) where ONNX computes what XLA computes (selection, layout, integer
+# and comparison results, IEEE-exact ops). FLOAT: one op where either side may round
+# differently (libm vs XLA's own approximations: exp, tanh, sin...), a few float32 ulps.
+# SUM: reductions and products whose summation order differs between the runtimes.
+EXACT = (0.0, 0.0)
+FLOAT = (2e-6, 1e-6)  # (rtol, atol)
+SUM = (1e-5, 1e-5)
+# RELATIVE: functions whose point is accuracy near 0 (log1p, expm1): no absolute slack,
+# so a naive log(1 + x) fails on x = 1e-8 and 1e-30.
+RELATIVE = (2e-6, 0.0)
+BATCHES = (1, 7)
+
+
+def floats(*shapes: tuple[int, ...], scale: float = 2.0) -> Inputs:
+    return lambda rng, n: [(rng.normal(size=(n, *s)) * scale).astype(np.float32) for s in shapes]
+
+
+def uniform(low: float, high: float, *shapes: tuple[int, ...]) -> Inputs:
+    return lambda rng, n: [rng.uniform(low, high, size=(n, *s)).astype(np.float32) for s in shapes]
+
+
+def small_ints(*shapes: tuple[int, ...]) -> Inputs:
+    """Floats with many exact ties (-2..2), for equality tests."""
+    return lambda rng, n: [rng.integers(-2, 3, size=(n, *s)).astype(np.float32) for s in shapes]
+
+
+def bools(*shapes: tuple[int, ...]) -> Inputs:
+    return lambda rng, n: [rng.random(size=(n, *s)) < 0.5 for s in shapes]
+
+
+def special(shape: tuple[int, ...]) -> Inputs:
+    """Tiny, ordinary, huge and non-finite values: where naive formulas lose accuracy."""
+    values = np.array(
+        [0.0, 1e-30, -1e-30, 1e-8, -1e-8, 1e-4, -0.5, 0.5, 3.0, -3.0, -1.0, 80.0, -80.0,
+         1e30, -1e30, np.inf, -np.inf, np.nan, 2.5, -2.5],
+        np.float32,
+    )  # fmt: skip
+    return lambda rng, n: [rng.choice(values, size=(n, *shape)).astype(np.float32)]
+
+
+@dataclass(frozen=True)
+class Case:
+    """A function of per-sample arrays (vmapped unless `batched`) and how to feed it."""
+
+    fn: Callable[..., object]
+    inputs: Inputs
+    tolerance: tuple[float, float] = EXACT
+    batched: bool = False
+    dtypes: tuple[str, ...] = field(default=())  # input dtypes; float32 unless given
+
+
+W = np.asarray(jax.random.normal(jax.random.key(1), (4, 3)), np.float32)
+V = np.asarray(jax.random.normal(jax.random.key(2), (4,)), np.float32)
+
+
+def _unary(f: Callable, inputs: Inputs | None = None, tolerance=FLOAT) -> Case:
+    return Case(f, inputs or floats((5,)), tolerance)
+
+
+CASES: dict[str, Case] = {
+    # arithmetic; each also adds a constant and broadcasts two partial operands
+    "add": Case(lambda x, y: (x + y, x + 2.0, x[:, None] + y[None, :]), floats((5,), (5,))),
+    "sub": Case(lambda x, y: (x - y, 1.0 - x, x[:, None] - y[None, :]), floats((5,), (5,))),
+    "mul": Case(lambda x, y: (x * y, x * V[0], x[:, None] * y[None, :]), floats((5,), (5,))),
+    "div": Case(lambda x, y: (x / (jnp.abs(y) + 0.5), x / 3.0), floats((5,), (5,)), FLOAT),
+    "rem": Case(lambda x, y: lax.rem(3.0 * x, jnp.abs(y) + 0.5), floats((5,), (5,)), FLOAT),
+    "pow": Case(lambda x, y: lax.pow(jnp.abs(x) + 0.1, y), floats((5,), (5,)), SUM),
+    "max": Case(lambda x, y: (jnp.maximum(x, y), jnp.maximum(x, 0.0)), floats((5,), (5,))),
+    "min": Case(lambda x, y: (jnp.minimum(x, y), jnp.minimum(x, 0.0)), floats((5,), (5,))),
+    "gt": Case(lambda x, y: (x > y, x > 0.0), small_ints((5,), (5,))),
+    "lt": Case(lambda x, y: (x < y, x < 0.0), small_ints((5,), (5,))),
+    "ge": Case(lambda x, y: (x >= y, x >= 0.0), small_ints((5,), (5,))),
+    "le": Case(lambda x, y: (x <= y, x <= 0.0), small_ints((5,), (5,))),
+    "eq": Case(lambda x, y: (x == y, x == 1.0), small_ints((5,), (5,))),
+    "ne": Case(lambda x, y: (x != y, x != 1.0), small_ints((5,), (5,))),
+    "and": Case(lambda p, q: p & q, bools((5,), (5,)), dtypes=("bool", "bool")),
+    "or": Case(lambda p, q: p | q, bools((5,), (5,)), dtypes=("bool", "bool")),
+    "xor": Case(lambda p, q: p ^ q, bools((5,), (5,)), dtypes=("bool", "bool")),
+    "not": Case(lambda p: ~p, bools((5,)), dtypes=("bool",)),
+    "clamp": Case(lambda x: (lax.clamp(-0.5, x, 0.5), lax.clamp(-V, x[:4], V)), floats((5,))),
+    "select_n": Case(
+        lambda x, y: (
+            jnp.where(x > 0, x, y),
+            jnp.where(x > 0, x, 0.5),
+            lax.select_n((x > 0).astype(jnp.int32) + (y > 0).astype(jnp.int32), x, y, x * y),
+        ),
+        floats((5,), (5,)),
+    ),
+    # unary math
+    "neg": _unary(lambda x: -x, tolerance=EXACT),
+    "abs": _unary(jnp.abs, tolerance=EXACT),
+    "sign": _unary(lambda x: jnp.sign(x), small_ints((5,)), tolerance=EXACT),
+    "floor": _unary(jnp.floor, tolerance=EXACT),
+    "ceil": _unary(jnp.ceil, tolerance=EXACT),
+    "round": Case(
+        lambda x: (jnp.round(x), lax.round(x, lax.RoundingMethod.AWAY_FROM_ZERO)),
+        lambda rng, n: [(rng.integers(-6, 7, size=(n, 6)) / 2).astype(np.float32)],  # ties
+    ),
+    "exp": _unary(jnp.exp),
+    "exp2": _unary(jnp.exp2),
+    "expm1": _unary(jnp.expm1, special((6,)), RELATIVE),
+    "log": _unary(jnp.log, uniform(1e-3, 50.0, (5,))),
+    "log1p": _unary(jnp.log1p, special((6,)), RELATIVE),
+    "sqrt": _unary(jnp.sqrt, uniform(0.0, 50.0, (5,))),
+    "rsqrt": _unary(lax.rsqrt, uniform(1e-3, 50.0, (5,))),
+    "square": _unary(jnp.square, tolerance=EXACT),
+    "integer_pow": Case(
+        lambda x: (
+            lax.integer_pow(x, 3),
+            lax.integer_pow(x, 1),
+            lax.integer_pow(x, 0),
+            lax.integer_pow(x, -2),
+            lax.integer_pow(x, 7),
+        ),
+        floats((5,)),
+    ),
+    "tanh": _unary(jnp.tanh),
+    "logistic": _unary(jax.nn.sigmoid),
+    "sin": _unary(jnp.sin),
+    "cos": _unary(jnp.cos),
+    "tan": _unary(jnp.tan, uniform(-1.4, 1.4, (5,))),
+    "asin": _unary(jnp.arcsin, uniform(-0.99, 0.99, (5,))),
+    "acos": _unary(jnp.arccos, uniform(-0.99, 0.99, (5,))),
+    "atan": _unary(jnp.arctan),
+    "sinh": _unary(jnp.sinh),
+    "cosh": _unary(jnp.cosh),
+    "asinh": _unary(jnp.arcsinh),
+    "acosh": _unary(jnp.arccosh, uniform(1.0, 20.0, (5,))),
+    "atanh": _unary(jnp.arctanh, uniform(-0.99, 0.99, (5,))),
+    "is_finite": Case(jnp.isfinite, special((6,))),
+    "convert_element_type": Case(
+        lambda x: (x.astype(jnp.int32), (x > 0).astype(jnp.float32), x.astype(bool)),
+        small_ints((5,)),
+    ),
+    "dim_as_value": Case(lambda x: x * jnp.float32(x.shape[0]), floats((3,)), batched=True),
+    "stop_gradient": Case(lambda x: lax.stop_gradient(x) * 2.0, floats((5,))),
+    "copy": Case(lambda x: jnp.array(x, copy=True), floats((5,))),
+    "optimization_barrier": Case(lambda x: lax.optimization_barrier(x) + 1.0, floats((5,))),
+    # reductions
+    "reduce_sum": Case(
+        lambda x: (jnp.sum(x, axis=1), jnp.sum(x, axis=0), jnp.sum(x), jnp.mean(x)),
+        floats((3, 4)),
+        SUM,
+    ),
+    "reduce_max": Case(lambda x: (jnp.max(x, axis=1), jnp.max(x)), floats((3, 4))),
+    "reduce_min": Case(lambda x: (jnp.min(x, axis=0), jnp.min(x)), floats((3, 4))),
+    "reduce_prod": Case(lambda x: jnp.prod(x, axis=1), floats((3, 4)), SUM),
+    "reduce_or": Case(lambda x: (jnp.any(x > 1.0, axis=1), jnp.any(x > 2.0)), floats((3, 4))),
+    "reduce_and": Case(lambda x: (jnp.all(x > -1.0, axis=1), jnp.all(x > -2.0)), floats((3, 4))),
+    "argmax": Case(lambda x: (jnp.argmax(x, axis=1), jnp.argmax(x, axis=0)), small_ints((3, 4))),
+    "argmin": Case(lambda x: (jnp.argmin(x, axis=1), jnp.argmin(x, axis=0)), small_ints((3, 4))),
+    "cumsum": Case(lambda x: (jnp.cumsum(x), lax.cumsum(x, reverse=True)), floats((6,)), SUM),
+    # linear algebra
+    "dot_general": Case(
+        lambda x, y: (
+            x @ W,  # a layer: Gemm
+            W.T @ x,  # a layer written weight-first: Gemm on the transpose
+            x @ V,  # a vector product: Einsum
+            x @ y,  # two inputs: Einsum
+            jnp.einsum("ij,kj->ik", y.T, y.T),
+        ),
+        floats((4,), (4, 2)),
+        SUM,
+    ),
+    # shapes, layout and indexing
+    "transpose": Case(lambda x: (x.T, x.reshape(2, 3, 2).transpose(2, 0, 1)), floats((3, 4))),
+    "broadcast_in_dim": Case(
+        lambda x: (jnp.broadcast_to(x[:, None], (5, 3)), jnp.broadcast_to(x, (2, 5))),
+        floats((5,)),
+    ),
+    "squeeze": Case(lambda x: (x[:, 0], jnp.squeeze(x)), floats((3, 1))),
+    "reshape": Case(lambda x: (x.reshape(6), x.reshape(3, 2)), floats((2, 3))),
+    "split": Case(lambda x: tuple(jnp.split(x, [2, 3])), floats((6,))),
+    "concatenate": Case(
+        lambda x, y: (jnp.concatenate([x, y]), jnp.concatenate([x, jnp.zeros(2)])),
+        floats((3,), (4,)),
+    ),
+    "stack": Case(lambda x, y: (jnp.stack([x, y]), jnp.stack([x, y], axis=1)), floats((3,), (3,))),
+    "slice": Case(lambda x: (x[1:4], x[::2], x[4:1:-1]), floats((6,))),
+    "dynamic_slice": Case(
+        lambda x: lax.dynamic_slice(x, (0, 4), (x.shape[0], 3)), floats((6,)), batched=True
+    ),
+    "rev": Case(lambda x: (jnp.flip(x), jnp.flip(x.reshape(2, 3), axis=1)), floats((6,))),
+    "pad": Case(
+        lambda x: (jnp.pad(x, (1, 2)), lax.pad(x, jnp.float32(7.0), [(-1, 2, 0)])), floats((5,))
+    ),
+    "tile": Case(lambda x: jnp.tile(x, 2), floats((3,))),
+    "gather": Case(
+        lambda x, y: (
+            x[jnp.array([0, 2, 2, -1])],  # an index array: Gather
+            x[jnp.argmax(y)],  # an index per row: GatherElements
+            lax.dynamic_slice(x, (4,), (3,)),  # a window, clamped into range: Slice
+            x.reshape(2, 3)[:, jnp.array([2, 0])],  # Gather on axis 1, kept layout
+        ),
+        floats((6,), (6,)),
+    ),
+}
+
+
+def _specs(case: Case, shapes: list[tuple[int, ...]]) -> list[TensorSpec]:
+    dtypes = case.dtypes or ("float32",) * len(shapes)
+    return [TensorSpec(f"x{i}", s, d) for i, (s, d) in enumerate(zip(shapes, dtypes, strict=True))]
+
+
+def _output_dtype(dtype: np.dtype) -> str:
+    if dtype == np.bool_:
+        return "bool"
+    return "int64" if np.issubdtype(dtype, np.integer) else "float32"
+
+
+def _lower_case(case: Case) -> tuple[onnx.ModelProto, Callable, list[TensorSpec]]:
+    fn = case.fn if case.batched else jax.vmap(case.fn)
+
+    def outputs_of(*arrays):
+        out = fn(*arrays)
+        return list(out) if isinstance(out, tuple) else [out]
+
+    example = case.inputs(np.random.default_rng(0), 2)
+    inputs = _specs(case, [a.shape[1:] for a in example])
+    shapes = jax.eval_shape(outputs_of, *example)
+    outputs = [
+        TensorSpec(f"y{i}", tuple(s.shape[1:]), _output_dtype(np.dtype(s.dtype)))
+        for i, s in enumerate(shapes)
+    ]
+    return lower_function(outputs_of, inputs, outputs, opset=21), outputs_of, inputs
+
+
+@pytest.mark.parametrize("primitive", sorted(CASES))
+def test_emitter_matches_jax_in_onnxruntime(primitive, monkeypatch):
+    case = CASES[primitive]
+    calls = []
+    emitter = EMITTERS[primitive]
+    monkeypatch.setitem(
+        EMITTERS, primitive, lambda b, args, eqn: calls.append(eqn) or emitter(b, args, eqn)
+    )
+    model, outputs_of, inputs = _lower_case(case)
+    assert calls, f"{primitive} was folded or never reached its emitter"
+    onnx.checker.check_model(model, full_check=True)
+    batch_dims = [i.type.tensor_type.shape.dim[0].dim_param for i in model.graph.input]
+    assert batch_dims == ["batch"] * len(inputs)  # the batch stays symbolic
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    rtol, atol = case.tolerance
+    rng = np.random.default_rng(sum(map(ord, primitive)))
+    for batch in BATCHES:
+        arrays = case.inputs(rng, batch)
+        expected = [np.asarray(e) for e in jax.jit(outputs_of)(*arrays)]
+        got = session.run(None, {s.name: a for s, a in zip(inputs, arrays, strict=True)})
+        for i, (g, e) in enumerate(zip(got, expected, strict=True)):
+            assert g.shape == e.shape, f"output {i} at batch {batch}"
+            if e.dtype == np.bool_ or np.issubdtype(e.dtype, np.integer):
+                np.testing.assert_array_equal(g, e, err_msg=f"output {i} at batch {batch}")
+            else:
+                np.testing.assert_allclose(
+                    g, e, rtol=rtol, atol=atol, err_msg=f"output {i} at batch {batch}"
+                )
+
+
+def test_every_emitter_has_a_case():
+    missing = sorted(set(EMITTERS) - set(CASES))
+    assert not missing, f"emitters without a unit test case in CASES: {missing}"
+    unknown = sorted(set(CASES) - set(EMITTERS))
+    assert not unknown, f"cases for primitives the lowering has no emitter for: {unknown}"
