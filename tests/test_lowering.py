@@ -19,7 +19,16 @@ import onnxruntime as ort
 import pytest
 from jax import lax
 
-from policyport.formats._onnx_lowering import EMITTERS, lower_function
+import policyport
+from head_policies import HEAD_POLICIES, make_head_policy
+from policyport.formats import _onnx as onnx_format
+from policyport.formats._onnx import LOWERING_KEY, lower_to_onnx, lowering_of, set_model_metadata
+from policyport.formats._onnx_lowering import (
+    EMITTERS,
+    NotLowerable,
+    lower_function,
+    lower_natively,
+)
 from policyport.tracing import TensorSpec
 
 Inputs = Callable[[np.random.Generator, int], list[np.ndarray]]
@@ -286,3 +295,51 @@ def test_every_emitter_has_a_case():
     assert not missing, f"emitters without a unit test case in CASES: {missing}"
     unknown = sorted(set(CASES) - set(EMITTERS))
     assert not unknown, f"cases for primitives the lowering has no emitter for: {unknown}"
+
+
+# ---------------------------------------------------------------- whole policies
+
+
+@pytest.mark.parametrize("name", sorted(HEAD_POLICIES))
+def test_head_shaped_policies_lower_natively_and_export_with_parity(name, tmp_path):
+    policy = make_head_policy(name)
+    traced = policyport.trace(policy)
+    lower_natively(traced, opset=21)  # raises NotLowerable if any primitive is missing
+    path = tmp_path / f"{name}.onnx"
+    [result] = policyport.export(policy, "onnx", path)
+    assert result.report.passed
+    model = onnx.load(path)
+    assert lowering_of(model) == "policyport"
+    assert model.doc_string == "lowered by policyport"
+    metadata = {p.key: p.value for p in model.metadata_props}
+    assert metadata["policyport.format"] == "onnx"  # the contract's metadata is there too
+    assert [i.name for i in model.graph.input] == list(traced.input_names)
+    assert [o.name for o in model.graph.output] == list(traced.output_names)
+
+
+def test_the_lowering_survives_a_metadata_rewrite():
+    model = lower_to_onnx(policyport.trace(make_head_policy("q")), opset=21)
+    assert lowering_of(model) == "policyport"
+    set_model_metadata(model, {"policyport.format": "onnx"})
+    assert {p.key: p.value for p in model.metadata_props} == {
+        "policyport.format": "onnx",
+        LOWERING_KEY: "policyport",
+    }
+
+
+def test_a_fallback_says_it_used_jax2onnx_and_why(monkeypatch):
+    # Stand-ins for both lowerings: this is about the record, not about jax2onnx (slow).
+    traced = policyport.trace(make_head_policy("deterministic"))
+    native = lower_natively(traced, opset=21)
+
+    def refuse(traced, opset):
+        raise NotLowerable("primitive 'erf'")
+
+    monkeypatch.setattr(onnx_format, "lower_natively", refuse)
+    monkeypatch.setattr(onnx_format, "_lower_with_jax2onnx", lambda traced, opset: native)
+    model = lower_to_onnx(traced, opset=21)
+    expected = "jax2onnx (policyport's lowering lacks primitive 'erf')"
+    assert lowering_of(model) == expected
+    assert model.doc_string == f"lowered by {expected}"
+    set_model_metadata(model, {"policyport.format": "onnx"})
+    assert lowering_of(model) == expected
