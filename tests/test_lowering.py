@@ -22,7 +22,13 @@ from jax import lax
 import policyport
 from head_policies import HEAD_POLICIES, make_head_policy
 from policyport.formats import _onnx as onnx_format
-from policyport.formats._onnx import LOWERING_KEY, lower_to_onnx, lowering_of, set_model_metadata
+from policyport.formats._onnx import (
+    LOWERING_KEY,
+    _jaxpr_primitives,
+    lower_to_onnx,
+    lowering_of,
+    set_model_metadata,
+)
 from policyport.formats._onnx_lowering import (
     EMITTERS,
     NotLowerable,
@@ -94,11 +100,32 @@ def _unary(f: Callable, inputs: Inputs | None = None, tolerance=FLOAT) -> Case:
 
 CASES: dict[str, Case] = {
     # arithmetic; each also adds a constant and broadcasts two partial operands
-    "add": Case(lambda x, y: (x + y, x + 2.0, x[:, None] + y[None, :]), floats((5,), (5,))),
+    "add": Case(
+        lambda x, y: (
+            x + y,
+            x + 2.0,
+            x[:, None] + y[None, :],
+            # two broadcasts, neither full: ONNX sees [batch, 1] + [batch, 1] unless expanded
+            jnp.broadcast_to(x[0], (4,)) + jnp.broadcast_to(y[1], (4,)),
+        ),
+        floats((5,), (5,)),
+    ),
     "sub": Case(lambda x, y: (x - y, 1.0 - x, x[:, None] - y[None, :]), floats((5,), (5,))),
     "mul": Case(lambda x, y: (x * y, x * V[0], x[:, None] * y[None, :]), floats((5,), (5,))),
-    "div": Case(lambda x, y: (x / (jnp.abs(y) + 0.5), x / 3.0), floats((5,), (5,)), FLOAT),
-    "rem": Case(lambda x, y: lax.rem(3.0 * x, jnp.abs(y) + 0.5), floats((5,), (5,)), FLOAT),
+    "div": Case(
+        lambda x, y: (
+            x / (jnp.abs(y) + 0.5),
+            x / 3.0,
+            (3.0 * x).astype(jnp.int32) // 2,  # integer division truncates, then floors
+        ),
+        floats((5,), (5,)),
+        FLOAT,
+    ),
+    "rem": Case(
+        lambda x, y: (lax.rem(3.0 * x, jnp.abs(y) + 0.5), lax.rem((3.0 * x).astype(jnp.int32), 2)),
+        floats((5,), (5,)),
+        FLOAT,
+    ),
     "pow": Case(lambda x, y: lax.pow(jnp.abs(x) + 0.1, y), floats((5,), (5,)), SUM),
     "max": Case(lambda x, y: (jnp.maximum(x, y), jnp.maximum(x, 0.0)), floats((5,), (5,))),
     "min": Case(lambda x, y: (jnp.minimum(x, y), jnp.minimum(x, 0.0)), floats((5,), (5,))),
@@ -118,6 +145,7 @@ CASES: dict[str, Case] = {
             jnp.where(x > 0, x, y),
             jnp.where(x > 0, x, 0.5),
             lax.select_n((x > 0).astype(jnp.int32) + (y > 0).astype(jnp.int32), x, y, x * y),
+            lax.select_n(np.True_, x, y),  # decided at trace time: no Where
         ),
         floats((5,), (5,)),
     ),
@@ -165,7 +193,7 @@ CASES: dict[str, Case] = {
     "is_finite": Case(jnp.isfinite, special((6,))),
     "convert_element_type": Case(
         lambda x: (x.astype(jnp.int32), (x > 0).astype(jnp.float32), x.astype(bool)),
-        small_ints((5,)),
+        lambda rng, n: [rng.choice([-1.7, -1.0, 0.0, 0.4, 2.5], size=(n, 5)).astype(np.float32)],
     ),
     "dim_as_value": Case(lambda x: x * jnp.float32(x.shape[0]), floats((3,)), batched=True),
     "stop_gradient": Case(lambda x: lax.stop_gradient(x) * 2.0, floats((5,))),
@@ -173,7 +201,13 @@ CASES: dict[str, Case] = {
     "optimization_barrier": Case(lambda x: lax.optimization_barrier(x) + 1.0, floats((5,))),
     # reductions
     "reduce_sum": Case(
-        lambda x: (jnp.sum(x, axis=1), jnp.sum(x, axis=0), jnp.sum(x), jnp.mean(x)),
+        lambda x: (
+            jnp.sum(x, axis=1),
+            jnp.sum(x, axis=0),
+            jnp.sum(x),
+            jnp.mean(x),
+            jnp.sum(x > 0, axis=1),  # int32
+        ),
         floats((3, 4)),
         SUM,
     ),
@@ -200,8 +234,14 @@ CASES: dict[str, Case] = {
     # shapes, layout and indexing
     "transpose": Case(lambda x: (x.T, x.reshape(2, 3, 2).transpose(2, 0, 1)), floats((3, 4))),
     "broadcast_in_dim": Case(
-        lambda x: (jnp.broadcast_to(x[:, None], (5, 3)), jnp.broadcast_to(x, (2, 5))),
+        lambda x: (
+            jnp.broadcast_to(x[:, None], (5, 3)),
+            jnp.broadcast_to(x, (2, 5)),
+            jnp.exp(jnp.broadcast_to(x[0], (3,))),  # a unary op keeps the broadcast lazy
+            jnp.concatenate([jnp.broadcast_to(x[0], (2,)), x]),  # Concat needs it expanded
+        ),
         floats((5,)),
+        FLOAT,  # exp: an ulp between libm and XLA
     ),
     "squeeze": Case(lambda x: (x[:, 0], jnp.squeeze(x)), floats((3, 1))),
     "reshape": Case(lambda x: (x.reshape(6), x.reshape(3, 2)), floats((2, 3))),
@@ -295,6 +335,34 @@ def test_every_emitter_has_a_case():
     assert not missing, f"emitters without a unit test case in CASES: {missing}"
     unknown = sorted(set(CASES) - set(EMITTERS))
     assert not unknown, f"cases for primitives the lowering has no emitter for: {unknown}"
+
+
+@jax.custom_vjp
+def _clipped_identity(x):
+    return jnp.clip(x, -1.0, 1.0)
+
+
+_clipped_identity.defvjp(lambda x: (_clipped_identity(x), None), lambda _, g: (g,))
+
+# Primitives that only wrap a body (jit, custom_jvp/vjp, checkpoint): lowered in place.
+WRAPPERS = {
+    "jit": jax.jit(lambda x: jnp.tanh(x) * 2.0),
+    "custom_jvp_call": jax.nn.relu,
+    "custom_vjp_call": _clipped_identity,
+    "remat2": jax.checkpoint(lambda x: jnp.sin(x) + x),
+}
+
+
+@pytest.mark.parametrize("name", sorted(WRAPPERS))
+def test_wrapped_bodies_are_lowered_in_place(name):
+    fn = jax.vmap(WRAPPERS[name])
+    spec = TensorSpec("x", (5,), "float32")
+    model = lower_function(lambda x: [fn(x)], [spec], [TensorSpec("y", (5,), "float32")], 21)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).normal(size=(3, 5)).astype(np.float32) * 2
+    assert name in _jaxpr_primitives(jax.make_jaxpr(fn)(x).jaxpr)
+    (got,) = session.run(None, {"x": x})
+    np.testing.assert_allclose(got, jax.jit(fn)(x), *FLOAT)
 
 
 # ---------------------------------------------------------------- whole policies

@@ -167,6 +167,9 @@ def _clamp(b: Builder, args: list[Value], eqn) -> list[Value]:
 def _select_n(b: Builder, args: list[Value], eqn) -> list[Value]:
     """`cases[predicate]`: Where for a bool predicate, a chain of Wheres for an int one."""
     predicate, *cases = args
+    if predicate.const is not None and np.unique(predicate.const).size == 1:
+        # A choice made at trace time (e.g. a config flag reaching jnp.where): no Where.
+        return [cases[int(np.asarray(predicate.const).reshape(-1)[0])]]
     if all(a.partial for a in args):
         predicate = Value(b.full(predicate, _shape(eqn.invars[0])))
     which = b.tensor(predicate)

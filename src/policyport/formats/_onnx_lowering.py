@@ -36,6 +36,7 @@ _CALLS = (
     "custom_jvp_call",
     "custom_vjp_call",
     "checkpoint",
+    "remat2",  # jax.checkpoint
 )
 
 
