@@ -134,7 +134,10 @@ CASES: dict[str, Case] = {
     "lt": Case(lambda x, y: (x < y, x < 0.0), small_ints((5,), (5,))),
     "ge": Case(lambda x, y: (x >= y, x >= 0.0), small_ints((5,), (5,))),
     "le": Case(lambda x, y: (x <= y, x <= 0.0), small_ints((5,), (5,))),
-    "eq": Case(lambda x, y: (x == y, x == 1.0), small_ints((5,), (5,))),
+    "eq": Case(
+        lambda x, y: (x == y, x == 1.0, jax.nn.one_hot(jnp.argmax(x), 5)),  # iota: folded
+        small_ints((5,), (5,)),
+    ),
     "ne": Case(lambda x, y: (x != y, x != 1.0), small_ints((5,), (5,))),
     "and": Case(lambda p, q: p & q, bools((5,), (5,)), dtypes=("bool", "bool")),
     "or": Case(lambda p, q: p | q, bools((5,), (5,)), dtypes=("bool", "bool")),
@@ -267,6 +270,8 @@ CASES: dict[str, Case] = {
             x[jnp.argmax(y)],  # an index per row: GatherElements
             lax.dynamic_slice(x, (4,), (3,)),  # a window, clamped into range: Slice
             x.reshape(2, 3)[:, jnp.array([2, 0])],  # Gather on axis 1, kept layout
+            jnp.asarray(W)[jnp.argmax(y[:4])],  # an embedding: a constant table, an index per row
+            jnp.asarray(W).T[:, jnp.argmin(x[:3])],  # the same on axis 1: Gather, then XLA's layout
         ),
         floats((6,), (6,)),
     ),

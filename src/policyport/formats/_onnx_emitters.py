@@ -336,7 +336,10 @@ def _reshape(b: Builder, args: list[Value], eqn) -> list[Value]:
         # The batch stays first: Reshape copies it (0), no shape computed at run time.
         shape = b.int64s([0, *new[1:]])
         return [Value(b.op("Reshape", [b.tensor(args[0]), shape]))]
-    return [Value(b.op("Reshape", [b.tensor(args[0]), b.shape(new)]))]
+    # allowzero: a static 0 in the new shape means an empty axis, not "copy this one".
+    allow_zero = int(any(isinstance(d, int) and d == 0 for d in new))
+    reshaped = b.op("Reshape", [b.tensor(args[0]), b.shape(new)], allowzero=allow_zero)
+    return [Value(reshaped)]
 
 
 def _split(b: Builder, args: list[Value], eqn) -> list[Value]:
@@ -452,98 +455,116 @@ def _tile(b: Builder, args: list[Value], eqn) -> list[Value]:
 
 
 def _gather(b: Builder, args: list[Value], eqn) -> list[Value]:
-    """The gathers that vmapped indexing makes: `x[..., idx, ...]` with an index array
-    (ONNX Gather), `x[i, j]` per row (GatherElements) and a constant window (Slice)."""
+    """The gathers that vmapped indexing makes: `x[..., i, ...]` with an index array or a
+    computed index (ONNX Gather), an index per batch row (GatherElements) and a window
+    at constant starts (Slice). XLA clamps starts into range (modes CLIP and
+    PROMISE_IN_BOUNDS); so do these. FILL_OR_DROP is lowered for constant in-range
+    indices only."""
     x, indices = args
     dn = eqn.params["dimension_numbers"]
-    mode = str(eqn.params["mode"]).rsplit(".", 1)[-1]
     shape, index_shape = _shape(eqn.invars[0]), _shape(eqn.invars[1])
     sizes = list(eqn.params["slice_sizes"])
-    offset_dims = [int(d) for d in dn.offset_dims]
-    collapsed = [int(d) for d in dn.collapsed_slice_dims]
     index_map = [int(d) for d in dn.start_index_map]
     operand_batching = [int(d) for d in dn.operand_batching_dims]
-    index_batching = [int(d) for d in dn.start_indices_batching_dims]
-    if len(index_map) != 1 or not index_shape or index_shape[-1] != 1:
-        raise NotLowerable("gather on more than one indexed axis")
-    (axis,) = index_map
-    if not isinstance(shape[axis], int):
+    if not index_shape or index_shape[-1] != len(index_map):
+        raise NotLowerable("gather whose index vector is not the last axis of its indices")
+    if any(not isinstance(shape[a], int) for a in index_map):
         raise NotLowerable("gather along the batch dimension")
-    others_whole = all(
-        i == axis or i in operand_batching or same_size(sizes[i], shape[i])
-        for i in range(len(shape))
-    )
-    if mode == "FILL_OR_DROP" and indices.const is None:
-        raise NotLowerable("gather that fills out-of-range rows (mode FILL_OR_DROP)")
-    if not others_whole:
-        raise NotLowerable("gather of windows smaller than the operand")
     if operand_batching:
-        batching = (operand_batching, index_batching)
-        return _gather_per_row(b, x, indices, eqn, axis, collapsed, batching)
-    if collapsed == [axis] and int(sizes[axis]) == 1:
-        return _gather_take(b, x, indices, eqn, axis, offset_dims)
-    if not collapsed and len(index_shape) == 1 and indices.const is not None:
-        start = int(np.asarray(indices.const).reshape(-1)[0])
-        start = min(max(start, 0), int(shape[axis]) - int(sizes[axis]))
-        starts = [start if i == axis else 0 for i in range(len(shape))]
-        ends = [start + int(sizes[axis]) if i == axis else shape[i] for i in range(len(shape))]
-        return [Value(_slice_axes(b, b.tensor(x), shape, starts, ends))]
-    raise NotLowerable("gather of this layout")
+        return _gather_per_row(b, x, indices, eqn)
+    if len(index_shape) == 1 and indices.const is not None:
+        return _gather_window(b, x, indices, eqn)
+    narrowed = [
+        a for a in range(len(shape)) if not same_size(sizes[a], shape[a])
+    ]  # the axes a window does not cover whole
+    if len(narrowed) != 1 or narrowed[0] not in index_map or int(sizes[narrowed[0]]) != 1:
+        raise NotLowerable("gather of windows other than one element along one axis")
+    return _gather_take(b, x, indices, eqn, narrowed[0])
 
 
-def _clipped_indices(b: Builder, indices: Value, size: int, eqn, drop_last: bool) -> str:
-    """Indices as int64 clipped into [0, size - 1] (XLA's CLIP / PROMISE_IN_BOUNDS)."""
+def _fill_or_drop(eqn) -> bool:
+    return str(eqn.params["mode"]).endswith("FILL_OR_DROP")
+
+
+def _gather_window(b: Builder, x: Value, indices: Value, eqn) -> list[Value]:
+    """One window at constant starts (`lax.dynamic_slice` under vmap): a Slice."""
+    dn = eqn.params["dimension_numbers"]
+    if dn.collapsed_slice_dims:
+        raise NotLowerable("gather of a constant window with collapsed axes")
+    shape, sizes = _shape(eqn.invars[0]), list(eqn.params["slice_sizes"])
+    starts = [0] * len(shape)
+    for column, axis in enumerate(int(d) for d in dn.start_index_map):
+        start = int(np.asarray(indices.const)[column])
+        clamped = min(max(start, 0), int(shape[axis]) - int(sizes[axis]))
+        if clamped != start and _fill_or_drop(eqn):
+            raise NotLowerable("gather that fills an out-of-range window (mode FILL_OR_DROP)")
+        starts[axis] = clamped
+    ends = [s + z if isinstance(z, int) else z for s, z in zip(starts, sizes, strict=True)]
+    return [Value(_slice_axes(b, b.tensor(x), shape, starts, ends))]
+
+
+def _index_column(b: Builder, indices: Value, column: int, size: int, eqn) -> str:
+    """Column `column` of the index vectors, as int64 clipped into [0, size - 1]."""
     if indices.const is not None:
-        values = np.asarray(indices.const).astype(np.int64)
-        if str(eqn.params["mode"]).endswith("FILL_OR_DROP") and (
-            np.any(values < 0) or np.any(values >= size)
-        ):
+        values = np.asarray(indices.const).astype(np.int64)[..., column]
+        if _fill_or_drop(eqn) and (np.any(values < 0) or np.any(values >= size)):
             raise NotLowerable("gather that fills out-of-range rows (mode FILL_OR_DROP)")
-        values = np.clip(values, 0, size - 1)
-        return b.constant(values[..., 0] if drop_last else values)
+        return b.constant(np.clip(values, 0, size - 1))
+    if _fill_or_drop(eqn):
+        raise NotLowerable("gather that fills out-of-range rows (mode FILL_OR_DROP)")
     wide = b.op("Cast", [b.tensor(indices)], to=TensorProto.INT64)
-    low = b.constant(np.array(0, np.int64))
-    high = b.constant(np.array(size - 1, np.int64))
-    clipped = b.op("Clip", [wide, low, high])
-    if drop_last:
-        clipped = b.op("Squeeze", [clipped, b.int64s([len(_shape(eqn.invars[1])) - 1])])
-    return clipped
+    last = len(_shape(eqn.invars[1])) - 1
+    picked = b.op("Gather", [wide, b.constant(np.array(column, np.int64))], axis=last)
+    low, high = b.constant(np.array(0, np.int64)), b.constant(np.array(size - 1, np.int64))
+    return b.op("Clip", [picked, low, high])
 
 
-def _gather_take(b: Builder, x: Value, indices: Value, eqn, axis: int, offset_dims) -> list[Value]:
-    """`x[idx]` along one axis: ONNX Gather, then the axes into XLA's output order."""
+def _gather_take(b: Builder, x: Value, indices: Value, eqn, axis: int) -> list[Value]:
+    """`x[..., i, ...]` along `axis`: ONNX Gather, then the axes into XLA's output order.
+
+    The index columns of the other axes are ignored: their windows are whole, so XLA
+    clamps those starts to 0.
+    """
+    dn = eqn.params["dimension_numbers"]
     shape = _shape(eqn.invars[0])
-    index = _clipped_indices(b, indices, int(shape[axis]), eqn, drop_last=True)
+    column = [int(d) for d in dn.start_index_map].index(axis)
+    index = _index_column(b, indices, column, int(shape[axis]), eqn)
     gathered = b.op("Gather", [b.tensor(x), index], axis=axis)
     index_rank = len(_shape(eqn.invars[1])) - 1
-    rank = len(shape) - 1 + index_rank
     # ONNX: operand dims before `axis`, the index dims, operand dims after `axis`.
     onnx_dims = [("x", i) for i in range(axis)] + [("i", k) for k in range(index_rank)]
+    if axis not in [int(d) for d in dn.collapsed_slice_dims]:  # XLA keeps a unit axis
+        gathered = b.op("Unsqueeze", [gathered, b.int64s([axis + index_rank])])
+        onnx_dims.append(("x", axis))
     onnx_dims += [("x", i) for i in range(axis + 1, len(shape))]
-    # XLA: the operand's kept dims at `offset_dims`, the index dims everywhere else.
-    kept = iter([("x", i) for i in range(len(shape)) if i != axis])
+    # XLA: the window's kept dims at `offset_dims`, the index dims everywhere else.
+    offset_dims = [int(d) for d in dn.offset_dims]
+    kept = iter([d for d in sorted(onnx_dims) if d[0] == "x"])
     batch = iter([("i", k) for k in range(index_rank)])
-    xla_dims = [next(kept) if p in offset_dims else next(batch) for p in range(rank)]
+    xla_dims = [next(kept) if p in offset_dims else next(batch) for p in range(len(onnx_dims))]
     perm = [onnx_dims.index(d) for d in xla_dims]
-    if perm != list(range(rank)):
+    if perm != list(range(len(perm))):
         gathered = b.op("Transpose", [gathered], perm=perm)
     return [Value(gathered)]
 
 
-def _gather_per_row(
-    b: Builder, x: Value, indices: Value, eqn, axis: int, collapsed: list[int], batching: tuple
-) -> list[Value]:
-    """`x[row, idx[row]]` (an index per batch row): GatherElements on a 2-D operand."""
-    operand_batching, index_batching = batching
+def _gather_per_row(b: Builder, x: Value, indices: Value, eqn) -> list[Value]:
+    """`x[row, i[row]]` (an index per batch row): GatherElements on a 2-D operand."""
+    dn = eqn.params["dimension_numbers"]
     shape, index_shape = _shape(eqn.invars[0]), _shape(eqn.invars[1])
-    if (
-        not (len(shape) == 2 and operand_batching == [0] and index_batching == [0] and axis == 1)
-        or len(index_shape) != 2
-    ):
+    layout = (
+        [int(d) for d in dn.operand_batching_dims],
+        [int(d) for d in dn.start_indices_batching_dims],
+        [int(d) for d in dn.start_index_map],
+        len(shape),
+        len(index_shape),
+    )
+    if layout != ([0], [0], [1], 2, 2) or [int(z) for z in eqn.params["slice_sizes"]] != [1, 1]:
         raise NotLowerable("a per-row gather other than one index per row of a matrix")
-    index = _clipped_indices(b, indices, int(shape[1]), eqn, drop_last=False)
+    index = _index_column(b, indices, 0, int(shape[1]), eqn)
+    index = b.op("Unsqueeze", [index, b.int64s([1])])
     gathered = b.op("GatherElements", [b.tensor(x), index], axis=1)
-    if collapsed == [1]:
+    if [int(d) for d in dn.collapsed_slice_dims] == [1]:
         gathered = b.op("Squeeze", [gathered, b.int64s([1])])
     return [Value(gathered)]
 
