@@ -24,6 +24,7 @@ WIDTH = 16
 OBSERVATION = Box(-np.ones(5, np.float32), np.ones(5, np.float32))
 # Bounds that are neither symmetric nor unit, so a wrong scale or shift shows.
 ACTION_BOX = Box(np.array([-2.0, 0.0], np.float32), np.array([1.0, 3.0], np.float32))
+SCALAR_BOX = Box(np.float32(-2.0), np.float32(2.0), shape=())
 # lerax's MLPSACPolicy clamps its log-std to this range (through a tanh).
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 
@@ -31,17 +32,27 @@ LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 class SACPolicy(eqx.Module):
     """lerax's `MLPSACPolicy`: encoder MLP, mean and log-std heads; the deterministic action
     is the mode of the squashed Gaussian, `low + (high - low) * sigmoid(mean)` (lerax's
-    squashing bijector is a Sigmoid then an affine map onto the bounds). The log-std is
-    computed as lerax computes it, though the mode does not read it."""
+    squashing bijector is a Sigmoid then an affine map onto the bounds), or with
+    `squash="tanh"` the usual SAC convention `low + (high - low) * (tanh(mean) + 1) / 2`.
+    The log-std is computed as lerax computes it, though the mode does not read it."""
 
     observation_space: AbstractSpace
     action_space: Box
     encoder: eqx.nn.MLP
     mean_head: eqx.nn.Linear
     log_std_head: eqx.nn.Linear
+    squash: str = eqx.field(static=True)
 
-    def __init__(self, observation_space: AbstractSpace, action_space: Box, *, key: Key[Array, ""]):
+    def __init__(
+        self,
+        observation_space: AbstractSpace,
+        action_space: Box,
+        *,
+        squash: str = "sigmoid",
+        key: Key[Array, ""],
+    ):
         self.observation_space, self.action_space = observation_space, action_space
+        self.squash = squash
         encoder_key, mean_key, log_std_key = jr.split(key, 3)
         self.encoder = eqx.nn.MLP(observation_space.flat_size, WIDTH, WIDTH, 2, key=encoder_key)
         out: int | str = "scalar" if not action_space.shape else action_space.flat_size
@@ -59,6 +70,8 @@ class SACPolicy(eqx.Module):
         low, high = self.action_space.low, self.action_space.high
         if key is not None:
             mean = mean + std * jr.normal(key, mean.shape)
+        if self.squash == "tanh":
+            return None, low + (high - low) * (jnp.tanh(mean) + 1.0) / 2.0
         return None, low + (high - low) * jax.nn.sigmoid(mean)
 
 
@@ -188,6 +201,9 @@ Factory = Callable[[Key[Array, ""]], eqx.Module]
 # The policies whose traces policyport must lower natively, by name.
 HEAD_POLICIES: dict[str, Factory] = {
     "sac": lambda key: SACPolicy(OBSERVATION, ACTION_BOX, key=key),
+    "sac_tanh": lambda key: SACPolicy(OBSERVATION, ACTION_BOX, squash="tanh", key=key),
+    # lerax's heads use `out_size="scalar"` for a scalar Box (Pendulum-like, shape ()).
+    "sac_scalar_action": lambda key: SACPolicy(OBSERVATION, SCALAR_BOX, key=key),
     "deterministic": lambda key: DeterministicPolicy(OBSERVATION, ACTION_BOX, key=key),
     "discrete_sac": lambda key: DiscreteSACPolicy(OBSERVATION, Discrete(4), key=key),
     "q": lambda key: QPolicy(OBSERVATION, Discrete(4), key=key),
