@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -195,6 +196,7 @@ CASES: dict[str, Case] = {
     "asinh": _unary(jnp.arcsinh),
     "acosh": _unary(jnp.arccosh, uniform(1.0, 20.0, (5,))),
     "atanh": _unary(jnp.arctanh, uniform(-0.99, 0.99, (5,))),
+    "erf": _unary(jax.scipy.special.erf),
     "is_finite": Case(jnp.isfinite, special((6,))),
     "convert_element_type": Case(
         lambda x: (x.astype(jnp.int32), (x > 0).astype(jnp.float32), x.astype(bool)),
@@ -377,6 +379,8 @@ WRAPPERS = {
     "custom_jvp_call": jax.nn.relu,
     "custom_vjp_call": _clipped_identity,
     "remat2": jax.checkpoint(lambda x: jnp.sin(x) + x),
+    # a branch chosen by a constant (a config flag): only that branch is lowered
+    "cond": lambda x: lax.cond(jnp.bool_(True), jnp.sin, jnp.cos, x),
 }
 
 
@@ -390,6 +394,47 @@ def test_wrapped_bodies_are_lowered_in_place(name):
     assert name in _jaxpr_primitives(jax.make_jaxpr(fn)(x).jaxpr)
     (got,) = session.run(None, {"x": x})
     np.testing.assert_allclose(got, jax.jit(fn)(x), *FLOAT)
+
+
+# Activations and normalisations users put in policies: each must lower natively.
+ACTIVATIONS: dict[str, Callable] = {
+    "softplus": jax.nn.softplus,
+    "gelu_tanh": jax.nn.gelu,
+    "silu": jax.nn.silu,
+    "elu": jax.nn.elu,
+    "selu": jax.nn.selu,
+    "celu": jax.nn.celu,
+    "leaky_relu": jax.nn.leaky_relu,
+    "mish": jax.nn.mish,
+    "hard_tanh": jax.nn.hard_tanh,
+    "hard_swish": jax.nn.hard_swish,
+    "relu6": jax.nn.relu6,
+    "soft_sign": jax.nn.soft_sign,
+    "log_sigmoid": jax.nn.log_sigmoid,
+    "squareplus": jax.nn.squareplus,
+    "glu": lambda x: jax.nn.glu(jnp.concatenate([x, -x])),
+    "softmax": jax.nn.softmax,
+    "log_softmax": jax.nn.log_softmax,
+    "logsumexp": lambda x: jax.nn.logsumexp(x, keepdims=True),
+    "standardize": jax.nn.standardize,
+    "rms_norm": eqx.nn.RMSNorm(6),
+    "l2_normalize": lambda x: x / jnp.linalg.norm(x),
+    "nan_to_num": jnp.nan_to_num,
+    "dropout_inference": eqx.nn.Dropout(0.1, inference=True),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_common_activations_lower_natively(name):
+    fn = jax.vmap(ACTIVATIONS[name])
+    spec = TensorSpec("x", (6,), "float32")
+    out = jax.eval_shape(fn, jax.ShapeDtypeStruct((2, 6), np.float32))
+    model = lower_function(
+        lambda x: [fn(x)], [spec], [TensorSpec("y", out.shape[1:], "float32")], opset=21
+    )
+    x = (np.random.default_rng(0).normal(size=(9, 6)) * 3).astype(np.float32)
+    (got,) = _session(model).run(None, {"x": x})
+    np.testing.assert_allclose(got, jax.jit(fn)(x), *SUM)  # a few ops: SUM's slack
 
 
 # ---------------------------------------------------------------- whole policies

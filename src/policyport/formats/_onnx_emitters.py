@@ -609,6 +609,7 @@ _ELEMENTWISE: dict[str, tuple[str, dict]] = {
     "asinh": ("Asinh", {}),
     "acosh": ("Acosh", {}),
     "atanh": ("Atanh", {}),
+    "erf": ("Erf", {}),
 }
 # Identities in a forward pass.
 _PASSTHROUGH = ("stop_gradient", "copy", "optimization_barrier")

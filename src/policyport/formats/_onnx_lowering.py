@@ -47,6 +47,15 @@ def _inner_jaxpr(eqn) -> jex_core.ClosedJaxpr:
     return inner if isinstance(inner, jex_core.ClosedJaxpr) else jex_core.ClosedJaxpr(inner, ())
 
 
+def _taken_branch(eqn, index: Value) -> jex_core.ClosedJaxpr:
+    """The branch of a `cond` whose index is known when lowering (vmap turns a per-row
+    predicate into a select_n, so a cond left in a batched trace has a constant one)."""
+    if index.const is None or index.partial:
+        raise NotLowerable("cond on a predicate computed at run time")
+    branches = eqn.params["branches"]
+    return branches[int(np.clip(np.asarray(index.const).reshape(()), 0, len(branches) - 1))]
+
+
 def _symbolic(param: object) -> bool:
     if isinstance(param, list | tuple):
         return any(_symbolic(p) for p in param)
@@ -80,6 +89,8 @@ def _lower_jaxpr(b: Builder, closed: jex_core.ClosedJaxpr, args: list[Value]) ->
         name = eqn.primitive.name
         if name in _CALLS:
             outputs = _lower_jaxpr(b, _inner_jaxpr(eqn), inputs)
+        elif name == "cond" and not _foldable(inputs, eqn):
+            outputs = _lower_jaxpr(b, _taken_branch(eqn, inputs[0]), inputs[1:])
         elif _foldable(inputs, eqn):
             # Fold: a computation on weights alone (e.g. exp(log_std)) runs once, in JAX.
             folded = eqn.primitive.bind(*(a.const for a in inputs), **eqn.params)
