@@ -197,6 +197,14 @@ CASES: dict[str, Case] = {
     "acosh": _unary(jnp.arccosh, uniform(1.0, 20.0, (5,))),
     "atanh": _unary(jnp.arctanh, uniform(-0.99, 0.99, (5,))),
     "erf": _unary(jax.scipy.special.erf),
+    "atan2": Case(
+        lambda y, x: (jnp.arctan2(y, x), jnp.arctan2(x, 1.0)),
+        lambda rng, n: [  # every quadrant, both zeros, one infinite operand at a time
+            rng.choice([-2.0, -0.0, 0.0, 0.7, 3.0, np.inf, -np.inf], (n, 8)).astype(np.float32),
+            rng.choice([-1.5, -0.0, 0.0, 0.3, 4.0], (n, 8)).astype(np.float32),
+        ],
+        FLOAT,
+    ),
     "is_finite": Case(jnp.isfinite, special((6,))),
     "convert_element_type": Case(
         lambda x: (x.astype(jnp.int32), (x > 0).astype(jnp.float32), x.astype(bool)),

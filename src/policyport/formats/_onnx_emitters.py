@@ -142,6 +142,33 @@ def _integer_pow(b: Builder, xs: list[str], eqn) -> str:
     return acc
 
 
+def _negative(b: Builder, x: str, var) -> str:
+    """x < 0, counting -0 as negative (1 / -0 is -inf): atan2 tells the zeros apart."""
+    zero, one = b.constant(_scalar(0.0, var)), b.constant(_scalar(1.0, var))
+    return b.op("Or", [b.op("Less", [x, zero]), b.op("Less", [b.op("Div", [one, x]), zero])])
+
+
+@_composite
+def _atan2(b: Builder, xs: list[str], eqn) -> str:
+    """atan2(y, x) from atan(y / x) and the quadrant, signed zeros as in C's atan2.
+
+    Departs from XLA only where both operands are infinite (NaN here, +-pi/4 or +-3pi/4
+    there); an observation feature has no such input.
+    """
+    (y, x), var = xs, eqn.invars[0]
+    zero = b.constant(_scalar(0.0, var))
+    pi, half_pi = (b.constant(_scalar(v, var)) for v in (np.pi, np.pi / 2))
+    y_negative, x_negative = _negative(b, y, var), _negative(b, x, var)
+    signed_pi = b.op("Where", [y_negative, b.op("Neg", [pi]), pi])
+    quotient = b.op("Atan", [b.op("Div", [y, x])])
+    result = b.op("Where", [x_negative, b.op("Add", [quotient, signed_pi]), quotient])
+    on_axis = b.op("Where", [y_negative, b.op("Neg", [half_pi]), half_pi])  # x = 0, y != 0
+    at_origin = b.op("Where", [x_negative, signed_pi, y])  # x = 0, y = 0
+    x_zero, y_zero = b.op("Equal", [x, zero]), b.op("Equal", [y, zero])
+    on_axis = b.op("Where", [y_zero, at_origin, on_axis])
+    return b.op("Where", [x_zero, on_axis, result])
+
+
 @_composite
 def _round(b: Builder, xs: list[str], eqn) -> str:
     (x,) = xs
@@ -618,6 +645,7 @@ EMITTERS: dict[str, Emitter] = {
     **{name: _elementwise(op, **attrs) for name, (op, attrs) in _ELEMENTWISE.items()},
     **dict.fromkeys(_PASSTHROUGH, _passthrough),
     "ne": _ne,
+    "atan2": _atan2,
     "clamp": _clamp,
     "select_n": _select_n,
     "round": _round,
