@@ -463,6 +463,9 @@ def test_head_shaped_policies_lower_natively_and_export_with_parity(name, tmp_pa
     assert metadata["policyport.format"] == "onnx"  # the contract's metadata is there too
     assert [i.name for i in model.graph.input] == list(traced.input_names)
     assert [o.name for o in model.graph.output] == list(traced.output_names)
+    # Plain graphs: layers are Gemms, nothing transposed, expanded or left to Einsum.
+    ops = {node.op_type for node in model.graph.node}
+    assert "Gemm" in ops and not ops & {"Transpose", "Expand", "Einsum"}, sorted(ops)
 
 
 def test_the_lowering_survives_a_metadata_rewrite():

@@ -409,7 +409,10 @@ def _slice_axes(
         raise NotLowerable("a slice of the batch dimension")
     if not axes:
         return x
-    pick = lambda values: [int(values[i]) for i in axes]  # noqa: E731
+
+    def pick(values: list) -> list[int]:
+        return [int(values[i]) for i in axes]
+
     return b.op(
         "Slice",
         [x, b.int64s(pick(starts)), b.int64s(pick(ends)), b.int64s(axes), b.int64s(pick(steps))],
