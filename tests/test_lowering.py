@@ -233,6 +233,11 @@ CASES: dict[str, Case] = {
     "reduce_and": Case(lambda x: (jnp.all(x > -1.0, axis=1), jnp.all(x > -2.0)), floats((3, 4))),
     "argmax": Case(lambda x: (jnp.argmax(x, axis=1), jnp.argmax(x, axis=0)), small_ints((3, 4))),
     "argmin": Case(lambda x: (jnp.argmin(x, axis=1), jnp.argmin(x, axis=0)), small_ints((3, 4))),
+    "sort": Case(
+        lambda x: (jnp.sort(x), jnp.argsort(x), jnp.sort(x.reshape(2, 3), axis=0)),
+        small_ints((6,)),  # many ties: a stable sort keeps them in index order
+    ),
+    "top_k": Case(lambda x: tuple(lax.top_k(x, 3)), small_ints((6,))),
     "cumsum": Case(lambda x: (jnp.cumsum(x), lax.cumsum(x, reverse=True)), floats((6,)), SUM),
     # linear algebra
     "dot_general": Case(

@@ -271,6 +271,38 @@ def _cumsum(b: Builder, args: list[Value], eqn) -> list[Value]:
     return [Value(b.op("CumSum", [b.tensor(args[0]), axis], reverse=reverse))]
 
 
+def _sort(b: Builder, args: list[Value], eqn) -> list[Value]:
+    """A stable ascending sort on one key (jnp.sort, jnp.argsort): TopK of all elements,
+    the other operands permuted alike. ONNX's TopK puts the lower index first among equal
+    keys, as a stable sort does; NaN keys are outside what it specifies (XLA puts them
+    last)."""
+    if int(eqn.params["num_keys"]) != 1:
+        raise NotLowerable("sort on more than one key")
+    axis = int(eqn.params["dimension"])
+    size = _shape(eqn.invars[0])[axis]
+    if not isinstance(size, int):
+        raise NotLowerable("sort along the batch dimension")
+    keys, *others = (b.tensor(a) for a in args)
+    values, order = b.node(
+        "TopK", [keys, b.int64s([size])], outputs=2, axis=axis, largest=0, sorted=1
+    )
+    permuted = [b.op("GatherElements", [other, order], axis=axis) for other in others]
+    return [Value(values), *(Value(p) for p in permuted)]
+
+
+def _top_k(b: Builder, args: list[Value], eqn) -> list[Value]:
+    """The k largest along an axis, largest first, the lower index first among ties."""
+    axis = int(eqn.params.get("axis", len(_shape(eqn.invars[0])) - 1))
+    k = int(eqn.params["k"])
+    values, indices = b.node(
+        "TopK", [b.tensor(args[0]), b.int64s([k])], outputs=2, axis=axis, largest=1, sorted=1
+    )
+    target = _dtype(eqn.outvars[1])
+    if target != np.int64:
+        indices = b.op("Cast", [indices], to=onnx_type(target))
+    return [Value(values), Value(indices)]
+
+
 # ---------------------------------------------------------------- linear algebra
 
 
@@ -671,6 +703,8 @@ EMITTERS: dict[str, Emitter] = {
     "argmax": _arg_reduce("ArgMax"),
     "argmin": _arg_reduce("ArgMin"),
     "cumsum": _cumsum,
+    "sort": _sort,
+    "top_k": _top_k,
     # linear algebra
     "dot_general": _dot_general,
     # shapes, layout and indexing
