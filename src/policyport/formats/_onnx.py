@@ -17,6 +17,10 @@ from ._onnx_lowering import NotLowerable, lower_natively
 from ._onnx_optimize import optimize
 
 _BATCH = "batch"
+# The metadata key naming the lowering that wrote the graph: `policyport`, or
+# `jax2onnx (<why policyport's lowering could not>)`. It is a fact about the graph, so
+# it survives `set_model_metadata`, which replaces the contract's metadata.
+LOWERING_KEY = "policyport.lowering"
 
 
 def _sub_jaxprs(param: object) -> list:
@@ -65,7 +69,20 @@ def lower_to_onnx(traced: TracedPolicy, opset: int) -> onnx.ModelProto:
     model.ir_version = helper.find_min_ir_version_for(list(model.opset_import))
     model.producer_name = "policyport"
     model.doc_string = f"lowered by {lowering}"
+    _set_lowering(model, lowering)
     return model
+
+
+def _set_lowering(model: onnx.ModelProto, lowering: str) -> None:
+    kept = [(p.key, p.value) for p in model.metadata_props if p.key != LOWERING_KEY]
+    del model.metadata_props[:]
+    for key, value in [*kept, (LOWERING_KEY, lowering)]:
+        model.metadata_props.add(key=key, value=value)
+
+
+def lowering_of(model: onnx.ModelProto) -> str | None:
+    """Which lowering wrote `model` (`policyport` or `jax2onnx (...)`), if it says."""
+    return next((p.value for p in model.metadata_props if p.key == LOWERING_KEY), None)
 
 
 def _lower_with_jax2onnx(traced: TracedPolicy, opset: int) -> onnx.ModelProto:
@@ -105,9 +122,13 @@ def _widen_action_to_int64(model: onnx.ModelProto) -> None:
 
 
 def set_model_metadata(model: onnx.ModelProto, metadata: dict[str, str]) -> None:
+    """Replace the model's metadata with `metadata`, keeping the record of its lowering."""
+    lowering = lowering_of(model)
     del model.metadata_props[:]
     for key, value in sorted(metadata.items()):
         model.metadata_props.add(key=key, value=value)
+    if lowering is not None and LOWERING_KEY not in metadata:
+        _set_lowering(model, lowering)
 
 
 def check_model(model: onnx.ModelProto) -> None:
