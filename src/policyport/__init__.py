@@ -10,5 +10,6 @@ from ._errors import UnsupportedError as UnsupportedError
 from ._export import check as check
 from ._export import export as export
 from .policy import MLPActorCriticPolicy as MLPActorCriticPolicy
+from .policy import MLPQPolicy as MLPQPolicy
 from .tracing import TracedPolicy as TracedPolicy
 from .tracing import trace as trace
