@@ -305,3 +305,15 @@ def test_lerax_spaces_are_required_by_lerax_classes():
     )
     with pytest.raises(ValueError, match="only supports Discrete action spaces"):
         LeraxQPolicy(SpacesEnv(Box(-np.ones(3), np.ones(3)), Discrete(4)), key=jax.random.key(0))
+
+
+def test_cli_kwargs_of_a_self_describing_file_are_checked_against_its_class(tmp_path, capsys):
+    path = tmp_path / "ours.eqx"
+    MLPQPolicy(
+        SpacesEnv(Box(-jnp.ones(4), jnp.ones(4)), Discrete(3)), key=jax.random.key(0), depth=1
+    ).serialize(path)
+    assert isinstance(load_policy(path, None, {"depth": 1}), MLPQPolicy)
+    with pytest.raises(policyport.InputError, match=r"--policy-kwargs disagrees on \['depth'\]"):
+        load_policy(path, None, {"depth": 2})
+    with pytest.raises(policyport.InputError, match=r"unknown key\(s\) \['feature_width'\]"):
+        load_policy(path, None, {"feature_width": 2})

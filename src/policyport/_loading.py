@@ -146,7 +146,6 @@ def load_policy(
     the class (`class_spec`, default policyport's MLPActorCriticPolicy) and kwargs it was
     built with."""
     cls = MLPActorCriticPolicy if class_spec is None else import_policy_class(class_spec)
-    policy_kwargs = check_policy_kwargs(cls, policy_kwargs or {})
     data = read_bytes(model)
     if data.startswith(MAGIC):
         saved = saved_class(model, data)
@@ -156,9 +155,11 @@ def load_policy(
                 f"{class_spec} is {cls.__name__}. Drop --policy-class for self-describing "
                 "files."
             )
+        policy_kwargs = check_policy_kwargs(saved, policy_kwargs or {})
         policy = saved.deserialize(model)
         _check_agrees(policy, model, env_spec, policy_kwargs)
         return policy
+    policy_kwargs = check_policy_kwargs(cls, policy_kwargs or {})
     # Without an env, read_lerax_file says what to pass.
     env = () if env_spec is None else (import_env(env_spec),)
     return read_lerax_file(cls, model, data, env, policy_kwargs)
