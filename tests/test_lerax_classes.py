@@ -317,3 +317,53 @@ def test_cli_kwargs_of_a_self_describing_file_are_checked_against_its_class(tmp_
         load_policy(path, None, {"depth": 2})
     with pytest.raises(policyport.InputError, match=r"unknown key\(s\) \['feature_width'\]"):
         load_policy(path, None, {"feature_width": 2})
+
+
+def _lerax_box(n: int):
+    return lerax_space.Box(-jnp.ones(n), jnp.ones(n))
+
+
+# More of lerax's spaces, each through one format (the matrix above covers every format).
+MORE_SPACES = {
+    "actor-critic-multibinary": (
+        lambda: LeraxACPolicy(
+            SpacesEnv(_lerax_box(4), lerax_space.MultiBinary(3)), key=jax.random.key(0)
+        ),
+        ("observation", "action_mask"),
+    ),
+    "actor-critic-scalar-box": (
+        lambda: LeraxACPolicy(
+            SpacesEnv(_lerax_box(4), lerax_space.Box(-2.0, 2.0)), key=jax.random.key(0)
+        ),
+        ("observation",),
+    ),
+    "actor-critic-dict-observation": (
+        lambda: LeraxACPolicy(
+            SpacesEnv(
+                lerax_space.Dict({"a": _lerax_box(2), "b": lerax_space.Discrete(3)}),
+                lerax_space.Discrete(4),
+            ),
+            key=jax.random.key(0),
+        ),
+        ("observation.a", "observation.b", "action_mask"),
+    ),
+    "q-tuple-observation": (
+        lambda: LeraxQPolicy(
+            SpacesEnv(
+                lerax_space.Tuple((_lerax_box(2), lerax_space.MultiBinary(3))),
+                lerax_space.Discrete(4),
+            ),
+            key=jax.random.key(0),
+        ),
+        ("observation.0", "observation.1", "action_mask"),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(MORE_SPACES))
+def test_more_lerax_spaces_export_to_onnx(tmp_path, name):
+    build, inputs = MORE_SPACES[name]
+    [result] = policyport.export(build(), "onnx", tmp_path / "p.onnx")
+    assert result.report.passed, result.report.to_table()
+    assert result.report.outputs[0].illegal_actions == 0
+    assert policyport.trace(build()).input_names == inputs
