@@ -229,9 +229,10 @@ def test_cli_exports_a_lerax_q_file_with_policy_class(tmp_path, capsys, layout, 
     report = tmp_path / "report.json"
     argv = [str(path), "--format", "onnx", "--env", "lerax.env:CartPole", "--policy-class", cls]
     argv += ["--policy-kwargs", '{"width_size": 32}', "--report", str(report)]
+    argv += ["--rollouts", "1", "--rollout-steps", "20"]  # closed loop in the env too
     assert run(argv) == 0, capsys.readouterr().err
     [entry] = json.loads(report.read_text())
-    assert entry["parity"]["passed"]
+    assert entry["parity"]["passed"] and entry["closed_loop"]["passed"]
     assert [o["name"] for o in entry["parity"]["outputs"]] == ["action", "q_values"]
     assert (tmp_path / "q.onnx").is_file()
 
