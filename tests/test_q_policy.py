@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import struct
 import types
@@ -23,7 +24,7 @@ from policyport.policy import (  # noqa: E402
     MLPQPolicy,
     SpacesEnv,
 )
-from policyport.policy._serialization import MAGIC  # noqa: E402
+from policyport.policy._serialization import CLASSES, MAGIC, _constructor  # noqa: E402
 
 N_OBSERVATIONS = 64
 N_ACTIONS = 5
@@ -182,3 +183,12 @@ def test_actor_critic_kwargs_in_a_q_header_are_refused_as_data(tmp_path):
     _rewrite(path, header, leaves)
     with pytest.raises(ModelFileError, match=r"'kwargs' of a MLPActorCriticPolicy must hold"):
         MLPActorCriticPolicy.deserialize(path)
+
+
+def test_class_table_and_constructors_agree():
+    # The header's class names map to classes through two fixed tables: they must not drift.
+    assert list(CLASSES) == ["MLPActorCriticPolicy", "MLPQPolicy"]
+    for name, schema in CLASSES.items():
+        cls = _constructor(name)
+        assert cls.name == name
+        assert set(schema.kwargs) <= set(inspect.signature(cls).parameters)

@@ -4,8 +4,9 @@ Layout: `MAGIC`, a 4-byte little-endian header length, the UTF-8 JSON header, th
 bytes `equinox.tree_serialise_leaves` writes. The header is data: classes and spaces
 are looked up in fixed tables, nothing it names is ever imported or called.
 
-Files without `MAGIC` are taken as lerax-written (leaves only) and need the env and
-constructor kwargs they were built with.
+Files without `MAGIC` are taken as lerax-written (`_lerax_files`: leaves only, or lerax
+0.0.6's fingerprint then leaves) and need the env and constructor kwargs they were built
+with.
 """
 
 from __future__ import annotations
