@@ -90,6 +90,10 @@ def test_same_leaves_and_outputs_as_lerax(kwargs: dict, masked: bool):
     want = _outputs(theirs, observations, masks, keys)
     for name, g, w in zip(("q_values", "greedy", "sampled"), got, want, strict=True):
         assert _equal(g, w), name
+    for i in range(4):  # unbatched too: lax.cond takes one branch instead of a select
+        mask = None if masks is None else masks[i]
+        call = lambda p, i=i, m=mask: p(None, observations[i], key=keys[i], action_mask=m)[1]  # noqa: E731
+        assert _equal(call(ours), call(theirs)), i
     if masks is not None:
         rows = np.arange(N_OBSERVATIONS)
         assert np.all(np.asarray(masks)[rows, np.asarray(got[1])])
