@@ -35,6 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--env", help="MODULE:ATTR of the env, for files saved by lerax (e.g. lerax.env:CartPole)"
     )
+    parser.add_argument(
+        "--policy-class",
+        metavar="MODULE:ATTR",
+        help="class of a lerax-saved policy (default policyport.policy:MLPActorCriticPolicy; "
+        "e.g. lerax.policy:MLPQPolicy)",
+    )
     parser.add_argument("--policy-kwargs", help="JSON constructor kwargs of a lerax-saved policy")
     parser.add_argument(
         "--opset",
@@ -105,7 +111,9 @@ def run(argv: list[str] | None = None) -> int:
         if args.rollouts and args.env is None:
             raise InputError("--rollouts needs the env to step: pass --env MODULE:ATTR.")
         start = time.perf_counter()
-        policy = load_policy(args.model, args.env, parse_policy_kwargs(args.policy_kwargs))
+        policy = load_policy(
+            args.model, args.env, parse_policy_kwargs(args.policy_kwargs), args.policy_class
+        )
         _progress(f"load   {time.perf_counter() - start:6.2f} s  {args.model}")
         results = export(
             policy,

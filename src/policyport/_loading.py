@@ -1,21 +1,25 @@
-"""Loading a policy the way the CLI is asked to: a file, maybe an env, maybe kwargs."""
+"""Loading a policy the way the CLI is asked to: a file, maybe an env, a class, kwargs."""
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
+import equinox as eqx
+
 from ._errors import InputError
 from .policy import MLPActorCriticPolicy
-from .policy._serialization import CONSTRUCTOR_KWARGS, MAGIC, read_bytes
+from .policy._lerax_files import accepted_kwargs, read_lerax_file
+from .policy._serialization import MAGIC, read_bytes, saved_class
 
 
 def parse_policy_kwargs(text: str | None) -> dict[str, Any]:
-    """`--policy-kwargs` JSON, checked against the constructor's keyword arguments."""
+    """`--policy-kwargs` as a JSON object; `check_policy_kwargs` judges it against the class."""
     if not text:
         return {}
     try:
@@ -27,22 +31,74 @@ def parse_policy_kwargs(text: str | None) -> dict[str, Any]:
         ) from e
     if not isinstance(kwargs, dict):
         raise InputError(f"--policy-kwargs must be a JSON object, found {text!r}.")
-    unknown = sorted(set(kwargs) - set(CONSTRUCTOR_KWARGS))
+    return kwargs
+
+
+def check_policy_kwargs(cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """`kwargs` checked against `cls`'s constructor signature: names, and value kinds where
+    the parameter's default tells them (an int default wants a non-negative integer, a
+    float default a number, a bool default a boolean)."""
+    accepted = accepted_kwargs(cls)
+    unknown = sorted(set(kwargs) - set(accepted)) if accepted is not None else []
     if unknown:
         raise InputError(
             f"--policy-kwargs has unknown key(s) {unknown}; "
-            f"MLPActorCriticPolicy takes {list(CONSTRUCTOR_KWARGS)}."
+            f"{cls.__name__} takes {list(accepted or ())}."
         )
+    try:
+        parameters = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        return kwargs
     for name, value in kwargs.items():
-        if name == "log_std_init":
+        default = parameters[name].default if name in parameters else None
+        if isinstance(default, bool):
+            ok, expected = isinstance(value, bool), "true or false"
+        elif isinstance(default, int):
+            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+            expected = "a non-negative integer"
+        elif isinstance(default, float):
             ok = isinstance(value, int | float) and not isinstance(value, bool)
             expected = "a number"
         else:
-            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
-            expected = "a non-negative integer"
+            continue
         if not ok:
             raise InputError(f"--policy-kwargs {name} must be {expected}, found {value!r}.")
     return kwargs
+
+
+def import_policy_class(spec: str) -> type:
+    """`MODULE:ATTR` -> a policy class (an equinox Module built as `cls(env, key=...)`).
+
+    Importing it is the user's explicit choice, like `--env`; a model file never names it.
+    """
+    target = _import_attr(spec, "--policy-class", "lerax.policy:MLPQPolicy")
+    if not isinstance(target, type) or not issubclass(target, eqx.Module):
+        raise InputError(
+            f"--policy-class {spec} gives {target!r:.80}, which is not an equinox Module "
+            "class. Point it at a policy class such as lerax.policy:MLPQPolicy or "
+            "policyport.policy:MLPQPolicy."
+        )
+    return target
+
+
+def _import_attr(spec: str, flag: str, example: str) -> Any:
+    """`MODULE:ATTR` imported (MODULE may also be found from the current directory)."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise InputError(f"{flag} must look like MODULE:ATTR (e.g. {example}), found {spec!r}.")
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())  # after installed packages: they win a name clash
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise InputError(
+            f"{flag} {spec}: cannot import module {module_name!r} ({e}). Is it installed in "
+            "this environment (for lerax: pip install 'policyport[lerax]')?"
+        ) from e
+    try:
+        return getattr(module, attr)
+    except AttributeError as e:
+        raise InputError(f"{flag} {spec}: module {module_name!r} has no attribute {attr!r}.") from e
 
 
 def import_env(spec: str) -> Any:
@@ -51,24 +107,8 @@ def import_env(spec: str) -> Any:
     Like `python -m`, MODULE may also be found from the current directory, so a project's
     own env works as `--env envs.maze:Maze` when run from the project's root.
     """
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise InputError(
-            f"--env must look like MODULE:ATTR (e.g. lerax.env:CartPole), found {spec!r}."
-        )
-    if os.getcwd() not in sys.path:
-        sys.path.append(os.getcwd())  # after installed packages: they win a name clash
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise InputError(
-            f"--env {spec}: cannot import module {module_name!r} ({e}). Is it installed in "
-            "this environment (for lerax envs: pip install 'policyport[lerax]')?"
-        ) from e
-    try:
-        target = getattr(module, attr)
-    except AttributeError as e:
-        raise InputError(f"--env {spec}: module {module_name!r} has no attribute {attr!r}.") from e
+    target = _import_attr(spec, "--env", "lerax.env:CartPole")
+    attr = spec.partition(":")[2]
     env = target
     if callable(target) and not _has_spaces(target):
         try:
@@ -97,24 +137,35 @@ def _has_spaces(obj: Any) -> bool:
 
 
 def load_policy(
-    model: Path, env_spec: str | None = None, policy_kwargs: dict[str, Any] | None = None
-) -> MLPActorCriticPolicy:
-    """A self-describing file needs nothing else; a lerax-written one needs the env."""
-    policy_kwargs = policy_kwargs or {}
+    model: Path,
+    env_spec: str | None = None,
+    policy_kwargs: dict[str, Any] | None = None,
+    class_spec: str | None = None,
+) -> Any:
+    """A self-describing file needs nothing else; a lerax-written one needs the env, and
+    the class (`class_spec`, default policyport's MLPActorCriticPolicy) and kwargs it was
+    built with."""
+    cls = MLPActorCriticPolicy if class_spec is None else import_policy_class(class_spec)
     data = read_bytes(model)
     if data.startswith(MAGIC):
-        policy = MLPActorCriticPolicy.deserialize(model)
+        saved = saved_class(model, data)
+        if class_spec is not None and saved.__name__ != getattr(cls, "name", cls.__name__):
+            raise InputError(
+                f"{model} holds {saved.__name__} (its header says so), but --policy-class "
+                f"{class_spec} is {cls.__name__}. Drop --policy-class for self-describing "
+                "files."
+            )
+        policy_kwargs = check_policy_kwargs(saved, policy_kwargs or {})
+        policy = saved.deserialize(model)
         _check_agrees(policy, model, env_spec, policy_kwargs)
         return policy
-    if env_spec is None:
-        # deserialize says what to pass.
-        return MLPActorCriticPolicy.deserialize(model)
-    return MLPActorCriticPolicy.deserialize(model, import_env(env_spec), **policy_kwargs)
+    policy_kwargs = check_policy_kwargs(cls, policy_kwargs or {})
+    # Without an env, read_lerax_file says what to pass.
+    env = () if env_spec is None else (import_env(env_spec),)
+    return read_lerax_file(cls, model, data, env, policy_kwargs)
 
 
-def _check_agrees(
-    policy: MLPActorCriticPolicy, model: Path, env_spec: str | None, kwargs: dict[str, Any]
-) -> None:
+def _check_agrees(policy: Any, model: Path, env_spec: str | None, kwargs: dict[str, Any]) -> None:
     """A self-describing file may be given --env/--policy-kwargs, but they must agree."""
     saved = policy.constructor_kwargs()
     differ = {k: v for k, v in kwargs.items() if k in saved and saved[k] != v}

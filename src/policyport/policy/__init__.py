@@ -1,4 +1,5 @@
-"""The policy that gets exported: lerax's `MLPActorCriticPolicy`, its spaces and distributions."""
+"""The policies that get exported (lerax's `MLPActorCriticPolicy` and `MLPQPolicy`), their spaces
+and distributions."""
 
 from ._action_layer import ActionLayer as ActionLayer
 from ._distributions import (
@@ -17,6 +18,7 @@ from ._distributions import (
     Normal as Normal,
 )
 from ._policy import MLPActorCriticPolicy as MLPActorCriticPolicy
+from ._q_policy import MLPQPolicy as MLPQPolicy
 from ._serialization import SpacesEnv as SpacesEnv
 from ._serialization import weights_sha256 as weights_sha256
 from ._spaces import AbstractSpace as AbstractSpace

@@ -4,8 +4,9 @@ Layout: `MAGIC`, a 4-byte little-endian header length, the UTF-8 JSON header, th
 bytes `equinox.tree_serialise_leaves` writes. The header is data: classes and spaces
 are looked up in fixed tables, nothing it names is ever imported or called.
 
-Files without `MAGIC` are taken as lerax-written (leaves only) and need the env and
-constructor kwargs they were built with.
+Files without `MAGIC` are taken as lerax-written (`_lerax_files`: leaves only, or lerax
+0.0.6's fingerprint then leaves) and need the env and constructor kwargs they were built
+with.
 """
 
 from __future__ import annotations
@@ -31,7 +32,10 @@ from .._errors import InputError, ModelFileError
 from ._spaces import AbstractSpace, as_space, space_from_json
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ._policy import MLPActorCriticPolicy
+    from ._q_policy import MLPQPolicy
 
 MAGIC = b"POLICYPORT-EQX\n"
 # Header format versions this code reads. 1 (2026-11-25): the first.
@@ -39,7 +43,6 @@ FORMAT_VERSION = 1
 SUPPORTED_FORMAT_VERSIONS = (1,)
 _LENGTH = struct.Struct("<I")
 _MAX_HEADER_BYTES = 1 << 20
-_KNOWN_CLASSES = ("MLPActorCriticPolicy",)
 # Every size in a header (widths, depths, space dimensions) is at most this.
 _MAX_SIZE = 1 << 24
 _HEADER_KEYS = (
@@ -73,6 +76,34 @@ CONSTRUCTOR_KWARGS = (*SIZE_KWARGS, "log_std_init")
 
 
 @dataclass(frozen=True)
+class ClassSchema:
+    """What a header may say about one policy class: its kwargs and each one's kind.
+
+    `kwargs` maps every constructor argument a header records to "size" (an integer in
+    0.._MAX_SIZE) or "float" (a finite number). Headers are checked against this table
+    only; the class itself comes from `_constructor`, never from the header.
+    """
+
+    kwargs: dict[str, str]
+
+
+# The classes a self-describing file can hold. Adding one is a row here and in
+# `_constructor`; files of format version 1 name only these.
+CLASSES: dict[str, ClassSchema] = {
+    "MLPActorCriticPolicy": ClassSchema(dict.fromkeys(SIZE_KWARGS, "size")),
+    "MLPQPolicy": ClassSchema({"epsilon": "float", "width_size": "size", "depth": "size"}),
+}
+
+
+def _constructor(class_name: str) -> Callable[..., Any]:
+    """The class a header's (already validated) class name stands for: a fixed table."""
+    from ._policy import MLPActorCriticPolicy
+    from ._q_policy import MLPQPolicy
+
+    return {"MLPActorCriticPolicy": MLPActorCriticPolicy, "MLPQPolicy": MLPQPolicy}[class_name]
+
+
+@dataclass(frozen=True)
 class SpacesEnv:
     """The smallest env a policy can be built from: just its two spaces."""
 
@@ -88,7 +119,7 @@ class PolicyHeader:
     class_name: str
     observation_space: AbstractSpace
     action_space: AbstractSpace
-    kwargs: dict[str, int]
+    kwargs: dict[str, int | float]
     dtype: str
     leaves_sha256: str
     producer: str
@@ -112,7 +143,9 @@ def _producer() -> str:
     return f"policyport {__version__}"
 
 
-def write_policy(policy: MLPActorCriticPolicy, path: Path, *, no_suffix: bool = False) -> Path:
+def write_policy(
+    policy: MLPActorCriticPolicy | MLPQPolicy, path: Path, *, no_suffix: bool = False
+) -> Path:
     """Write `policy` to `path` atomically (a temporary file, then a rename)."""
     if path.suffix != ".eqx" and not no_suffix:
         path = path.with_suffix(".eqx")
@@ -192,7 +225,7 @@ def read_bytes(path: Path) -> bytes:
 def _bad_header(path: Path, what: str) -> ModelFileError:
     return ModelFileError(
         f"{path} starts like a policyport file but its header is invalid: {what}. "
-        "The file is damaged; re-save the policy with MLPActorCriticPolicy.serialize."
+        "The file is damaged; re-save the policy with its class's serialize."
     )
 
 
@@ -238,6 +271,23 @@ def _space_problem(data: Any) -> str | None:
     return None
 
 
+def _kwargs_problem(class_name: str, kwargs: Any) -> str | None:
+    """What is wrong with a header's kwargs for `class_name`, checked against its schema."""
+    schema = CLASSES[class_name].kwargs
+    if not isinstance(kwargs, dict) or set(kwargs) != set(schema):
+        return f"'kwargs' of a {class_name} must hold exactly {list(schema)}"
+    for name, kind in schema.items():
+        value = kwargs[name]
+        if kind == "size" and not _is_int(value, 0, _MAX_SIZE):
+            return f"'kwargs' {name} must be an integer in 0..{_MAX_SIZE}, found {value!r:.80}"
+        if kind == "float" and not (
+            _is_int(value, -_MAX_SIZE, _MAX_SIZE)
+            or (isinstance(value, float) and math.isfinite(value))
+        ):
+            return f"'kwargs' {name} must be a finite number, found {value!r:.80}"
+    return None
+
+
 def parse_header(path: Path, data: bytes) -> tuple[PolicyHeader, bytes]:
     """Split a self-describing file into its validated header and its leaf bytes.
 
@@ -274,17 +324,16 @@ def parse_header(path: Path, data: bytes) -> tuple[PolicyHeader, bytes]:
         )
     if raw["format"] != "policyport.eqx":
         raise _bad_header(path, f"'format' must be 'policyport.eqx', found {raw['format']!r:.80}")
-    if raw["class"] not in _KNOWN_CLASSES:
+    if not isinstance(raw["class"], str) or raw["class"] not in CLASSES:
         raise _bad_header(
-            path, f"unknown policy class {raw['class']!r:.80}; known: {list(_KNOWN_CLASSES)}"
+            path, f"unknown policy class {raw['class']!r:.80}; known: {list(CLASSES)}"
         )
     if not isinstance(raw["producer"], str):
         raise _bad_header(path, "'producer' must be a string")
     kwargs = raw["kwargs"]
-    if not isinstance(kwargs, dict) or set(kwargs) != set(SIZE_KWARGS):
-        raise _bad_header(path, f"'kwargs' must hold exactly {list(SIZE_KWARGS)}")
-    if not all(_is_int(v, 0, _MAX_SIZE) for v in kwargs.values()):
-        raise _bad_header(path, f"'kwargs' must be integers in 0..{_MAX_SIZE}, found {kwargs}")
+    problem = _kwargs_problem(raw["class"], kwargs)
+    if problem is not None:
+        raise _bad_header(path, problem)
     if raw["dtype"] != "float32":
         raise _bad_header(path, f"unsupported dtype {raw['dtype']!r:.80}; expected 'float32'")
     spaces = {}
@@ -385,10 +434,16 @@ def _load_leaves(
     return policy
 
 
+def saved_class(path: Path, data: bytes) -> Callable[..., Any]:
+    """The policyport class a self-describing file holds, from the fixed class table."""
+    header, _ = parse_header(path, data)
+    return _constructor(header.class_name)
+
+
 def _check_spaces(path: Path, policy: Any, spaces: Any, source: str, fix: str) -> None:
     """The spaces stored in the leaves must be the ones the header or env describes."""
     for name in ("observation_space", "action_space"):
-        saved, given = getattr(policy, name), as_space(getattr(spaces, name))
+        saved, given = as_space(getattr(policy, name)), as_space(getattr(spaces, name))
         if saved != given:
             raise ModelFileError(
                 f"{path} was saved with {name} {saved!r}, but {source} has {given!r}. {fix}"
@@ -400,6 +455,11 @@ def read_policy(cls: type, path: Path, args: tuple[Any, ...], kwargs: dict[str, 
     data = read_bytes(path)
     if data.startswith(MAGIC):
         header, leaves = parse_header(path, data)
+        if header.class_name != getattr(cls, "name", cls.__name__):
+            raise ModelFileError(
+                f"{path} holds an {header.class_name}, not an {cls.__name__}: load it with "
+                f"{header.class_name}.deserialize(path)."
+            )
         if args or kwargs:
             raise ModelFileError(
                 f"{path} is self-describing (it records its spaces and architecture): "
@@ -415,39 +475,9 @@ def read_policy(cls: type, path: Path, args: tuple[Any, ...], kwargs: dict[str, 
         _check_spaces(path, policy, env, "its header", "The file is damaged; re-save it.")
         _check_float32(path, policy)
         return policy
-    if not data.startswith(b"\x93NUMPY"):
-        raise ModelFileError(
-            f"{path} is not a policy file: it has neither a policyport header nor equinox's "
-            "leaf format. Give a .eqx file written by policyport or by lerax's serialize."
-        )
-    if not args:
-        raise ModelFileError(
-            f"{path} has no policyport header, so it was probably written by lerax's "
-            "serialize, which stores weights only. Pass the env it was trained on: "
-            "deserialize(path, env, **kwargs) in Python, or --env MODULE:ATTR on the command "
-            "line (e.g. --env lerax.env:CartPole)."
-        )
-    env, *rest = args
-    if rest:
-        raise ModelFileError("deserialize(path, env, **kwargs) takes one positional argument.")
-    kwargs = dict(kwargs)
-    kwargs.pop("key", None)  # the weights come from the file: the key changes nothing
-    unknown = set(kwargs) - set(CONSTRUCTOR_KWARGS)
-    if unknown:
-        raise ModelFileError(
-            f"Unknown policy kwargs {sorted(unknown)}; MLPActorCriticPolicy takes "
-            f"{list(CONSTRUCTOR_KWARGS)}."
-        )
-    policy = _load_leaves(
-        path,
-        data,
-        lambda: cls(env, key=jax.random.key(0), **kwargs),
-        f"for this env with kwargs {kwargs or '(defaults)'}",
-        written_by_lerax=True,
-    )
-    _check_spaces(path, policy, env, "the env given", "Pass the env the policy was trained on.")
-    _check_float32(path, policy)
-    return policy
+    from ._lerax_files import read_lerax_file
+
+    return read_lerax_file(cls, path, data, args, kwargs)
 
 
 def _check_float32(path: Path, policy: Any) -> None:
