@@ -6,6 +6,7 @@ from collections import Counter
 
 import equinox as eqx
 import jax
+import numpy as np
 import onnx
 import pytest
 
@@ -120,3 +121,30 @@ def test_masks_hold_for_huge_and_infinite_logits(action):
         nvec = [5] if action == "Discrete" else [3, 4, 2]
         offsets = np.cumsum([0, *nvec[:-1]])
         assert mask[np.arange(rows)[:, None], offsets + chosen].all()
+
+
+@pytest.mark.parametrize("masked", [True, False])
+def test_lerax_objects_argmax_raw_logits(masked):
+    """lerax's categorical mode is argmax(log_softmax(where(mask, log_softmax(x), -inf))):
+    the graph drops both log-softmaxes (per-row shifts keep the argmax) and keeps the
+    arithmetic mask. Parity of the result is checked in tests/test_lerax_classes.py."""
+    import lerax.env
+    import lerax.policy
+
+    policy = lerax.policy.MLPActorCriticPolicy(lerax.env.CartPole(), key=jax.random.key(0))
+    model = lower_to_onnx(trace(policy), opset=21)
+    ops = Counter(node.op_type for node in model.graph.node)
+    assert not {"Exp", "Log", "ReduceSum", "ReduceMax", "Where"} & set(ops), ops
+    assert ops["ArgMax"] == 1 and ops["Gemm"] == 8
+    observation = np.random.default_rng(0).normal(size=(512, 4)).astype(np.float32) * 3
+    mask = np.random.default_rng(1).random((512, 2)) < 0.7
+    mask[:, 0] |= ~mask.any(axis=1)
+    inputs = {"observation": observation, "action_mask": mask if masked else np.ones_like(mask)}
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    (chosen,) = session.run(["action"], inputs)
+    expected = jax.vmap(lambda o, m: policy(None, o, action_mask=m)[1])(
+        inputs["observation"], inputs["action_mask"]
+    )
+    np.testing.assert_array_equal(chosen, np.asarray(expected))

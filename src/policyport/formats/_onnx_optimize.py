@@ -201,6 +201,68 @@ def _arithmetic_mask(graph: _Graph, node: onnx.NodeProto) -> bool:
     return True
 
 
+_ROW_CONSTANT_UNARY = ("Log", "Exp", "Neg", "Abs", "Sqrt", "Reciprocal", "Identity", "Cast")
+_ROW_CONSTANT_BINARY = ("Add", "Sub", "Mul", "Div", "Max", "Min")
+
+
+def _row_constant(graph: _Graph, name: str, axis: int, depth: int = 0) -> bool:
+    """Whether `name` has size 1 along `axis` (so it is constant along it once broadcast).
+
+    True for an `Unsqueeze` along `axis` (how a per-row reduction arrives), a scalar
+    constant, and elementwise functions of those: a log-softmax's `max` and `log(sum(exp))`.
+    """
+    value = graph.constants.get(name)
+    if value is not None:
+        return value.size == 1
+    node = graph.producer.get(name)
+    if node is None or depth > 8:
+        return False
+    if node.op_type == "Unsqueeze":
+        axes = graph.constants.get(node.input[1]) if len(node.input) > 1 else None
+        return axes is not None and axes.reshape(-1).tolist() == [axis]
+    if node.op_type in _ROW_CONSTANT_UNARY:
+        return _row_constant(graph, node.input[0], axis, depth + 1)
+    if node.op_type in _ROW_CONSTANT_BINARY:
+        return all(_row_constant(graph, x, axis, depth + 1) for x in node.input)
+    return False
+
+
+def _without_row_shift(graph: _Graph, name: str, axis: int) -> str:
+    """`x - c - c' ...` with every `c` constant along `axis` -> `x` (same argmax)."""
+    node = graph.producer.get(name)
+    while node is not None and node.op_type == "Sub" and _row_constant(graph, node.input[1], axis):
+        name = node.input[0]
+        node = graph.producer.get(name)
+    return name
+
+
+def _argmax_without_log_softmax(graph: _Graph, node: onnx.NodeProto) -> bool:
+    """`ArgMax(log_softmax(x))` -> `ArgMax(x)`, also through a `Where(mask, ., -inf)`.
+
+    lerax's categorical mode is the argmax of a log-softmax (twice, around the mask).
+    Subtracting a per-row constant keeps the order of a row's entries, and masked entries
+    stay at -inf below every legal one. Only float rounding of the shifted values can tell
+    the two apart, at near-ties, which the parity check counts as such (its margins are
+    read from the JAX trace, i.e. from the shifted values).
+    """
+    if node.op_type != "ArgMax":
+        return False
+    axis = _attrs(node).get("axis", 0)
+    source = _without_row_shift(graph, node.input[0], axis)
+    changed = source != node.input[0]
+    node.input[0] = source
+    where = graph.producer.get(source)
+    # Other readers of the Where may be the shift just dropped (dead now): count live ones.
+    readers = [n for n in _live(graph.nodes, graph.outputs) if source in n.input]
+    if where is not None and where.op_type == "Where" and readers == [node]:
+        fill = graph.constants.get(where.input[2])
+        inner = _without_row_shift(graph, where.input[1], axis)
+        if fill is not None and fill.size and np.all(np.isneginf(fill)) and inner != where.input[1]:
+            where.input[1] = inner
+            changed = True
+    return changed
+
+
 def _argmax_without_casts(graph: _Graph, node: onnx.NodeProto) -> bool:
     """`Cast<int64>(Cast<int32>(ArgMax(x)))` -> `ArgMax(x)`: ArgMax is int64 already."""
     if node.op_type != "Cast" or _attrs(node).get("to") != TensorProto.INT64:
@@ -291,6 +353,7 @@ RULES = (
     _bias_into_gemm,
     _relu_from_max,
     _scalar_where_fill,
+    _argmax_without_log_softmax,
     _arithmetic_mask,
     _argmax_without_casts,
     _fold_linear_pairs,
