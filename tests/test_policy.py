@@ -120,14 +120,6 @@ def test_truncated_file_is_refused(tmp_path):
         MLPActorCriticPolicy.deserialize(path)
 
 
-def test_self_describing_file_refuses_extra_arguments(tmp_path):
-    path = tmp_path / "policy.eqx"
-    policy = make_policy("Discrete")
-    policy.serialize(path)
-    with pytest.raises(ModelFileError, match="self-describing"):
-        MLPActorCriticPolicy.deserialize(path, SpacesEnv(OBSERVATION, Discrete(5)))
-
-
 def test_unknown_format_version_is_refused(tmp_path):
     path = tmp_path / "policy.eqx"
     make_policy("Discrete").serialize(path)

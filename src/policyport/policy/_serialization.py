@@ -395,16 +395,76 @@ def _check_spaces(path: Path, policy: Any, spaces: Any, source: str, fix: str) -
             )
 
 
+def _split_arguments(
+    path: Path, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[Any | None, dict[str, Any]]:
+    """`deserialize`'s extra arguments as lerax passes them: the env (by position or as
+    `env=`), an ignored `key`, and constructor kwargs (checked against CONSTRUCTOR_KWARGS)."""
+    kwargs = dict(kwargs)
+    kwargs.pop("key", None)  # the weights come from the file: the key changes nothing
+    env = kwargs.pop("env", None)
+    if len(args) > 1 or (args and env is not None):
+        both = " and env=" if env is not None else ""
+        raise ModelFileError(
+            f"deserialize({path}, env, **kwargs) takes the env once (by position or as "
+            f"env=), found {len(args)} positional argument(s){both}."
+        )
+    if args:
+        env = args[0]
+    unknown = set(kwargs) - set(CONSTRUCTOR_KWARGS)
+    if unknown:
+        raise ModelFileError(
+            f"Unknown policy kwargs {sorted(unknown)}; MLPActorCriticPolicy takes "
+            f"{list(CONSTRUCTOR_KWARGS)}."
+        )
+    return env, kwargs
+
+
+def _check_given_arguments(path: Path, header: PolicyHeader, env: Any, kwargs: dict) -> None:
+    """A self-describing file may be given lerax's arguments, but they must agree with it.
+
+    `log_std_init` only sets an initial value that the file's weights replace.
+    """
+    differ = {
+        k: (v, header.kwargs[k])
+        for k, v in kwargs.items()
+        if k in header.kwargs and v != header.kwargs[k]
+    }
+    if differ:
+        raise ModelFileError(
+            f"{path} records its architecture {header.kwargs}, but the kwargs given differ: "
+            + ", ".join(f"{k}={given!r} (file: {saved!r})" for k, (given, saved) in differ.items())
+            + ". Drop them: a self-describing file needs no kwargs."
+        )
+    if env is None:
+        return
+    for name in ("observation_space", "action_space"):
+        try:
+            given = as_space(getattr(env, name))
+        except AttributeError as e:
+            raise ModelFileError(
+                f"The env given to deserialize({path}, env) has no {name}: pass an env (or "
+                "anything with observation_space and action_space), or no env at all."
+            ) from e
+        saved = getattr(header, name)
+        if given != saved:
+            raise ModelFileError(
+                f"{path} was saved with {name} {saved!r}, but the env given has {given!r}. "
+                "Pass the env the policy was trained on, or no env at all."
+            )
+
+
 def read_policy(cls: type, path: Path, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """Rebuild a policy from a self-describing or a lerax-written file."""
+    """Rebuild a policy from a self-describing or a lerax-written file.
+
+    Both take lerax's `deserialize(path, env, key=..., **kwargs)`; a self-describing file
+    also loads with no arguments, and checks any it is given against its header.
+    """
     data = read_bytes(path)
+    env, kwargs = _split_arguments(path, args, kwargs)
     if data.startswith(MAGIC):
         header, leaves = parse_header(path, data)
-        if args or kwargs:
-            raise ModelFileError(
-                f"{path} is self-describing (it records its spaces and architecture): "
-                "call deserialize(path) with no env or kwargs."
-            )
+        _check_given_arguments(path, header, env, kwargs)
         env = SpacesEnv(header.observation_space, header.action_space)
         policy = _load_leaves(
             path,
@@ -420,23 +480,12 @@ def read_policy(cls: type, path: Path, args: tuple[Any, ...], kwargs: dict[str, 
             f"{path} is not a policy file: it has neither a policyport header nor equinox's "
             "leaf format. Give a .eqx file written by policyport or by lerax's serialize."
         )
-    if not args:
+    if env is None:
         raise ModelFileError(
             f"{path} has no policyport header, so it was probably written by lerax's "
             "serialize, which stores weights only. Pass the env it was trained on: "
             "deserialize(path, env, **kwargs) in Python, or --env MODULE:ATTR on the command "
             "line (e.g. --env lerax.env:CartPole)."
-        )
-    env, *rest = args
-    if rest:
-        raise ModelFileError("deserialize(path, env, **kwargs) takes one positional argument.")
-    kwargs = dict(kwargs)
-    kwargs.pop("key", None)  # the weights come from the file: the key changes nothing
-    unknown = set(kwargs) - set(CONSTRUCTOR_KWARGS)
-    if unknown:
-        raise ModelFileError(
-            f"Unknown policy kwargs {sorted(unknown)}; MLPActorCriticPolicy takes "
-            f"{list(CONSTRUCTOR_KWARGS)}."
         )
     policy = _load_leaves(
         path,
