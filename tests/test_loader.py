@@ -2,14 +2,47 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import equinox as eqx
 import jax
 import jax.random as jr
 import numpy as np
 import pytest
 
-from conftest import OBSERVATION, make_policy
+from conftest import ACTION_SPACES, OBSERVATION, make_policy
 from policyport import ModelFileError
-from policyport.policy import Discrete, MLPActorCriticPolicy, SpacesEnv
+from policyport.policy import (
+    Box,
+    Dict,
+    Discrete,
+    MLPActorCriticPolicy,
+    MultiBinary,
+    MultiDiscrete,
+    SpacesEnv,
+    Tuple,
+    _serialization,
+)
+from policyport.policy._serialization import _LENGTH, MAGIC
+
+LERAX_CARTPOLE = Path(__file__).parent.parent / "examples" / "cartpole" / "policy.eqx"
+
+
+def split_file(data: bytes) -> tuple[dict, bytes]:
+    """A self-describing file's header (as JSON) and its leaf bytes."""
+    start = len(MAGIC) + _LENGTH.size
+    (length,) = _LENGTH.unpack(data[len(MAGIC) : start])
+    return json.loads(data[start : start + length]), data[start + length :]
+
+
+def join_file(header: dict, leaves: bytes) -> bytes:
+    """A self-describing file from a header and leaves, its hash recomputed."""
+    header["leaves_sha256"] = hashlib.sha256(leaves).hexdigest()
+    encoded = json.dumps(header).encode()
+    return MAGIC + _LENGTH.pack(len(encoded)) + encoded + leaves
 
 
 def _same_leaves(a: object, b: object) -> bool:
@@ -73,3 +106,99 @@ def test_env_given_twice_is_refused(saved):
     env = SpacesEnv(OBSERVATION, Discrete(5))
     with pytest.raises(ModelFileError, match=r"takes the env once.*1 positional.*and env="):
         MLPActorCriticPolicy.deserialize(path, env, env=env)
+
+
+# 2. A header's numbers are bounded and the size of its weights is known before building.
+
+ARCHITECTURES = [
+    ({}, "Discrete", OBSERVATION),
+    ({"feature_depth": 0, "value_depth": 0, "action_depth": 0}, "Box", OBSERVATION),
+    ({"feature_width": 0, "action_depth": 1, "value_width": 3}, "MultiDiscrete", OBSERVATION),
+    ({"feature_size": 1, "action_depth": 4, "action_width": 5}, "MultiBinary", OBSERVATION),
+    ({"feature_depth": 3}, "Discrete", Dict({"a": Discrete(3), "b": MultiBinary((2, 2))})),
+    ({"value_depth": 5}, "Box", Tuple([Box(np.zeros(()), np.ones(())), MultiDiscrete((2, 3))])),
+    ({}, Box(np.zeros(()), np.ones(())), Box(np.zeros((2, 0)), np.ones((2, 0)))),
+]
+
+
+@pytest.mark.parametrize(("sizes", "action", "observation"), ARCHITECTURES)
+@pytest.mark.parametrize("written_by_lerax", [False, True])
+def test_closed_form_size_is_what_equinox_writes(sizes, action, observation, written_by_lerax):
+    action_space = ACTION_SPACES[action]() if isinstance(action, str) else action
+    env = SpacesEnv(observation, action_space)
+    built = eqx.filter_eval_shape(lambda: MLPActorCriticPolicy(env, key=jr.key(0), **sizes))
+    all_sizes = {**_serialization._default_sizes(MLPActorCriticPolicy), **sizes}
+    closed_form = _serialization.expected_leaf_bytes(
+        observation, action_space, all_sizes, written_by_lerax=written_by_lerax
+    )
+    assert closed_form == _serialization._expected_bytes(built, written_by_lerax)
+    if not written_by_lerax:
+        real = MLPActorCriticPolicy(env, key=jr.key(0), **sizes)
+        assert closed_form == len(_serialization.leaves_bytes(real))
+
+
+def _edit_header(path, edit) -> None:
+    """Rewrite a self-describing file's header with `edit(header)`, hashes kept valid."""
+    header, leaves = split_file(path.read_bytes())
+    edit(header)
+    path.write_bytes(join_file(header, leaves))
+
+
+@pytest.fixture
+def nothing_is_built(monkeypatch):
+    """Fail the test if the loader builds (even as shapes) the policy a header describes."""
+
+    def build(*args, **kwargs):
+        raise AssertionError("the loader built a policy before checking the header's numbers")
+
+    monkeypatch.setattr(_serialization, "_template", build)
+
+
+@pytest.mark.parametrize("depth", [65, 100_000, 2**24])
+def test_a_deep_header_is_refused_at_once(saved, nothing_is_built, depth):
+    _, path = saved
+    _edit_header(path, lambda h: h["kwargs"].update(feature_depth=depth))
+    start = time.perf_counter()
+    with pytest.raises(
+        ModelFileError, match=r"feature_depth must be an integer in 0\.\.64.*limits"
+    ):
+        MLPActorCriticPolicy.deserialize(path)
+    assert time.perf_counter() - start < 1.0  # it took 107 s for depth 100000
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "problem"),
+    [
+        ("feature_width", 2**16 + 1, r"feature_width must be an integer in 0\.\.65536"),
+        ("feature_size", 2**20, r"feature_size must be an integer in 0\.\.65536"),
+        ("action_depth", 66, r"action_depth must be an integer in 0\.\.65"),
+        ("value_width", 60_000, r"\d+ weights in all; the limit is 268435456"),
+    ],
+)
+def test_header_numbers_beyond_the_limits_are_refused(
+    saved, nothing_is_built, field, value, problem
+):
+    _, path = saved
+    _edit_header(path, lambda h: h["kwargs"].update({field: value}))
+    with pytest.raises(ModelFileError, match=problem):
+        MLPActorCriticPolicy.deserialize(path)
+
+
+def test_a_header_that_does_not_fit_its_weights_is_refused_before_building(saved, nothing_is_built):
+    _, path = saved
+    _edit_header(path, lambda h: h["kwargs"].update(feature_width=25))
+    with pytest.raises(ModelFileError, match=r"holds \d+ bytes of weights, but .* needs \d+"):
+        MLPActorCriticPolicy.deserialize(path)
+
+
+def test_a_huge_discrete_action_space_is_refused(saved, nothing_is_built):
+    _, path = saved
+    _edit_header(path, lambda h: h["action_space"].update(n=2**24))
+    with pytest.raises(ModelFileError, match=r"weights in all; the limit is 268435456"):
+        MLPActorCriticPolicy.deserialize(path)
+
+
+def test_lerax_file_kwargs_are_bounded_too(nothing_is_built):
+    cartpole = SpacesEnv(Box(-np.ones(4), np.ones(4)), Discrete(2))
+    with pytest.raises(ModelFileError, match=r"beyond policyport's limits: feature_depth"):
+        MLPActorCriticPolicy.deserialize(LERAX_CARTPOLE, cartpole, feature_depth=100_000)

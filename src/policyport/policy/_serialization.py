@@ -11,6 +11,7 @@ constructor kwargs they were built with.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import io
 import json
 import math
@@ -28,7 +29,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._errors import InputError, ModelFileError
-from ._spaces import AbstractSpace, as_space, space_from_json
+from ._spaces import (
+    AbstractSpace,
+    Box,
+    Discrete,
+    MultiBinary,
+    MultiDiscrete,
+    as_space,
+    space_from_json,
+)
 
 if TYPE_CHECKING:
     from ._policy import MLPActorCriticPolicy
@@ -42,6 +51,7 @@ _MAX_HEADER_BYTES = 1 << 20
 _KNOWN_CLASSES = ("MLPActorCriticPolicy",)
 # Every size in a header (widths, depths, space dimensions) is at most this.
 _MAX_SIZE = 1 << 24
+_MAX_NDIM = 32
 _HEADER_KEYS = (
     "action_space",
     "class",
@@ -225,6 +235,8 @@ def _space_problem(data: Any) -> str | None:
     low = 0 if kind == "Box" else 1
     if not isinstance(dims, list) or not all(_is_int(d, low, _MAX_SIZE) for d in dims):
         return f"bad {kind} dimensions {dims!r:.80}"
+    if len(dims) > _MAX_NDIM:
+        return f"a {kind} space has at most {_MAX_NDIM} dimensions, found {len(dims)}"
     if kind != "Box" and not dims:
         return f"a {kind} space needs at least one dimension"
     if kind == "Box":
@@ -342,6 +354,171 @@ def _expected_bytes(template: Any, written_by_lerax: bool) -> int:
             dtype = jnp.asarray(leaf).dtype if written_by_lerax else np.asarray(leaf).dtype
             total += _npy_bytes((), dtype)
     return total
+
+
+# Architecture limits, checked from the header's numbers before anything is built: a
+# header is data anyone can write, and building a policy costs time in its depth even when
+# its arrays are empty (a header asking for "feature_depth": 100000 took 107 s to refuse).
+MAX_DEPTH = 64  # hidden layers of each MLP (action_depth counts the head: at most 65)
+MAX_WIDTH = 1 << 16  # hidden widths and feature_size
+MAX_SPACE_SIZE = 1 << 24  # elements of a flat observation, or action outputs
+MAX_PARAMETERS = 1 << 28  # float32 weights in all (1 GiB)
+_DEPTH_LIMITS = {
+    "feature_depth": MAX_DEPTH,
+    "value_depth": MAX_DEPTH,
+    "action_depth": MAX_DEPTH + 1,
+}
+
+
+def _mlp_arrays(in_size: int, out_size: int, width: int, depth: int) -> list[tuple[tuple, int]]:
+    """`(shape, count)` of the weights and biases of `eqx.nn.MLP`, in closed form."""
+    if depth == 0:
+        return [((out_size, in_size), 1), ((out_size,), 1)]
+    return [
+        ((width, in_size), 1),
+        ((width,), 1),
+        ((width, width), depth - 1),
+        ((width,), depth - 1),
+        ((out_size, width), 1),
+        ((out_size,), 1),
+    ]
+
+
+def _action_outputs(space: AbstractSpace) -> int:
+    """How many numbers the action head's last layer outputs for `space`."""
+    if isinstance(space, Discrete):
+        return space.n
+    if isinstance(space, MultiDiscrete):
+        return sum(space.nvec)
+    if isinstance(space, Box | MultiBinary):
+        return space.flat_size
+    raise ValueError(f"no action head for a {type(space).__name__} action space")
+
+
+def _head_scalars(space: AbstractSpace) -> list[type]:
+    """The Python scalars the action head keeps as leaves (sizes, the scalar flag)."""
+    if isinstance(space, Box):
+        return [bool]
+    if isinstance(space, MultiBinary):
+        return [int] * len(space.shape)
+    if isinstance(space, MultiDiscrete):
+        return [int] * (len(space.nvec) + 1)
+    return []
+
+
+def _weight_arrays(
+    observation_space: AbstractSpace, action_space: AbstractSpace, sizes: dict[str, int]
+) -> list[tuple[tuple, int]]:
+    """`(shape, count)` of every float32 array of the policy but the spaces' bounds."""
+    feature = sizes["feature_size"]
+    outputs = _action_outputs(action_space)
+    scalar_box = isinstance(action_space, Box) and action_space.shape == ()
+    return [
+        *_mlp_arrays(
+            observation_space.flat_size, feature, sizes["feature_width"], sizes["feature_depth"]
+        ),
+        *_mlp_arrays(feature, 1, sizes["value_width"], sizes["value_depth"]),
+        *_mlp_arrays(feature, feature, sizes["action_width"], max(0, sizes["action_depth"] - 1)),
+        ((outputs, feature), 1),
+        ((outputs,), 1),
+        (() if scalar_box else (outputs,), 1 if isinstance(action_space, Box) else 0),
+    ]
+
+
+def architecture_problem(
+    observation_space: AbstractSpace, action_space: AbstractSpace, sizes: dict[str, Any]
+) -> str | None:
+    """What makes this architecture illegal, from its numbers alone, or None."""
+    if not isinstance(action_space, Box | Discrete | MultiBinary | MultiDiscrete):
+        return f"no action head for a {type(action_space).__name__} action space"
+    for name in SIZE_KWARGS:
+        value, high = sizes.get(name), _DEPTH_LIMITS.get(name, MAX_WIDTH)
+        if not _is_int(value, 0, high):
+            return f"{name} must be an integer in 0..{high}, found {value!r:.40}"
+    for name, space in (("observation", observation_space), ("action", action_space)):
+        size = space.flat_size if name == "observation" else _action_outputs(action_space)
+        if size > MAX_SPACE_SIZE:
+            return f"the {name} space has {size} elements; the limit is {MAX_SPACE_SIZE}"
+    parameters = sum(
+        math.prod(shape) * count
+        for shape, count in _weight_arrays(observation_space, action_space, sizes)
+    )
+    if parameters > MAX_PARAMETERS:
+        return f"{parameters} weights in all; the limit is {MAX_PARAMETERS}"
+    return None
+
+
+def expected_leaf_bytes(
+    observation_space: AbstractSpace,
+    action_space: AbstractSpace,
+    sizes: dict[str, int],
+    *,
+    written_by_lerax: bool = False,
+) -> int:
+    """The bytes equinox writes for this architecture, in closed form (nothing is built).
+
+    Cross-checked against `_expected_bytes` of the built policy in tests/test_loader.py.
+    """
+    scalar = (lambda t: jnp.asarray(t()).dtype) if written_by_lerax else np.dtype
+    spaces = _expected_bytes((observation_space, action_space), written_by_lerax)
+    weights = sum(
+        _npy_bytes(shape, np.float32) * count
+        for shape, count in _weight_arrays(observation_space, action_space, sizes)
+    )
+    return spaces + weights + sum(_npy_bytes((), scalar(t)) for t in _head_scalars(action_space))
+
+
+def _limits() -> str:
+    return (
+        f"depths <= {MAX_DEPTH} (action_depth <= {MAX_DEPTH + 1}), widths and feature_size "
+        f"<= {MAX_WIDTH}, spaces of <= {MAX_SPACE_SIZE} elements, <= {MAX_PARAMETERS} weights"
+    )
+
+
+def _check_architecture(
+    path: Path,
+    spaces: SpacesEnv,
+    sizes: dict[str, Any],
+    n_bytes: int,
+    *,
+    written_by_lerax: bool,
+    described_as: str,
+) -> None:
+    """Refuse an illegal or wrongly sized architecture before building anything."""
+    obs, act = spaces.observation_space, spaces.action_space
+    problem = architecture_problem(obs, act, sizes)
+    if problem is not None and not written_by_lerax:
+        raise _bad_header(path, f"{problem} (policyport's limits: {_limits()})")
+    if problem is not None:
+        raise ModelFileError(
+            f"{path}: a policy {described_as} is beyond policyport's limits: {problem} "
+            f"(limits: {_limits()}). Pass the env and kwargs the policy was trained with."
+        )
+    expected = expected_leaf_bytes(obs, act, sizes, written_by_lerax=written_by_lerax)
+    if expected != n_bytes:
+        raise ModelFileError(
+            f"{path} holds {n_bytes} bytes of weights, but a policy built {described_as} "
+            f"needs {expected}. The file is truncated, or it was saved with other constructor "
+            "kwargs: pass the ones it was trained with (e.g. --policy-kwargs "
+            "'{\"feature_width\": 128}')."
+        )
+
+
+def _default_sizes(cls: type) -> dict[str, Any]:
+    """The constructor's defaults for the size kwargs (what lerax assumes when not given)."""
+    parameters = inspect.signature(cls).parameters
+    return {name: parameters[name].default for name in SIZE_KWARGS if name in parameters}
+
+
+def _env_spaces(path: Path, env: Any) -> SpacesEnv:
+    """The env's spaces as ours, or an error saying why the env cannot be used."""
+    try:
+        return SpacesEnv(as_space(env.observation_space), as_space(env.action_space))
+    except (AttributeError, InputError) as e:
+        raise ModelFileError(
+            f"Cannot load {path} for the env given: {e}. Pass the env the policy was trained "
+            "on (anything with observation_space and action_space)."
+        ) from e
 
 
 def _template(build: Any, described_as: str, path: Path) -> Any:
@@ -466,6 +643,14 @@ def read_policy(cls: type, path: Path, args: tuple[Any, ...], kwargs: dict[str, 
         header, leaves = parse_header(path, data)
         _check_given_arguments(path, header, env, kwargs)
         env = SpacesEnv(header.observation_space, header.action_space)
+        _check_architecture(
+            path,
+            env,
+            header.kwargs,
+            len(leaves),
+            written_by_lerax=False,
+            described_as=f"as its header describes ({header.kwargs})",
+        )
         policy = _load_leaves(
             path,
             leaves,
@@ -487,6 +672,14 @@ def read_policy(cls: type, path: Path, args: tuple[Any, ...], kwargs: dict[str, 
             "deserialize(path, env, **kwargs) in Python, or --env MODULE:ATTR on the command "
             "line (e.g. --env lerax.env:CartPole)."
         )
+    _check_architecture(
+        path,
+        _env_spaces(path, env),
+        {**_default_sizes(cls), **kwargs},
+        len(data),
+        written_by_lerax=True,
+        described_as=f"for this env with kwargs {kwargs or '(defaults)'}",
+    )
     policy = _load_leaves(
         path,
         data,
