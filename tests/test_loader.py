@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -9,12 +10,13 @@ from pathlib import Path
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import pytest
 
 from conftest import ACTION_SPACES, OBSERVATION, make_policy
-from policyport import ModelFileError
+from policyport import InputError, ModelFileError
 from policyport.policy import (
     Box,
     Dict,
@@ -25,8 +27,10 @@ from policyport.policy import (
     SpacesEnv,
     Tuple,
     _serialization,
+    weights_sha256,
 )
 from policyport.policy._serialization import _LENGTH, MAGIC
+from policyport.policy._structure import structure_sha256
 
 LERAX_CARTPOLE = Path(__file__).parent.parent / "examples" / "cartpole" / "policy.eqx"
 
@@ -202,3 +206,112 @@ def test_lerax_file_kwargs_are_bounded_too(nothing_is_built):
     cartpole = SpacesEnv(Box(-np.ones(4), np.ones(4)), Discrete(2))
     with pytest.raises(ModelFileError, match=r"beyond policyport's limits: feature_depth"):
         MLPActorCriticPolicy.deserialize(LERAX_CARTPOLE, cartpole, feature_depth=100_000)
+
+
+# 3. A file reloads into the policy that was saved, or is not written.
+
+
+def _refused_to_save(policy, folder: Path, match: str) -> None:
+    with pytest.raises(InputError, match=match):
+        policy.serialize(folder / "policy.eqx")
+    assert list(folder.iterdir()) == [], "a refused save left a file behind"
+
+
+def test_a_swapped_activation_is_not_saved(tmp_path):
+    policy = eqx.tree_at(lambda p: p.encoder.activation, make_policy("Discrete"), jax.nn.tanh)
+    _refused_to_save(
+        policy,
+        tmp_path,
+        r"reload as something else: '\.encoder\.activation: callable tanh' where the "
+        r"constructor builds '\.encoder\.activation: callable relu'",
+    )
+
+
+def test_a_same_named_function_is_not_mistaken_for_the_original(tmp_path):
+    def relu(x):
+        return jax.nn.relu(x) * 2.0
+
+    relu.__qualname__ = "relu"  # the name jax.nn.relu describes itself with
+    policy = eqx.tree_at(lambda p: p.value_head.activation, make_policy("Box"), relu)
+    _refused_to_save(policy, tmp_path, r"the function .*relu.* where the constructor uses")
+
+
+def test_a_replaced_layer_is_not_saved(tmp_path):
+    policy = make_policy("MultiDiscrete")
+    layer = eqx.nn.Linear(16, 64, use_bias=False, key=jr.key(1))
+    policy = eqx.tree_at(lambda p: p.value_head.layers[0], policy, layer)
+    _refused_to_save(policy, tmp_path, r"reload as something else: .*value_head\.layers\[0\]")
+
+
+def test_weights_that_are_not_float32_are_not_saved(tmp_path):
+    policy = make_policy("Discrete")
+    weight = policy.encoder.layers[1].weight
+    policy = eqx.tree_at(lambda p: p.encoder.layers[1].weight, policy, weight.astype(jnp.float16))
+    _refused_to_save(
+        policy, tmp_path, r"weight \.encoder\.layers\[1\]\.weight is float16.*float32 only"
+    )
+
+
+def test_a_subclass_is_not_saved_as_its_base(tmp_path):
+    class Tweaked(MLPActorCriticPolicy):
+        pass
+
+    policy = Tweaked(SpacesEnv(OBSERVATION, Discrete(5)), key=jr.key(0))
+    _refused_to_save(policy, tmp_path, r"Tweaked would reload as MLPActorCriticPolicy")
+
+
+def test_the_structure_hash_tells_policies_with_equal_weights_apart():
+    policy = make_policy("Discrete")
+    tanh = eqx.tree_at(lambda p: p.encoder.activation, policy, jax.nn.tanh)
+    assert weights_sha256(policy) == weights_sha256(tanh)  # the leaves alone cannot
+    assert structure_sha256(policy) != structure_sha256(tanh)
+
+
+def test_a_file_is_refused_where_the_constructor_now_builds_another_structure(saved, monkeypatch):
+    _, path = saved
+    header, _ = split_file(path.read_bytes())
+    assert header["format_version"] == 2 and len(header["structure_sha256"]) == 64
+    # As if a library upgrade changed what the constructor builds from the same header.
+    monkeypatch.setattr(eqx.nn, "MLP", functools.partial(eqx.nn.MLP, activation=jax.nn.tanh))
+    with pytest.raises(ModelFileError, match=r"differs in structure .*from the one policyport"):
+        MLPActorCriticPolicy.deserialize(path)
+
+
+def test_an_edited_structure_hash_is_refused(saved):
+    _, path = saved
+    _edit_header(path, lambda h: h.update(structure_sha256="0" * 64))
+    with pytest.raises(ModelFileError, match="differs in structure"):
+        MLPActorCriticPolicy.deserialize(path)
+
+
+def test_version_1_files_still_load():
+    path = Path(__file__).parent.parent / "examples" / "gridworld" / "policy.eqx"
+    header, _ = split_file(path.read_bytes())
+    assert header["format_version"] == 1 and "structure_sha256" not in header
+    assert MLPActorCriticPolicy.deserialize(path).action_space == Discrete(4)
+
+
+def test_a_version_1_header_with_a_structure_hash_is_refused(saved):
+    _, path = saved
+    _edit_header(path, lambda h: h.update(format_version=1))
+    with pytest.raises(ModelFileError, match=r"unknown \['structure_sha256'\]"):
+        MLPActorCriticPolicy.deserialize(path)
+
+
+@pytest.mark.parametrize(
+    "observation",
+    [
+        Dict({"z": Box(np.zeros(1), np.ones(1)), "a": Discrete(3)}),
+        Tuple([MultiBinary(2), Dict({"q": MultiDiscrete((2, 3)), "b": Box(-1.0, 1.0)})]),
+    ],
+    ids=["Dict", "Tuple"],
+)
+def test_composite_observations_reload_in_their_order(tmp_path, observation):
+    policy = MLPActorCriticPolicy(SpacesEnv(observation, Discrete(2)), key=jr.key(0))
+    assert jax.tree.map(lambda x: x, policy).observation_space == observation  # no reordering
+    policy.serialize(tmp_path / "policy.eqx")
+    loaded = MLPActorCriticPolicy.deserialize(tmp_path / "policy.eqx")
+    assert loaded.observation_space == observation
+    assert _same_leaves(policy, loaded)
+    sample = observation.sample(key=jr.key(3))
+    assert np.array_equal(policy(None, sample)[1], loaded(None, sample)[1])

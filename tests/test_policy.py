@@ -123,9 +123,9 @@ def test_truncated_file_is_refused(tmp_path):
 def test_unknown_format_version_is_refused(tmp_path):
     path = tmp_path / "policy.eqx"
     make_policy("Discrete").serialize(path)
-    data = path.read_bytes().replace(b'"format_version": 1', b'"format_version": 9')
+    data = path.read_bytes().replace(b'"format_version": 2', b'"format_version": 9')
     path.write_bytes(data)
-    with pytest.raises(ModelFileError, match=r"format version 9.*reads versions \[1\]"):
+    with pytest.raises(ModelFileError, match=r"format version 9.*reads versions \[1, 2\]"):
         MLPActorCriticPolicy.deserialize(path)
 
 

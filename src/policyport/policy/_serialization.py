@@ -38,20 +38,28 @@ from ._spaces import (
     as_space,
     space_from_json,
 )
+from ._structure import structure_difference, structure_sha256
 
 if TYPE_CHECKING:
     from ._policy import MLPActorCriticPolicy
 
 MAGIC = b"POLICYPORT-EQX\n"
-# Header format versions this code reads. 1 (2026-11-25): the first.
-FORMAT_VERSION = 1
-SUPPORTED_FORMAT_VERSIONS = (1,)
+# Header format versions this code reads.
+# 1 (2026-11-25): the first; `leaves_sha256` hashes the leaves only.
+# 2 (2026-12-02): adds `structure_sha256`, the hash of what the constructor builds from the
+#   header (module classes, static fields, activations, shapes, dtypes); `serialize` refuses
+#   a policy whose structure differs from that rebuild. Version 1 files are still read.
+FORMAT_VERSION = 2
+SUPPORTED_FORMAT_VERSIONS = (1, 2)
 _LENGTH = struct.Struct("<I")
 _MAX_HEADER_BYTES = 1 << 20
 _KNOWN_CLASSES = ("MLPActorCriticPolicy",)
 # Every size in a header (widths, depths, space dimensions) is at most this.
 _MAX_SIZE = 1 << 24
 _MAX_NDIM = 32
+# Dict and Tuple observation spaces: how deep they nest and how many sub-spaces each holds.
+_MAX_NESTING = 4
+_MAX_SUBSPACES = 64
 _HEADER_KEYS = (
     "action_space",
     "class",
@@ -63,6 +71,7 @@ _HEADER_KEYS = (
     "observation_space",
     "producer",
 )
+_HEADER_KEYS_BY_VERSION = {1: _HEADER_KEYS, 2: (*_HEADER_KEYS, "structure_sha256")}
 _SPACE_KEYS = {
     "Box": {"type", "shape", "low", "high"},
     "Discrete": {"type", "n"},
@@ -102,6 +111,7 @@ class PolicyHeader:
     dtype: str
     leaves_sha256: str
     producer: str
+    structure_sha256: str | None  # None in version 1 files
 
 
 def leaves_bytes(policy: eqx.Module) -> bytes:
@@ -123,10 +133,13 @@ def _producer() -> str:
 
 
 def write_policy(policy: MLPActorCriticPolicy, path: Path, *, no_suffix: bool = False) -> Path:
-    """Write `policy` to `path` atomically (a temporary file, then a rename)."""
+    """Write `policy` to `path` atomically (a temporary file, then a rename).
+
+    Nothing is written unless the file would reload into an identical policy.
+    """
     if path.suffix != ".eqx" and not no_suffix:
         path = path.with_suffix(".eqx")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _check_float32_to_write(path, policy)
     leaves = leaves_bytes(policy)
     header = {
         "format": "policyport.eqx",
@@ -138,13 +151,17 @@ def write_policy(policy: MLPActorCriticPolicy, path: Path, *, no_suffix: bool = 
         "kwargs": policy.constructor_kwargs(),
         "dtype": "float32",
         "leaves_sha256": hashlib.sha256(leaves).hexdigest(),
+        "structure_sha256": structure_sha256(policy),
     }
-    encoded = json.dumps(header, sort_keys=True).encode()
+    encoded = json.dumps(header).encode()  # not sorted: a Dict space's key order matters
+    data = MAGIC + _LENGTH.pack(len(encoded)) + encoded + leaves
+    _check_reloads(path, policy, data)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
-            f.write(MAGIC + _LENGTH.pack(len(encoded)) + encoded + leaves)
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -152,6 +169,56 @@ def write_policy(policy: MLPActorCriticPolicy, path: Path, *, no_suffix: bool = 
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _cannot_save(path: Path, policy: Any, why: str) -> InputError:
+    name = type(policy).name
+    return InputError(
+        f"Cannot save {path}: {why}. A policy file records {name}'s constructor kwargs and "
+        f"the weights, so only a policy that {name}(env, **kwargs) builds (with any weights) "
+        "reloads as itself. Keep the structure the constructor builds, or export the policy "
+        "directly with policyport.export(policy)."
+    )
+
+
+def _check_float32_to_write(path: Path, policy: Any) -> None:
+    """The header says float32: every floating weight must be float32."""
+    for where, leaf in jax.tree_util.tree_flatten_with_path(policy)[0]:
+        dtype = getattr(leaf, "dtype", None)
+        if dtype is not None and jnp.issubdtype(dtype, jnp.floating) and dtype != np.float32:
+            raise _cannot_save(
+                path,
+                policy,
+                f"the weight {jax.tree_util.keystr(where)} is {np.dtype(dtype).name}, and the "
+                "file format holds float32 only (cast it with .astype(jnp.float32))",
+            )
+
+
+def _check_reloads(path: Path, policy: Any, data: bytes) -> None:
+    """Refuse a file that would not reload into an identical policy: read its header back,
+    rebuild the policy it describes (as shapes) and compare structures."""
+    cls = type(policy)
+    if cls.__name__ != cls.name:
+        raise _cannot_save(path, policy, f"{cls.__name__} would reload as {cls.name}")
+    try:
+        header, _ = parse_header(path, data)
+    except ModelFileError as e:
+        raise _cannot_save(path, policy, f"its header would not read back ({e})") from e
+    env = SpacesEnv(header.observation_space, header.action_space)
+    for name in ("observation_space", "action_space"):
+        if getattr(env, name) != getattr(policy, name):
+            raise _cannot_save(
+                path,
+                policy,
+                f"its {name} {getattr(policy, name)!r} reads back as {getattr(env, name)!r}",
+            )
+    problem = architecture_problem(env.observation_space, env.action_space, header.kwargs)
+    if problem is not None:
+        raise _cannot_save(path, policy, f"{problem} (policyport's limits: {_limits()})")
+    rebuilt = eqx.filter_eval_shape(lambda: cls(env, key=jax.random.key(0), **header.kwargs))
+    difference = structure_difference(policy, rebuilt)
+    if difference is not None:
+        raise _cannot_save(path, policy, f"it would reload as something else: {difference}")
 
 
 def _umask() -> int:
@@ -216,14 +283,17 @@ def _is_bound(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _space_problem(data: Any) -> str | None:
+def _space_problem(data: Any, nesting: int = 0) -> str | None:
     """What is wrong with a space description, checked as data before anything is built."""
+    if isinstance(data, dict) and data.get("type") in ("Dict", "Tuple"):
+        return _composite_problem(data, nesting)
     if (
         not isinstance(data, dict)
         or not isinstance(data.get("type"), str)
         or data["type"] not in _SPACE_KEYS
     ):
-        return f"expected an object with 'type' one of {list(_SPACE_KEYS)}, found {data!r:.200}"
+        known = [*_SPACE_KEYS, "Dict", "Tuple"]
+        return f"expected an object with 'type' one of {known}, found {data!r:.200}"
     kind = data["type"]
     if set(data) != _SPACE_KEYS[kind]:
         return (
@@ -247,6 +317,28 @@ def _space_problem(data: Any) -> str | None:
                 return f"Box {bound} must list {size} numbers for shape {dims}"
             if not all(_is_bound(v) for v in values):
                 return f"Box {bound} must hold numbers, 'inf' or '-inf'"
+    return None
+
+
+def _composite_problem(data: dict, nesting: int) -> str | None:
+    """What is wrong with a Dict or Tuple description (sub-spaces checked recursively)."""
+    kind = data["type"]
+    if set(data) != {"type", "spaces"}:
+        return f"a {kind} space has exactly the keys ['spaces', 'type'], found {sorted(data)}"
+    subspaces = data["spaces"]
+    expected = dict if kind == "Dict" else list
+    if not isinstance(subspaces, expected) or not subspaces:
+        return f"a {kind} space's 'spaces' must be a non-empty {expected.__name__}"
+    if nesting >= _MAX_NESTING or len(subspaces) > _MAX_SUBSPACES:
+        return (
+            f"{kind} spaces nest at most {_MAX_NESTING} deep with at most {_MAX_SUBSPACES} "
+            "sub-spaces each"
+        )
+    values = subspaces.values() if kind == "Dict" else subspaces
+    for value in values:
+        problem = _space_problem(value, nesting + 1)
+        if problem is not None:
+            return problem
     return None
 
 
@@ -277,13 +369,17 @@ def parse_header(path: Path, data: bytes) -> tuple[PolicyHeader, bytes]:
             f"versions {list(SUPPORTED_FORMAT_VERSIONS)}. Upgrade policyport, or re-save the "
             "policy with this version."
         )
-    if set(raw) != set(_HEADER_KEYS):
-        unknown = sorted(set(raw) - set(_HEADER_KEYS))[:10]
-        missing = sorted(set(_HEADER_KEYS) - set(raw))
+    keys = _HEADER_KEYS_BY_VERSION[version]
+    if set(raw) != set(keys):
+        unknown = sorted(set(raw) - set(keys))[:10]
+        missing = sorted(set(keys) - set(raw))
         raise _bad_header(
             path,
-            f"expected exactly the keys {list(_HEADER_KEYS)}; unknown {unknown}, missing {missing}",
+            f"expected exactly the keys {sorted(keys)}; unknown {unknown}, missing {missing}",
         )
+    structure = raw.get("structure_sha256")
+    if version >= 2 and not (isinstance(structure, str) and len(structure) == 64):
+        raise _bad_header(path, "'structure_sha256' must be a sha256 hex digest")
     if raw["format"] != "policyport.eqx":
         raise _bad_header(path, f"'format' must be 'policyport.eqx', found {raw['format']!r:.80}")
     if raw["class"] not in _KNOWN_CLASSES:
@@ -325,6 +421,7 @@ def parse_header(path: Path, data: bytes) -> tuple[PolicyHeader, bytes]:
         dtype=raw["dtype"],
         leaves_sha256=digest,
         producer=raw["producer"],
+        structure_sha256=structure,
     )
     return header, leaves
 
@@ -659,6 +756,7 @@ def read_policy(cls: type, path: Path, args: tuple[Any, ...], kwargs: dict[str, 
         )
         _check_spaces(path, policy, env, "its header", "The file is damaged; re-save it.")
         _check_float32(path, policy)
+        _check_structure(path, policy, header)
         return policy
     if not data.startswith(b"\x93NUMPY"):
         raise ModelFileError(
@@ -690,6 +788,18 @@ def read_policy(cls: type, path: Path, args: tuple[Any, ...], kwargs: dict[str, 
     _check_spaces(path, policy, env, "the env given", "Pass the env the policy was trained on.")
     _check_float32(path, policy)
     return policy
+
+
+def _check_structure(path: Path, policy: Any, header: PolicyHeader) -> None:
+    """The policy rebuilt from the header must be the one that was saved (version >= 2)."""
+    if header.structure_sha256 is None or structure_sha256(policy) == header.structure_sha256:
+        return
+    raise ModelFileError(
+        f"{path}: the policy this policyport builds from the header differs in structure "
+        f"(modules, activations or static fields) from the one {header.producer[:80]} saved. "
+        "Load it with the policyport (and equinox) versions that wrote it, or re-save it "
+        "with these."
+    )
 
 
 def _check_float32(path: Path, policy: Any) -> None:

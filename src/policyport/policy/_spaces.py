@@ -8,6 +8,7 @@ leaves in the same order.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from typing import Any, ClassVar
 
 import equinox as eqx
@@ -424,10 +425,12 @@ class Dict(AbstractSpace):
 
     kind: ClassVar[str] = "Dict"
 
-    spaces: dict[str, AbstractSpace]
+    # An OrderedDict, as in lerax: JAX flattens a plain dict in sorted key order, so any
+    # tree operation (a jit boundary, loading a file) would reorder the encoder's inputs.
+    spaces: OrderedDict[str, AbstractSpace]
 
     def __init__(self, spaces: Any):
-        self.spaces = {str(k): as_space(v) for k, v in dict(spaces).items()}
+        self.spaces = OrderedDict((str(k), as_space(v)) for k, v in dict(spaces).items())
         if not self.spaces:
             raise InputError("Dict(spaces) needs at least one sub-space.")
 
