@@ -315,3 +315,12 @@ def test_composite_observations_reload_in_their_order(tmp_path, observation):
     assert _same_leaves(policy, loaded)
     sample = observation.sample(key=jr.key(3))
     assert np.array_equal(policy(None, sample)[1], loaded(None, sample)[1])
+
+
+@pytest.mark.parametrize("bound", [1e39, float("nan"), 10**400, "nan"])
+def test_a_bound_float32_cannot_hold_is_refused(tmp_path, bound):
+    path = tmp_path / "policy.eqx"
+    make_policy("Discrete").serialize(path)
+    _edit_header(path, lambda h: h["observation_space"]["high"].__setitem__(0, bound))
+    with pytest.raises(ModelFileError, match=r"Box high must hold numbers float32 can hold"):
+        MLPActorCriticPolicy.deserialize(path)

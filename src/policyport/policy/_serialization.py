@@ -277,10 +277,17 @@ def _is_int(value: Any, low: int, high: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def _is_bound(value: Any) -> bool:
+    """'inf', '-inf', or a number float32 holds (the writer writes float32 values; NaN and
+    larger numbers, which would turn into inf silently, only come from damage)."""
     if isinstance(value, str):
         return value in ("inf", "-inf")
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return abs(value) <= _FLOAT32_MAX  # False for NaN
 
 
 def _space_problem(data: Any, nesting: int = 0) -> str | None:
@@ -316,7 +323,10 @@ def _space_problem(data: Any, nesting: int = 0) -> str | None:
             if not isinstance(values, list) or len(values) != size:
                 return f"Box {bound} must list {size} numbers for shape {dims}"
             if not all(_is_bound(v) for v in values):
-                return f"Box {bound} must hold numbers, 'inf' or '-inf'"
+                return (
+                    f"Box {bound} must hold numbers float32 can hold (|x| <= {_FLOAT32_MAX:.7g}),"
+                    " 'inf' or '-inf'"
+                )
     return None
 
 
