@@ -30,6 +30,7 @@ from policyport.policy import (  # noqa: E402
     MLPActorCriticPolicy,
     MLPQPolicy,
     SpacesEnv,
+    _serialization,
 )
 from policyport.policy._lerax_files import structure_fingerprint  # noqa: E402
 
@@ -198,6 +199,25 @@ def test_fingerprinted_file_cut_short_is_refused(tmp_path):
     path.write_bytes(path.read_bytes()[:-16])
     with pytest.raises(ModelFileError, match=r"holds \d+ bytes of weights, .* truncated"):
         MLPQPolicy.deserialize(path, env)
+
+
+def test_lerax_q_file_size_is_checked_in_closed_form_before_building(tmp_path, monkeypatch):
+    env = lerax_env.CartPole()
+    path = _lerax_file(tmp_path / "q.eqx", LeraxQPolicy(env, key=jax.random.key(0)), "0.0.5")
+    built = []
+    template = _serialization._template
+    monkeypatch.setattr(
+        _serialization, "_template", lambda *a, **k: built.append(a) or template(*a, **k)
+    )
+    with pytest.raises(ModelFileError, match=r"holds \d+ bytes of weights, but .* needs \d+"):
+        MLPQPolicy.deserialize(path, env, width_size=63)
+    assert built == []  # policyport's own class: refused from the numbers alone
+    # lerax's own class has no closed form here: the policy it builds (as shapes) is checked.
+    with pytest.raises(ModelFileError, match=r"holds \d+ bytes of weights, but .* needs \d+"):
+        load_policy(path, "lerax.env:CartPole", {"width_size": 63}, "lerax.policy:MLPQPolicy")
+    assert len(built) == 1
+    theirs = LeraxQPolicy.deserialize(path, env, key=jax.random.key(0))
+    assert _same_leaves(MLPQPolicy.deserialize(path, env), theirs)
 
 
 def test_neither_layout_is_refused(tmp_path):

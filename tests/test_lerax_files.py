@@ -39,6 +39,16 @@ def test_lerax_written_file_loads_with_env_and_kwargs(tmp_path, env_name, kwargs
     assert np.array_equal(theirs(None, observation)[1], ours(None, observation)[1])
 
 
+def test_lerax_file_takes_the_env_by_keyword_like_lerax(tmp_path):
+    env = lerax_env.CartPole()
+    theirs, path = _lerax_file(tmp_path, env, feature_size=8)
+    ours = MLPActorCriticPolicy.deserialize(
+        str(path), env=env, key=jax.random.key(1), feature_size=8
+    )
+    for a, b in zip(jax.tree.leaves(theirs), jax.tree.leaves(ours), strict=True):
+        assert (a is b) if callable(a) else np.array_equal(a, b)
+
+
 def test_lerax_file_without_env_says_what_to_pass(tmp_path):
     _, path = _lerax_file(tmp_path, lerax_env.CartPole())
     with pytest.raises(ModelFileError, match=r"written by lerax.*--env MODULE:ATTR"):

@@ -145,10 +145,22 @@ def test_self_describing_round_trip(tmp_path, kwargs):
     policy = _policy(**kwargs)
     policy.serialize(tmp_path / "q")
     header, _ = _header(tmp_path / "q.eqx")
-    assert header["class"] == "MLPQPolicy" and header["format_version"] == 1
+    assert header["class"] == "MLPQPolicy" and header["format_version"] == 2
     assert header["kwargs"] == {"epsilon": 0.1, "width_size": 64, "depth": 2, **kwargs}
     loaded = MLPQPolicy.deserialize(tmp_path / "q.eqx")
     assert loaded.epsilon == policy.epsilon and type(loaded.epsilon) is float
+    for a, b in zip(jax.tree.leaves(policy), jax.tree.leaves(loaded), strict=True):
+        assert _equal(a, b)
+
+
+def test_version_1_q_policy_files_still_load(tmp_path):
+    # Format version 1 (before structure_sha256) was the only one when MLPQPolicy came.
+    policy = _policy(epsilon=0.25)
+    policy.serialize(tmp_path / "q.eqx")
+    header, leaves = _header(tmp_path / "q.eqx")
+    del header["structure_sha256"]
+    _rewrite(tmp_path / "q.eqx", {**header, "format_version": 1}, leaves)
+    loaded = MLPQPolicy.deserialize(tmp_path / "q.eqx")
     for a, b in zip(jax.tree.leaves(policy), jax.tree.leaves(loaded), strict=True):
         assert _equal(a, b)
 

@@ -113,9 +113,9 @@ def shared_dir() -> Iterator[Path]:
         (lambda p: p.write_text("hello, I am a text file\n"), r"is not a policy file"),
         (
             lambda p: p.write_bytes(
-                p.read_bytes().replace(b'"format_version": 1', b'"format_version": 9')
+                p.read_bytes().replace(b'"format_version": 2', b'"format_version": 9')
             ),
-            r"format version 9 .*reads versions \[1\]. Upgrade policyport",
+            r"format version 9 .*reads versions \[1, 2\]. Upgrade policyport",
         ),
         (
             lambda p: p.write_bytes(p.read_bytes()[:-1] + bytes([p.read_bytes()[-1] ^ 1])),

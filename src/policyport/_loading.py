@@ -14,8 +14,8 @@ import equinox as eqx
 
 from ._errors import InputError
 from .policy import MLPActorCriticPolicy
-from .policy._lerax_files import accepted_kwargs, read_lerax_file
-from .policy._serialization import MAGIC, read_bytes, saved_class
+from .policy._lerax_files import read_lerax_file
+from .policy._serialization import MAGIC, accepted_kwargs, read_bytes, saved_class
 
 
 def parse_policy_kwargs(text: str | None) -> dict[str, Any]:

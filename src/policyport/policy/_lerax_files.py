@@ -16,7 +16,6 @@ Either way the file names no code: the class is the caller's choice.
 from __future__ import annotations
 
 import hashlib
-import inspect
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +23,24 @@ import equinox as eqx
 import jax
 
 from .._errors import ModelFileError
-from ._serialization import CLASSES, _check_float32, _check_spaces, _constructor, _load_leaves
+from ._serialization import (
+    CLASSES,
+    _check_float32,
+    _check_spaces,
+    _constructor,
+    _load_leaves,
+    check_byte_count,
+    check_kwargs_accepted,
+    check_limits,
+    class_name,
+    default_kwargs,
+    env_spaces,
+    known_class_name,
+    split_arguments,
+)
 
 NUMPY_MAGIC = b"\x93NUMPY"
 FINGERPRINT_BYTES = 32
-# Constructor parameters that are never kwargs of a file: the env and the init key.
-_NOT_KWARGS = ("env", "key")
 
 
 def structure_fingerprint(tree: Any) -> bytes:
@@ -48,28 +59,6 @@ def split_fingerprint(path: Path, data: bytes) -> tuple[bytes | None, bytes]:
         "leaf format (with or without lerax 0.0.6's 32-byte fingerprint). Give a .eqx file "
         "written by policyport or by lerax's serialize."
     )
-
-
-def accepted_kwargs(cls: type) -> tuple[str, ...] | None:
-    """The keyword arguments `cls(env, ..., key=...)` takes, or None if it takes **kwargs."""
-    try:
-        parameters = list(inspect.signature(cls).parameters.values())
-    except (TypeError, ValueError):
-        return None  # no signature to read: let the constructor itself judge
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
-        return None
-    named = [
-        p
-        for p in parameters
-        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    ]
-    if named and named[0].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD:
-        named = named[1:]  # the env
-    return tuple(p.name for p in named if p.name not in _NOT_KWARGS)
-
-
-def _class_name(cls: type) -> str:
-    return getattr(cls, "name", None) or cls.__name__
 
 
 def _mismatch_hint(env: Any, stored: bytes) -> str:
@@ -100,7 +89,7 @@ def _check_fingerprint(
     if structure_fingerprint(skeleton) != stored:
         raise ModelFileError(
             f"{path} carries lerax's structure fingerprint, and it does not match the "
-            f"{_class_name(cls)} built for this env with kwargs {kwargs or '(defaults)'}: the "
+            f"{class_name(cls)} built for this env with kwargs {kwargs or '(defaults)'}: the "
             "file was saved from another policy class or with other constructor kwargs "
             "(layer widths, depths, sizes). Pass the class (--policy-class MODULE:ATTR) and "
             "the kwargs (--policy-kwargs) it was trained with." + _mismatch_hint(env, stored)
@@ -110,34 +99,46 @@ def _check_fingerprint(
 def read_lerax_file(
     cls: type, path: Path, data: bytes, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
-    """Rebuild a `cls` policy from a lerax-written file: `args` is `(env,)`."""
+    """Rebuild a `cls` policy from a lerax-written file, given lerax's `deserialize`
+    arguments: the env (by position or `env=`), an ignored `key`, constructor kwargs.
+
+    For policyport's own classes the kwargs are bounded and the weights' size checked in
+    closed form before anything is built; other classes are checked on the policy they
+    build (as shapes) in `_load_leaves`.
+    """
     fingerprint, leaves = split_fingerprint(path, data)
-    if not args:
+    env, kwargs = split_arguments(path, args, kwargs)
+    check_kwargs_accepted(cls, kwargs)
+    if env is None:
         raise ModelFileError(
             f"{path} has no policyport header, so it was probably written by lerax's "
             "serialize, which stores weights only. Pass the env it was trained on: "
             "deserialize(path, env, **kwargs) in Python, or --env MODULE:ATTR on the command "
             "line (e.g. --env lerax.env:CartPole)."
         )
-    env, *rest = args
-    if rest:
-        raise ModelFileError("deserialize(path, env, **kwargs) takes one positional argument.")
-    kwargs = dict(kwargs)
-    kwargs.pop("key", None)  # the weights come from the file: the key changes nothing
-    accepted = accepted_kwargs(cls)
-    unknown = set() if accepted is None else set(kwargs) - set(accepted)
-    if unknown:
-        raise ModelFileError(
-            f"Unknown policy kwargs {sorted(unknown)}; {_class_name(cls)} takes "
-            f"{list(accepted or ())}."
-        )
+    described_as = f"as {class_name(cls)} for this env with kwargs {kwargs or '(defaults)'}"
+    known = known_class_name(cls)
+    if known is not None:
+        spaces = env_spaces(path, env)
+        all_kwargs = {**default_kwargs(cls), **kwargs}
+        check_limits(path, known, spaces, all_kwargs, in_header=False)
     if fingerprint is not None:
         _check_fingerprint(path, fingerprint, cls, env, kwargs)
+    if known is not None:
+        check_byte_count(
+            path,
+            known,
+            spaces,
+            all_kwargs,
+            len(leaves),
+            written_by_lerax=fingerprint is None,
+            described_as=described_as,
+        )
     policy = _load_leaves(
         path,
         leaves,
         lambda: cls(env, key=jax.random.key(0), **kwargs),
-        f"as {_class_name(cls)} for this env with kwargs {kwargs or '(defaults)'}",
+        described_as,
         written_by_lerax=fingerprint is None,
     )
     _check_spaces(path, policy, env, "the env given", "Pass the env the policy was trained on.")

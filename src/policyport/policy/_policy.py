@@ -145,9 +145,11 @@ class MLPActorCriticPolicy(eqx.Module):
     def deserialize(cls, path: str | Path, *args: Any, **kwargs: Any) -> MLPActorCriticPolicy:
         """Load a policy file.
 
-        A file written by `serialize` needs nothing else. A file written by lerax's own
-        `serialize` (leaves only) needs the env and the non-default constructor kwargs it
-        was built with: `deserialize(path, env, feature_width=128)`; `key` is optional.
+        A file written by `serialize` needs nothing else, and takes lerax's call as well:
+        `deserialize(path, env, key=key)` (or `env=env`), the env's spaces and any kwargs
+        checked against the file. A file written by lerax's own `serialize` (leaves only)
+        needs the env and the non-default constructor kwargs it was built with:
+        `deserialize(path, env, feature_width=128)`; `key` is optional and ignored.
         """
         return _serialization.read_policy(cls, Path(path), args, kwargs)
 

@@ -118,8 +118,10 @@ class MLPQPolicy(eqx.Module):
 
     def constructor_kwargs(self) -> dict[str, Any]:
         """The keyword arguments (other than env and key) that rebuild this policy."""
+        # An int epsilon stays an int: it is a leaf, and the rebuilt policy must match.
+        epsilon = self.epsilon if isinstance(self.epsilon, int | float) else float(self.epsilon)
         return {
-            "epsilon": float(self.epsilon),
+            "epsilon": epsilon,
             "width_size": self.q_network.width_size,
             "depth": self.q_network.depth,
         }

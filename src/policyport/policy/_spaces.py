@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections import OrderedDict
 from typing import Any, ClassVar
 
 import equinox as eqx
@@ -425,10 +426,12 @@ class Dict(AbstractSpace):
 
     kind: ClassVar[str] = "Dict"
 
-    spaces: dict[str, AbstractSpace]
+    # An OrderedDict, as in lerax: JAX flattens a plain dict in sorted key order, so any
+    # tree operation (a jit boundary, loading a file) would reorder the encoder's inputs.
+    spaces: OrderedDict[str, AbstractSpace]
 
     def __init__(self, spaces: Any):
-        self.spaces = {str(k): as_space(v) for k, v in dict(spaces).items()}
+        self.spaces = OrderedDict((str(k), as_space(v)) for k, v in dict(spaces).items())
         if not self.spaces:
             raise InputError("Dict(spaces) needs at least one sub-space.")
 
