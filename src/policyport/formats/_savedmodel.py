@@ -114,6 +114,10 @@ class SavedModelFormat(ArtifactFormat):
         self.set_metadata((path,), metadata)
         return (path,)
 
+    def read_metadata(self, artifact: Path) -> dict[str, str]:
+        path = artifact / METADATA_FILE
+        return json.loads(path.read_text()) if path.is_file() else {}
+
     def set_metadata(self, staged: tuple[Path, ...], metadata: dict[str, str]) -> None:
         target = staged[0] / METADATA_FILE
         target.parent.mkdir(exist_ok=True)

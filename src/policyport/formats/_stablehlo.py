@@ -83,6 +83,10 @@ class StableHloFormat(ArtifactFormat):
         self.set_metadata((path,), metadata)
         return (path,)
 
+    def read_metadata(self, artifact: Path) -> dict[str, str]:
+        path = artifact / METADATA_FILE
+        return json.loads(path.read_text()) if path.is_file() else {}
+
     def set_metadata(self, staged: tuple[Path, ...], metadata: dict[str, str]) -> None:
         text = json.dumps(metadata, indent=2, sort_keys=True) + "\n"
         (staged[0] / METADATA_FILE).write_text(text)
