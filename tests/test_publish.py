@@ -131,9 +131,10 @@ def test_two_exports_to_one_path_at_once_one_wins_the_other_is_told(tmp_path):
     codes = sorted(p.returncode for p in processes)
     assert codes == [0, 2], finished
     [loser_err] = [err for p, (_, err) in zip(processes, finished, strict=True) if p.returncode]
-    assert re.search(r"out/policy\.\S+ was created by someone else .*nothing was written", loser_err)
+    taken = r"out/policy\.\S+ was created by someone else .*nothing was written"
+    assert re.search(taken, loser_err)
     # One complete pair, from the winner: the .ort checks against its policy.
-    winner = [m for m, p in zip(models, processes, strict=True) if p.returncode == 0][0]
+    winner = next(m for m, p in zip(models, processes, strict=True) if p.returncode == 0)
     seed = int(winner.stem[1:])
     assert sorted(p.name for p in out.parent.iterdir()) == [
         "policy.ort",
@@ -154,10 +155,10 @@ def test_a_file_size_limit_mid_write_is_a_clear_error_and_leaves_nothing(tmp_pat
     out = tmp_path / f"out{FORMATS[format].suffix}"
     # Python ignores SIGXFSZ, so a write past the limit fails with EFBIG instead of dying.
     start = time.monotonic()
+    # 16 KiB: smaller than the artifact; the model file is read, not written.
+    limited = [sys.executable, "-c", _LIMITED.format(16 * 1024), str(EXPORT_POLICY)]
     process = subprocess.run(
-        # 16 KiB: smaller than the artifact; the model file is read, not written.
-        [sys.executable, "-c", _LIMITED.format(16 * 1024), str(EXPORT_POLICY), str(model)]
-        + ["--format", format, "-o", str(out)],
+        [*limited, str(model), "--format", format, "-o", str(out)],
         capture_output=True,
         text=True,
         env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
