@@ -78,7 +78,9 @@ class SavedModelFormat(ArtifactFormat):
         from jax.experimental import jax2tf
 
         batch = ["(b, ...)"] * len(traced.inputs)
-        forward = jax2tf.convert(traced.batched, polymorphic_shapes=batch, with_gradient=False)
+        forward = jax2tf.convert(
+            traced.legal_batched, polymorphic_shapes=batch, with_gradient=False
+        )
         specs = [
             tf.TensorSpec((None, *s.shape), tf.dtypes.as_dtype(s.dtype), name=_tf_name(s.name))
             for s in traced.inputs

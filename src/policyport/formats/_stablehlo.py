@@ -29,7 +29,7 @@ def export_stablehlo(traced: TracedPolicy) -> jax.export.Exported:
     wants_int64 = [s.dtype == "int64" for s in traced.outputs]
 
     def forward(*inputs):
-        outputs = traced.batched(*inputs)
+        outputs = traced.legal_batched(*inputs)
         return tuple(
             out.astype(jnp.int64) if wide else out
             for out, wide in zip(outputs, wants_int64, strict=True)
