@@ -23,6 +23,7 @@ from .checks import (
     ParityReport,
     RolloutReport,
     compare_runner,
+    stress_runner,
 )
 from .checks import compare_rollouts as _closed_loop
 from .formats import ALL, FORMATS, MAX_OPSET, MIN_OPSET, RUNTIMES, ExportOptions, Runner
@@ -260,9 +261,11 @@ def _parity(
     batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES,
     runtime: str | None = None,
 ) -> ParityReport:
+    """Parity on realistic inputs, then the stress check on extreme ones (a note in the
+    report; a stress failure fails the report)."""
     runtime = runtime or FORMATS[format].runtime
     try:
-        return compare_runner(
+        report = compare_runner(
             traced,
             run,
             format=format,
@@ -271,10 +274,14 @@ def _parity(
             seed=seed,
             batch_sizes=batch_sizes,
         )
+        stress = stress_runner(traced, run, seed=seed)
     except PolicyportError:
         raise
     except Exception as e:  # the runtime's own errors: any of them means the artifact is bad
         raise _runtime_failure(format, runtime, e) from e
+    return dataclasses.replace(
+        report, notes=[*report.notes, stress.line()], passed=report.passed and stress.passed
+    )
 
 
 def _same_outputs(checked: dict[str, np.ndarray], final: dict[str, np.ndarray]) -> bool:
