@@ -202,7 +202,8 @@ def export(
             raise clear from e
         elapsed = time.perf_counter() - start
         if progress is not None:
-            progress(f"publish {elapsed:6.2f} s  ({len(moves)} paths, all or nothing)")
+            paths = f"{len(moves)} path{'' if len(moves) == 1 else 's'}"
+            progress(f"publish {elapsed:6.2f} s  ({paths}, all or nothing)")
     for result in results:
         result.seconds["publish"] = elapsed
     return results
