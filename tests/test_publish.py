@@ -7,6 +7,7 @@ The SIGKILL tests of the same promises live in test_reliability.py (with the oth
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import os
 import re
@@ -171,4 +172,31 @@ def test_a_file_size_limit_mid_write_is_a_clear_error_and_leaves_nothing(tmp_pat
         process.stderr,
     ), process.stderr
     assert time.monotonic() - start < 300
+    assert [p.name for p in tmp_path.iterdir()] == ["model.eqx"]
+
+
+@pytest.mark.parametrize("stage", ["write", "set_metadata"])
+def test_a_full_disk_mid_write_is_a_clear_error_and_leaves_nothing(
+    tmp_path, monkeypatch, capsys, stage
+):
+    """ENOSPC cannot be provoked safely on a shared disk: the format's own write fails with
+    it, after writing half, as a full disk would."""
+    from policyport._cli import run
+
+    model = tmp_path / "model.eqx"
+    make_policy("Discrete").serialize(model)
+    real = getattr(OnnxFormat, stage)
+
+    def half_then_full(self, *args):
+        real(self, *args)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(OnnxFormat, stage, half_then_full)
+    assert run([str(model), "--format", "onnx"]) == 2
+    err = capsys.readouterr().err
+    assert re.search(
+        r"error: Writing the onnx artifact in .* failed: the disk is full \(No space left on "
+        r"device\)\. Nothing was written\. Free some space",
+        err,
+    ), err
     assert [p.name for p in tmp_path.iterdir()] == ["model.eqx"]
