@@ -16,11 +16,11 @@ from pathlib import Path
 
 import jax
 import numpy as np
+from policyport.runtime_checks._inputs import sample_inputs
+from policyport.runtime_checks._reference import reference_outputs
 
 import policyport
 from policyport.policy import Box, Discrete, MLPActorCriticPolicy, SpacesEnv
-from policyport.runtime_checks._inputs import sample_inputs
-from policyport.runtime_checks._reference import reference_outputs
 
 SIZES = dict(feature_size=4, feature_width=8, feature_depth=1, value_width=8, value_depth=1)
 SIZES |= dict(action_width=8, action_depth=1)
