@@ -30,7 +30,9 @@ def test_default_output_path_and_report(model, capsys):
     out, err = capsys.readouterr()
     assert (model.parent / "model.onnx").is_file()
     assert "Parity PASS: onnx" in out and "✓  action" in out
-    for stage in ("load", "trace", "onnx: lower", "onnx: check", "onnx: write"):
+    # One publish for every format of an export (all or nothing), after each one's checks.
+    stages = ("load", "trace", "onnx: lower", "onnx: check", "onnx: verify", "publish")
+    for stage in stages:
         assert f"[policyport] {stage}" in err
     [entry] = json.loads(report.read_text())
     assert entry["format"] == "onnx" and entry["paths"] == [str(model.parent / "model.onnx")]

@@ -35,7 +35,7 @@ import policyport
 from conftest import make_policy
 from policyport import InputError, ModelFileError, ParityError, UnsupportedError
 from policyport._cli import run
-from policyport._publish import remove_stale_staging
+from policyport._publish import PLAN, remove_stale_staging
 from policyport.exporters import FORMATS
 from policyport.policy import MLPActorCriticPolicy
 from policyport.policy._serialization import _LENGTH, MAGIC
@@ -469,7 +469,9 @@ class _Kill:
 
     @property
     def output(self) -> Path:
-        return self.folder / f"policy{FORMATS[self.format].suffix}"
+        # With --format all, each format replaces the suffix of -o.
+        suffix = ".onnx" if self.format == "all" else FORMATS[self.format].suffix
+        return self.folder / f"policy{suffix}"
 
     @property
     def name(self) -> str:
@@ -548,6 +550,60 @@ def test_sigkill_during_export_savedmodel_and_ort(model, tmp_path):
     _kill_cases(model, tmp_path, cases)
 
 
+def _new_set(case: _Kill, move: int) -> dict[str, dict[str, bytes]]:
+    """At a pause before move `move`, the complete new set: moved paths at their
+    destinations, the rest still in the staging folder, as the committed plan lists them."""
+    [staging] = case.folder.glob(STAGING)
+    plan = json.loads((staging / PLAN).read_text())
+    new = {
+        target: _tree_bytes(case.folder / target if j < move else staging / source)
+        for j, (source, target) in enumerate(plan)
+    }
+    return {**{k: v for k, v in case.before.items() if k not in new}, **new}
+
+
+@pytest.mark.parametrize(
+    ("format", "move"),
+    # all: onnx (0), ort's config (1) and .ort (2), savedmodel (3), stablehlo (4).
+    [("all", 2), ("all", 4), ("ort", 0), ("ort", 1)],
+    ids=["all@between-the-ort-pair", "all@last", "ort@first", "ort@between-the-pair"],
+)
+def test_sigkill_between_the_renames_of_a_set_recovers_the_complete_new_set(
+    model, tmp_path, format, move
+):
+    """Killed after the commit point, mid-way through the renames: the next export (or
+    check) in that folder finishes the committed publish, so the set is the complete new one;
+    killed before it, the previous set stays untouched (the tests above)."""
+    if format == "all":
+        pytest.importorskip("tensorflow")
+    case = _Kill(format, f"move-{move}", True)
+    _start(case, model, tmp_path)
+    _wait_for_pause(case, time.monotonic() + 600)
+    new = _new_set(case, move)
+    assert new != case.before
+    case.process.send_signal(signal.SIGKILL)
+    case.process.wait()
+    case.process.stdout.close()
+    mixed = {k: v for k, v in _snapshot(case.folder).items() if "policyport-staging" not in k}
+    assert mixed != new  # the kill landed mid-publish
+    [staging] = case.folder.glob(STAGING)
+    assert remove_stale_staging(case.folder) == [staging]  # what every export runs first
+    assert _snapshot(case.folder) == new
+
+
+def test_sigkill_after_the_commit_point_before_any_rename(model, tmp_path):
+    case = _Kill("ort", "committed", False)
+    _start(case, model, tmp_path)
+    _wait_for_pause(case, time.monotonic() + 300)
+    new = _new_set(case, 0)
+    case.process.kill()
+    case.process.wait()
+    case.process.stdout.close()
+    assert {k for k in _snapshot(case.folder) if "policyport-staging" not in k} == set()
+    policyport.check(make_policy("Discrete", seed=2), case.output)  # recovers, then checks
+    assert _snapshot(case.folder) == new
+
+
 def test_sigkill_leaves_a_stale_folder_only_a_dead_pid_owns(model, tmp_path):
     """The staging folder a killed export leaves is named after its (dead) PID."""
     case = _Kill("onnx", "written", False)
@@ -603,3 +659,32 @@ def test_negative_seed_is_an_input_error(tmp_path, capsys):
     make_policy("Discrete").serialize(model)
     assert run([str(model), "--format", "onnx", "--seed", "-1"]) == 2
     assert "--seed must be a non-negative integer" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------
+# Exit codes (issue 13, item 7)
+
+
+def test_an_internal_error_has_its_own_exit_code_and_a_log(model, capsys, monkeypatch):
+    def broken_export(*args, **kwargs):
+        raise KeyError("a bug, not the user's input")
+
+    monkeypatch.setattr(policyport, "export", broken_export)
+    monkeypatch.setattr(tempfile, "tempdir", str(model.parent))  # where the log goes
+    assert run([str(model), "--format", "onnx"]) == 3
+    err = capsys.readouterr().err
+    assert re.search(r"internal error: KeyError: .*a bug, not the user's input", err), err
+    assert re.search(r"This is a bug in policyport .*Please report it", err)
+    assert "Traceback" not in err  # one short message; the traceback is in the log
+    [log] = model.parent.glob("policyport-crash-*.log")
+    assert str(log) in err
+    text = log.read_text()
+    assert "Traceback (most recent call last)" in text and "broken_export" in text
+
+
+def test_exit_codes_are_documented():
+    readme = Path(__file__).parent.parent / "README.md"
+    section = readme.read_text().split("## Command line", 1)[1].split("\n## ", 1)[0]
+    for code, meaning in [(0, "success"), (1, "parity failure"), (2, "input error")]:
+        assert re.search(rf"{code} {meaning}", section), (code, section)
+    assert re.search(r"3 internal error", section)

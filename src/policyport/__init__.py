@@ -2,6 +2,7 @@
 
 from ._errors import InputError as InputError
 from ._errors import ModelFileError as ModelFileError
+from ._errors import OutputWriteError as OutputWriteError
 from ._errors import ParityError as ParityError
 from ._errors import PolicyportError as PolicyportError
 from ._errors import UnsupportedError as UnsupportedError

@@ -1,6 +1,7 @@
 """`export-policy`: a thin shell over `policyport.export`.
 
-Exit codes: 0 success, 1 parity failure, 2 usage or input error.
+Exit codes: 0 success, 1 parity failure, 2 usage or input error (a full disk included),
+3 internal error (a bug: the message asks for a report; the traceback goes to a log file).
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ import os
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 from ._errors import ParityError, PolicyportError
 from .formats import ALL, DEFAULT_OPSET, FORMATS, MAX_OPSET, MIN_OPSET
 
-EXIT_PARITY, EXIT_INPUT = 1, 2
+EXIT_PARITY, EXIT_INPUT, EXIT_INTERNAL = 1, 2, 3
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,9 +94,40 @@ def _result_json(result) -> dict:
     }
 
 
+def _crash_log(error: BaseException) -> Path | None:
+    """Write the traceback of an unexpected error to a fresh log file; return its path."""
+    text = "".join(traceback.format_exception(error))
+    try:
+        fd, path = tempfile.mkstemp(prefix="policyport-crash-", suffix=".log")
+        with os.fdopen(fd, "w") as f:
+            f.write(f"export-policy {' '.join(sys.argv[1:])}\n\n{text}")
+    except OSError:
+        return None
+    return Path(path)
+
+
 def run(argv: list[str] | None = None) -> int:
-    """Parse `argv`, export, print the reports; return the exit code."""
+    """Parse `argv`, export, print the reports; return the exit code.
+
+    An exception policyport did not raise on purpose is a bug, not a parity failure: it
+    gets its own exit code and a short message; the traceback goes to a log file.
+    """
     args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except Exception as e:
+        log = _crash_log(e)
+        where = f"the traceback is in {log}" if log else "the traceback could not be saved"
+        print(
+            f"export-policy: internal error: {type(e).__name__}: {str(e)[:300]}\n"
+            f"This is a bug in policyport (or a library it uses), not a problem with your "
+            f"input; {where}. Please report it, with that file, to policyport's issue tracker.",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
+
+
+def _run(args: argparse.Namespace) -> int:
     from . import export
     from ._errors import InputError
     from ._loading import import_env, load_policy, parse_policy_kwargs

@@ -1,7 +1,8 @@
 """The errors policyport raises on purpose.
 
 Every message says what was expected, what was found and what to do. The CLI turns
-`InputError` into exit code 2 and `ParityError` into exit code 1.
+`InputError` into exit code 2 and `ParityError` into exit code 1; anything else is a bug
+(exit code 3, see `_cli.py`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,18 @@ class ModelFileError(InputError):
 
 class UnsupportedError(InputError):
     """The policy uses something a format cannot express (e.g. an unknown primitive)."""
+
+
+class OutputWriteError(InputError, OSError):
+    """Writing the artifact failed for a reason outside policyport (a full disk, a file-size
+    limit). Also an `OSError` carrying the original `errno`, for callers that catch those."""
+
+    def __init__(self, message: str, errno: int):
+        OSError.__init__(self, errno, message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class ParityError(PolicyportError):

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -14,17 +13,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ._errors import InputError, ParityError, PolicyportError
-from ._publish import probe_writable, publish, staging_dir
+from ._pause import test_pause
+from ._publish import disk_error, probe_writable, publish, remove_stale_staging, staging_dir
 from .checks import (
     DEFAULT_BATCH_SIZES,
     ParityReport,
     RolloutReport,
     compare_runner,
+    stress_runner,
 )
 from .checks import compare_rollouts as _closed_loop
 from .formats import ALL, FORMATS, MAX_OPSET, MIN_OPSET, RUNTIMES, ExportOptions, Runner
-from .tracing import TracedPolicy, metadata, trace
+from .tracing import TracedPolicy, check_contract, metadata, trace
 
 Progress = Callable[[str], None]
 
@@ -38,18 +41,6 @@ class ExportResult:
     report: ParityReport | None  # None with check=False
     seconds: dict[str, float] = field(default_factory=dict)
     rollouts: RolloutReport | None = None  # when closed-loop episodes were asked for
-
-
-def _test_pause(stage: str) -> None:
-    """Sleep at `stage` when the test suite asks (POLICYPORT_TEST_PAUSE=stage:seconds).
-
-    Used only by the kill tests, to stop an export at a known point.
-    """
-    spec = os.environ.get("POLICYPORT_TEST_PAUSE", "")
-    name, _, seconds = spec.partition(":")
-    if name == stage:
-        print(f"[policyport] test pause at {stage}", flush=True)
-        time.sleep(float(seconds or 60))
 
 
 @contextmanager
@@ -166,6 +157,8 @@ def export(
         name: (base if len(formats) == 1 and output is not None else default_output(base, name))
         for name in formats
     }
+    if base.parent.is_dir():
+        remove_stale_staging(base.parent)  # finish (or undo) what a killed export left
     for name, primary in primaries.items():
         _check_destination(FORMATS[name].destinations(primary), force, name)
     if rollouts and env is None:
@@ -177,13 +170,18 @@ def export(
         traced = trace(policy)
     if not allow_nonfinite:
         _check_finite(traced)
-    results = []
-    for name in formats:
-        results.append(
-            _export_one(
+    first = primaries[formats[0]]
+    results, moves = [], []
+    # One staging folder for every format: all are written and checked before any of
+    # them is published, and then published together (all or nothing).
+    with staging_dir(first) as staging:
+        for name in formats:
+            fmt = FORMATS[name]
+            result, staged = _stage_one(
                 traced,
                 name,
                 primaries[name],
+                staging / name,
                 options,
                 check,
                 seed,
@@ -191,7 +189,23 @@ def export(
                 progress,
                 dict(seconds),
             )
-        )
+            results.append(result)
+            pairs = zip(staged, fmt.destinations(primaries[name]), strict=True)
+            moves.extend(reversed(list(pairs)))  # companions first, the primary last
+        test_pause("checked")
+        start = time.perf_counter()
+        try:
+            publish(moves, staging, force=force)
+        except OSError as e:
+            if (clear := disk_error(e, "the artifacts", first.parent)) is None:
+                raise
+            raise clear from e
+        elapsed = time.perf_counter() - start
+        if progress is not None:
+            paths = f"{len(moves)} path{'' if len(moves) == 1 else 's'}"
+            progress(f"publish {elapsed:6.2f} s  ({paths}, all or nothing)")
+    for result in results:
+        result.seconds["publish"] = elapsed
     return results
 
 
@@ -218,18 +232,41 @@ def _open(runtime: str, artifact: Path, format: str) -> Runner:
         ) from e
 
 
+class _Recorder:
+    """A runner that remembers every input batch it ran and the outputs it gave."""
+
+    def __init__(self, run: Runner):
+        self._run = run
+        self.calls: list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] = []
+
+    def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outputs = self._run(inputs)
+        self.calls.append((inputs, {k: np.array(v, copy=True) for k, v in outputs.items()}))
+        return outputs
+
+
+def _runtime_failure(format: str, runtime: str, e: Exception) -> ParityError:
+    return ParityError(
+        f"The {format} artifact fails to run in {runtime} ({type(e).__name__}: "
+        f"{str(e)[:500]}); nothing was written. Try another format or opset, and please "
+        "report this policy's architecture."
+    )
+
+
 def _parity(
     traced: TracedPolicy,
+    run: Runner,
     artifact: Path,
     format: str,
     seed: int,
     batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES,
     runtime: str | None = None,
 ) -> ParityReport:
+    """Parity on realistic inputs, then the stress check on extreme ones (a note in the
+    report; a stress failure fails the report)."""
     runtime = runtime or FORMATS[format].runtime
-    run = _open(runtime, artifact, format)
     try:
-        return compare_runner(
+        report = compare_runner(
             traced,
             run,
             format=format,
@@ -238,14 +275,44 @@ def _parity(
             seed=seed,
             batch_sizes=batch_sizes,
         )
+        stress = stress_runner(traced, run, seed=seed)
     except PolicyportError:
         raise
     except Exception as e:  # the runtime's own errors: any of them means the artifact is bad
-        raise ParityError(
-            f"The {format} artifact fails to run in {runtime} ({type(e).__name__}: "
-            f"{str(e)[:500]}); nothing was written. Try another format or opset, and please "
-            "report this policy's architecture."
-        ) from e
+        raise _runtime_failure(format, runtime, e) from e
+    return dataclasses.replace(
+        report, notes=[*report.notes, stress.line()], passed=report.passed and stress.passed
+    )
+
+
+def _same_outputs(checked: dict[str, np.ndarray], final: dict[str, np.ndarray]) -> bool:
+    if set(checked) != set(final):
+        return False
+    return all(
+        np.asarray(final[k]).shape == v.shape
+        and np.array_equal(v, np.asarray(final[k]), equal_nan=v.dtype.kind == "f")
+        for k, v in checked.items()
+    )
+
+
+def _verify_final_bytes(staged: Path, format: str, recorder: _Recorder, primary: Path) -> None:
+    """The published bytes must be the checked bytes: when a format rewrote the artifact
+    after its check (to embed the parity result), the rewritten artifact must give the
+    checked outputs bit for bit on every checked input, in the same runtime."""
+    runtime = FORMATS[format].runtime
+    run = _open(runtime, staged, format)
+    for i, (inputs, checked) in enumerate(recorder.calls):
+        try:
+            final = run(inputs)
+        except Exception as e:  # the runtime's own errors: the final bytes are bad
+            raise _runtime_failure(format, runtime, e) from e
+        if not _same_outputs(checked, final):
+            raise ParityError(
+                f"The {format} artifact changed when its parity result was embedded: its "
+                f"final bytes compute other outputs than the checked ones (batch {i} of "
+                f"{len(recorder.calls)}); nothing was written to {primary}. Please report "
+                "this: the metadata rewrite must not touch the computation."
+            )
 
 
 def compare_rollouts(
@@ -307,76 +374,89 @@ def check(
                 f"Runtime {runtime!r} cannot run {format} artifacts; runtimes that can: "
                 f"{', '.join(readers)}."
             )
-    return _parity(trace(policy), artifact, format, seed, batch_sizes, runtime)
+    if artifact.parent.is_dir():
+        remove_stale_staging(artifact.parent)  # finish (or undo) what a killed export left
+    if not artifact.exists():
+        raise InputError(f"Artifact not found: {artifact}. Give the path export wrote.")
+    check_contract(FORMATS[format].read_metadata(artifact), artifact)
+    runtime = runtime or FORMATS[format].runtime
+    runner = _open(runtime, artifact, format)
+    return _parity(trace(policy), runner, artifact, format, seed, batch_sizes, runtime)
 
 
-def _export_one(
+def _stage_one(
     traced: TracedPolicy,
     name: str,
     primary: Path,
+    folder: Path,
     options: ExportOptions,
     check: bool,
     seed: int,
     closed_loop: ClosedLoop,
     progress: Progress | None,
     seconds: dict[str, float],
-) -> ExportResult:
-    """Write, check and publish one format; nothing reaches `primary` unless all passed."""
+) -> tuple[ExportResult, tuple[Path, ...]]:
+    """Write and check one format inside `folder` (in the staging folder); publish nothing.
+
+    Returns the result and the staged paths, in the format's `destinations` order.
+    """
     fmt = FORMATS[name]
-    destinations = fmt.destinations(primary)
     say = (lambda line: progress(f"{name}: {line}")) if progress else None
-    with staging_dir(primary) as staging:
+    folder.mkdir()
+    try:
         with _stage("lower", seconds, say):
             meta = metadata(traced.description, traced.inputs, traced.outputs, format_name=name)
-            staged = fmt.write(
-                traced, staging, primary.name.removesuffix(fmt.suffix), options, meta
+            staged = fmt.write(traced, folder, primary.name.removesuffix(fmt.suffix), options, meta)
+    except OSError as e:
+        if (clear := disk_error(e, f"the {name} artifact", primary.parent)) is None:
+            raise
+        raise clear from e
+    test_pause("written")
+    report = None
+    recorder = None
+    if check:
+        with _stage("check", seconds, say):
+            recorder = _Recorder(_open(fmt.runtime, staged[0], name))
+            report = _parity(traced, recorder, staged[0], name, seed)
+            report = dataclasses.replace(report, artifact=str(primary))
+        if not report.passed:
+            raise ParityError(
+                f"The {name} artifact does not compute what the JAX policy computes; "
+                f"nothing was written to {primary}.\n{report.to_table()}",
+                report,
             )
-        _test_pause("written")
-        report = None
-        if check:
-            with _stage("check", seconds, say):
-                report = _parity(traced, staged[0], name, seed)
-                report = dataclasses.replace(report, artifact=str(primary))
-            if not report.passed:
-                raise ParityError(
-                    f"The {name} artifact does not compute what the JAX policy computes; "
-                    f"nothing was written to {primary}.\n{report.to_table()}",
-                    report,
-                )
-        rollouts = None
-        if closed_loop.episodes:
-            with _stage("rollouts", seconds, say):
-                rollouts = _closed_loop(
-                    traced,
-                    _open(fmt.runtime, staged[0], name),
-                    closed_loop.env,
-                    format=name,
-                    artifact=str(primary),
-                    episodes=closed_loop.episodes,
-                    max_steps=closed_loop.max_steps,
-                    seed=seed,
-                )
-            if not rollouts.passed:
-                raise ParityError(
-                    f"The {name} artifact drives the env differently from the JAX policy; "
-                    f"nothing was written to {primary}.\n{rollouts.to_table()}",
-                    rollouts,
-                )
-        if report is not None:
-            parity = report.summary()
-            if rollouts is not None:
-                parity["closed_loop"] = rollouts.summary()
-            fmt.set_metadata(
-                staged,
-                metadata(
-                    traced.description,
-                    traced.inputs,
-                    traced.outputs,
-                    format_name=name,
-                    parity=parity,
-                ),
+    rollouts = None
+    if closed_loop.episodes:
+        with _stage("rollouts", seconds, say):
+            rollouts = _closed_loop(
+                traced,
+                _open(fmt.runtime, staged[0], name),
+                closed_loop.env,
+                format=name,
+                artifact=str(primary),
+                episodes=closed_loop.episodes,
+                max_steps=closed_loop.max_steps,
+                seed=seed,
             )
-        _test_pause("checked")
-        with _stage("write", seconds, say):
-            publish(staged, destinations, staging)
-    return ExportResult(name, destinations, report, seconds, rollouts)
+        if not rollouts.passed:
+            raise ParityError(
+                f"The {name} artifact drives the env differently from the JAX policy; "
+                f"nothing was written to {primary}.\n{rollouts.to_table()}",
+                rollouts,
+            )
+    if report is not None and recorder is not None:
+        parity = report.summary()
+        if rollouts is not None:
+            parity["closed_loop"] = rollouts.summary()
+        final = metadata(
+            traced.description, traced.inputs, traced.outputs, format_name=name, parity=parity
+        )
+        try:
+            fmt.set_metadata(staged, final)
+        except OSError as e:
+            if (clear := disk_error(e, f"the {name} artifact", primary.parent)) is None:
+                raise
+            raise clear from e
+        with _stage("verify", seconds, say):
+            _verify_final_bytes(staged[0], name, recorder, primary)
+    return ExportResult(name, fmt.destinations(primary), report, seconds, rollouts), staged

@@ -11,3 +11,5 @@ from ._report import OutputCheck as OutputCheck
 from ._report import ParityReport as ParityReport
 from ._rollouts import RolloutReport as RolloutReport
 from ._rollouts import compare_rollouts as compare_rollouts
+from ._stress import StressReport as StressReport
+from ._stress import stress_runner as stress_runner

@@ -6,12 +6,20 @@ from typing import Any
 
 import numpy as np
 
+from ..policy import HUGE_BOUND
 from ..tracing import TracedPolicy, trace
 
 # A check's batch sizes: one observation, and a batch large enough to expose rare rows.
 DEFAULT_BATCH_SIZES = (1, 4096)
 # Every large batch holds this many rows whose mask is all False.
 ALL_FALSE_ROWS = 8
+# How check inputs are drawn, as the report prints it (docs/artifact.md says the same).
+INPUT_RULE = (
+    "observations uniform between Box bounds; a bound that is infinite or beyond "
+    f"{HUGE_BOUND:g} in magnitude (e.g. float32's max, gymnasium's 'unbounded') counts as "
+    "absent: exponential tail from the other bound, normal if neither; masks random with a "
+    f"legal entry per block, plus {ALL_FALSE_ROWS} all-False rows per large batch"
+)
 
 
 def sample_inputs(

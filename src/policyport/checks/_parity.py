@@ -9,7 +9,7 @@ import numpy as np
 
 from ..formats import Runner
 from ..tracing import MASK, TracedPolicy
-from ._inputs import DEFAULT_BATCH_SIZES, check_batches
+from ._inputs import DEFAULT_BATCH_SIZES, INPUT_RULE, check_batches
 from ._reference import reference_and_margins
 from ._report import ParityReport, compare_output, tolerances
 
@@ -63,4 +63,5 @@ def compare_runner(
         outputs=outputs,
         passed=all(o.passed for o in outputs) and not extra,
         notes=notes,
+        inputs=INPUT_RULE,
     )

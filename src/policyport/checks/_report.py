@@ -53,6 +53,7 @@ class ParityReport:
     outputs: list[OutputCheck]
     passed: bool
     notes: list[str] = field(default_factory=list)
+    inputs: str = ""  # how the check inputs were drawn (`checks._inputs.INPUT_RULE`)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -112,7 +113,9 @@ class ParityReport:
             f"legal logits are within {NEAR_TIE:g} x max(1, |best|); continuous "
             f"|artifact - jax| <= {ATOL:g} + {RTOL:g}*|jax|; masked actions chosen: 0"
         )
-        return head + "\n".join(lines + problems + [tol] + [f"  note: {n}" for n in self.notes])
+        inputs = [f"  inputs: {self.inputs}"] if self.inputs else []
+        notes = [f"  note: {n}" for n in self.notes]
+        return head + "\n".join(lines + problems + [tol, *inputs, *notes])
 
     def to_json_text(self) -> str:
         return json.dumps(self.to_json(), indent=2)

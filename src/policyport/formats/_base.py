@@ -77,4 +77,13 @@ class ArtifactFormat(abc.ABC):
 
     @abc.abstractmethod
     def set_metadata(self, staged: tuple[Path, ...], metadata: dict[str, str]) -> None:
-        """Replace the metadata of a staged artifact."""
+        """Replace the metadata of a staged artifact.
+
+        May rewrite the artifact's bytes; the orchestrator then re-runs the rewritten
+        artifact on every checked input and publishes it only if its outputs are the
+        checked ones bit for bit (the published bytes are the checked bytes).
+        """
+
+    @abc.abstractmethod
+    def read_metadata(self, artifact: Path) -> dict[str, str]:
+        """The metadata embedded in a written artifact (empty if it holds none)."""

@@ -161,6 +161,16 @@ def load_onnxruntime(path: Path) -> Runner:
     return run
 
 
+def read_onnxruntime_metadata(path: Path) -> dict[str, str]:
+    """A `.onnx` or `.ort` file's metadata, as onnxruntime reads it."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return dict(session.get_modelmeta().custom_metadata_map)
+
+
 def _onnxruntime_version() -> str:
     import onnxruntime
 
@@ -188,6 +198,9 @@ class OnnxFormat(ArtifactFormat):
         path = staging / f"{stem}{self.suffix}"
         onnx.save_model(model, path)
         return (path,)
+
+    def read_metadata(self, artifact: Path) -> dict[str, str]:
+        return read_onnxruntime_metadata(artifact)
 
     def set_metadata(self, staged: tuple[Path, ...], metadata: dict[str, str]) -> None:
         model = onnx.load_model(staged[0])

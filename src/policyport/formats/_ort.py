@@ -18,7 +18,7 @@ import onnx
 
 from ..tracing import TracedPolicy
 from ._base import ArtifactFormat, ExportOptions
-from ._onnx import build_model, set_model_metadata
+from ._onnx import build_model, read_onnxruntime_metadata, set_model_metadata
 
 _CONFIG_SUFFIX = ".required_operators.config"
 
@@ -76,6 +76,9 @@ class OrtFormat(ArtifactFormat):
             ort_path.rename(staging / ort_path.name),
             config_path.rename(staging / config_path.name),
         )
+
+    def read_metadata(self, artifact: Path) -> dict[str, str]:
+        return read_onnxruntime_metadata(artifact)
 
     def set_metadata(self, staged: tuple[Path, ...], metadata: dict[str, str]) -> None:
         # An .ort file is a flatbuffer without an editing API: convert the kept source again.

@@ -78,7 +78,9 @@ class SavedModelFormat(ArtifactFormat):
         from jax.experimental import jax2tf
 
         batch = ["(b, ...)"] * len(traced.inputs)
-        forward = jax2tf.convert(traced.batched, polymorphic_shapes=batch, with_gradient=False)
+        forward = jax2tf.convert(
+            traced.legal_batched, polymorphic_shapes=batch, with_gradient=False
+        )
         specs = [
             tf.TensorSpec((None, *s.shape), tf.dtypes.as_dtype(s.dtype), name=_tf_name(s.name))
             for s in traced.inputs
@@ -113,6 +115,10 @@ class SavedModelFormat(ArtifactFormat):
         tf.saved_model.save(module, str(path), signatures=signatures)
         self.set_metadata((path,), metadata)
         return (path,)
+
+    def read_metadata(self, artifact: Path) -> dict[str, str]:
+        path = artifact / METADATA_FILE
+        return json.loads(path.read_text()) if path.is_file() else {}
 
     def set_metadata(self, staged: tuple[Path, ...], metadata: dict[str, str]) -> None:
         target = staged[0] / METADATA_FILE

@@ -29,7 +29,7 @@ def export_stablehlo(traced: TracedPolicy) -> jax.export.Exported:
     wants_int64 = [s.dtype == "int64" for s in traced.outputs]
 
     def forward(*inputs):
-        outputs = traced.batched(*inputs)
+        outputs = traced.legal_batched(*inputs)
         return tuple(
             out.astype(jnp.int64) if wide else out
             for out, wide in zip(outputs, wants_int64, strict=True)
@@ -82,6 +82,10 @@ class StableHloFormat(ArtifactFormat):
         (path / MLIR_FILE).write_text(exported.mlir_module())
         self.set_metadata((path,), metadata)
         return (path,)
+
+    def read_metadata(self, artifact: Path) -> dict[str, str]:
+        path = artifact / METADATA_FILE
+        return json.loads(path.read_text()) if path.is_file() else {}
 
     def set_metadata(self, staged: tuple[Path, ...], metadata: dict[str, str]) -> None:
         text = json.dumps(metadata, indent=2, sort_keys=True) + "\n"

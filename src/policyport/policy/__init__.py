@@ -21,6 +21,7 @@ from ._policy import MLPActorCriticPolicy as MLPActorCriticPolicy
 from ._q_policy import MLPQPolicy as MLPQPolicy
 from ._serialization import SpacesEnv as SpacesEnv
 from ._serialization import weights_sha256 as weights_sha256
+from ._spaces import HUGE_BOUND as HUGE_BOUND
 from ._spaces import AbstractSpace as AbstractSpace
 from ._spaces import Box as Box
 from ._spaces import Dict as Dict

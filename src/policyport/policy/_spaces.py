@@ -104,6 +104,11 @@ class AbstractSpace(eqx.Module):
         raise TypeError(f"{type(self).__name__} takes no mask")
 
 
+# Box bounds beyond this magnitude are treated as absent when sampling check inputs (they
+# get the tails infinite bounds get): see `Box.sample_numpy` and docs/artifact.md.
+HUGE_BOUND = 1e6
+
+
 def _illegal_categorical(
     actions: np.ndarray, masks: np.ndarray, blocks: list[tuple[int, int]]
 ) -> np.ndarray:
@@ -182,14 +187,19 @@ class Box(AbstractSpace):
         return (self.low + self.high) / 2
 
     def sample_numpy(self, rng: np.random.Generator, batch: int) -> np.ndarray:
-        """Uniform between finite bounds, exponential tails from one bound, normal if none.
+        """Observations as a deployed policy sees them, as float32, drawn with numpy.
 
-        The same distributions as `sample`, drawn with numpy: the JAX sampler, vmapped
-        over thousands of keys, takes seconds to compile.
+        Uniform between two usable bounds, exponential tails from one, normal if none. A
+        bound is usable when finite and at most `HUGE_BOUND` in magnitude: gymnasium and
+        gymnax write "unbounded" as float32's max (CartPole's velocities), and sampling
+        up to 3.4e38 tests inputs no deployed policy sees. Extreme inputs are the stress
+        check's job (`policyport.checks`). The JAX sampler (`sample`), vmapped over
+        thousands of keys, takes seconds to compile; this one does not.
         """
         shape = (batch, *self._shape)
         low, high = np.asarray(self.low, np.float64), np.asarray(self.high, np.float64)
-        below, above = np.isfinite(low), np.isfinite(high)
+        below = np.isfinite(low) & (np.abs(low) <= HUGE_BOUND)
+        above = np.isfinite(high) & (np.abs(high) <= HUGE_BOUND)
         bounded = np.where(below & above, high - low, 0.0)
         uniform = np.where(below & above, low, 0.0) + rng.random(shape) * bounded
         values = np.where(
@@ -197,8 +207,12 @@ class Box(AbstractSpace):
             uniform,
             np.where(
                 below,
-                low + rng.exponential(size=shape),
-                np.where(above, high - rng.exponential(size=shape), rng.normal(size=shape)),
+                np.where(below, low, 0.0) + rng.exponential(size=shape),
+                np.where(
+                    above,
+                    np.where(above, high, 0.0) - rng.exponential(size=shape),
+                    rng.normal(size=shape),
+                ),
             ),
         )
         return values.astype(np.float32)

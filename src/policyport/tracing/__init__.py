@@ -7,6 +7,7 @@ from ._contract import MASK as MASK
 from ._contract import SUPPORTED_CONTRACT_VERSIONS as SUPPORTED_CONTRACT_VERSIONS
 from ._contract import PolicyDescription as PolicyDescription
 from ._contract import TensorSpec as TensorSpec
+from ._contract import check_contract as check_contract
 from ._contract import metadata as metadata
 from ._contract import numpy_dtype as numpy_dtype
 from ._trace import TracedPolicy as TracedPolicy

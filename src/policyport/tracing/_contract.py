@@ -24,11 +24,14 @@ from typing import Any
 
 import numpy as np
 
+from .._errors import InputError
 from .._version import __version__
 
 CONTRACT_VERSION = 2
-# The contract versions a consumer of this release understands.
+# The contract versions a consumer of this release understands (`check` refuses others).
+# tests/golden/contract_v1 holds artifacts written at version 1; they must keep checking.
 SUPPORTED_CONTRACT_VERSIONS = (1, 2)
+VERSION_KEY = "policyport.contract_version"
 # The extra heads a policy may have: method name -> (output name, per-sample rank).
 HEADS = {"value": 0, "q_values": 1}
 ACTION = "action"
@@ -97,3 +100,36 @@ def metadata(
 
 def numpy_dtype(name: str) -> np.dtype:
     return np.dtype({"float32": np.float32, "int64": np.int64, "bool": np.bool_}[name])
+
+
+def check_contract(meta: dict[str, str], artifact: object) -> int:
+    """The artifact's contract version, if this release understands it; else `InputError`.
+
+    `meta` is the artifact's embedded metadata (string values, as every format stores it).
+    """
+    if VERSION_KEY not in meta:
+        raise InputError(
+            f"{artifact} has no {VERSION_KEY!r} metadata: it is not a policyport artifact "
+            "(or its metadata was stripped). Check the artifacts policyport wrote, or "
+            "export it again."
+        )
+    raw = meta[VERSION_KEY]
+    producer = meta.get("policyport.policyport_version", "an unknown policyport version")
+    supported = ", ".join(map(str, SUPPORTED_CONTRACT_VERSIONS))
+    try:
+        version = int(raw)
+    except ValueError:
+        version = None
+    if version not in SUPPORTED_CONTRACT_VERSIONS:
+        newer = version is not None and version > max(SUPPORTED_CONTRACT_VERSIONS)
+        advice = (
+            "Upgrade policyport to check it"
+            if newer
+            else "Export the policy again with this release"
+        )
+        raise InputError(
+            f"{artifact} follows artifact contract version {raw!r} (written by policyport "
+            f"{producer}), but this release (policyport {__version__}) understands versions "
+            f"{supported}. {advice}."
+        )
+    return version

@@ -57,9 +57,15 @@ def _logit_behind(eqn: Any, inputs: list[Any]) -> Any | None:
 
 
 def _evaluate(
-    jaxpr: Any, consts: list[Any], args: list[Any], found: list[Array], kind: str
+    jaxpr: Any,
+    consts: list[Any],
+    args: list[Any],
+    found: list[Array],
+    kind: str,
+    nan: list[Array] | None = None,
 ) -> list[Any]:
-    """Evaluate `jaxpr`, appending the margin of every decision it takes to `found`."""
+    """Evaluate `jaxpr`, appending the margin of every decision it takes to `found` (and,
+    when `nan` is a list, whether that decision's operands hold a NaN to `nan`)."""
     env: dict[Any, Any] = {}
     made_by: dict[Any, tuple[Any, list[Any]]] = {}
 
@@ -73,13 +79,15 @@ def _evaluate(
         name = eqn.primitive.name
         if name in _CALLS and isinstance(eqn.params.get("jaxpr"), ClosedJaxpr):
             inner = eqn.params["jaxpr"]
-            outputs = _evaluate(inner.jaxpr, inner.consts, inputs, found, kind)
+            outputs = _evaluate(inner.jaxpr, inner.consts, inputs, found, kind, nan)
         else:
             params = eqn.primitive.get_bind_params(eqn.params)  # as jax's own eval_jaxpr
             result = eqn.primitive.bind(*inputs, **params)
             outputs = list(result) if eqn.primitive.multiple_results else [result]
         if name == "argmax" and kind == "argmax":
             found.append(_argmax_margin(inputs[0], int(eqn.params["axes"][0])).reshape(-1))
+            if nan is not None:
+                nan.append(jnp.any(jnp.isnan(inputs[0])))
         elif kind == "compare" and name in _COMPARISONS and not isinstance(eqn.invars[0], Literal):
             a, b = inputs
             logit = _logit_behind(*made_by.get(eqn.invars[0], (None, [])))
@@ -88,6 +96,8 @@ def _evaluate(
             found.append(
                 jnp.broadcast_to(_compare_margin(a, b), eqn.outvars[0].aval.shape).reshape(-1)
             )
+            if nan is not None:
+                nan.append(jnp.any(jnp.isnan(a)) | jnp.any(jnp.isnan(b)))
         for var, out in zip(eqn.outvars, outputs, strict=True):
             env[var] = out
             made_by[var] = (eqn, inputs)
@@ -117,3 +127,16 @@ def decision_margins(
         return jnp.full((size,), jnp.min(flat))
 
     return margins
+
+
+def nan_decisions(closed: ClosedJaxpr, kind: str) -> Callable[..., Array]:
+    """A per-sample function of the policy's inputs: whether any discrete decision it takes
+    reads a NaN (NaN logits: outside the artifact contract, runtimes differ there)."""
+
+    def has_nan(*args: Array) -> Array:
+        found: list[Array] = []
+        nan: list[Array] = []
+        _evaluate(closed.jaxpr, closed.consts, list(args), found, kind, nan)
+        return jnp.any(jnp.stack(nan)) if nan else jnp.array(False)
+
+    return has_nan

@@ -26,6 +26,7 @@ from ..policy import AbstractSpace, Box, Dict, Discrete, MultiBinary, Tuple, as_
 from ..policy._serialization import weights_sha256
 from ._contract import ACTION, HEADS, MASK, PolicyDescription, TensorSpec
 from ._decisions import decision_margins
+from ._legal import with_legal_actions
 from ._simplify import simplify
 
 _NOT_A_POLICY = (
@@ -63,6 +64,16 @@ class TracedPolicy:
     @property
     def batched(self) -> Callable[..., list[Array]]:
         return jax.vmap(jaxpr_as_fun(self.jaxpr))
+
+    @property
+    def legal_batched(self) -> Callable[..., list[Array]]:
+        """`batched`, with a masked action replaced by a legal one where the policy chose
+        one (only rows whose legal logits are all -inf or NaN): what formats traced from
+        JAX lower, so they keep the contract's mask promise (see `_legal.py`)."""
+        forward = with_legal_actions(
+            jaxpr_as_fun(self.jaxpr), self.action_space, self.description.mask_input
+        )
+        return jax.vmap(forward)
 
     @property
     def input_names(self) -> tuple[str, ...]:

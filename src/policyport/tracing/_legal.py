@@ -1,0 +1,56 @@
+"""The mask promise, enforced after the policy: no masked action while a legal one exists.
+
+In JAX, `argmax(where(mask, logits, -inf))` picks index 0 when every legal logit is -inf
+(observations near 1e38 overflow them), and index 0 may be masked. policyport's ONNX
+graph clips the logits before masking, so it never does; the formats traced from JAX
+(StableHLO, SavedModel) lower `legal_batched`, which replaces such a masked choice with
+the first legal index (what the clipped ONNX graph picks). A row whose chosen action is
+legal, e.g. every row whose legal logits are finite, is left exactly as it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Int
+
+from ..policy import AbstractSpace, Discrete, MultiBinary, MultiDiscrete
+
+
+def legal_action(
+    space: AbstractSpace, action: Int[Array, "..."], mask: Bool[Array, " mask_size"]
+) -> Int[Array, "..."]:
+    """`action` (one sample, the contract's layout) with any masked choice made legal.
+
+    Categorical blocks: a masked choice becomes the block's first legal index; an all-False
+    block keeps its action (0 by contract). MultiBinary: a masked bit is 0.
+    """
+    mask = jnp.asarray(mask, bool).reshape(-1)
+    if isinstance(space, MultiBinary):
+        return jnp.where(mask.reshape(action.shape), action, jnp.zeros_like(action))
+    if not isinstance(space, Discrete | MultiDiscrete):
+        return action
+    chosen = action.reshape(-1)
+    fixed = []
+    for i, (start, stop) in enumerate(space.mask_blocks()):
+        block, choice = mask[start:stop], chosen[i]
+        inside = (choice >= 0) & (choice < stop - start)
+        legal = inside & block[jnp.clip(choice, 0, stop - start - 1)]
+        first = jnp.argmax(block).astype(choice.dtype)
+        fixed.append(jnp.where(legal | ~jnp.any(block), choice, first))
+    return jnp.stack(fixed).reshape(action.shape)
+
+
+def with_legal_actions(
+    forward: Callable[..., list[Array]], space: AbstractSpace, mask_input: bool
+) -> Callable[..., list[Array]]:
+    """`forward` (per sample: inputs -> [action, *heads]) with `legal_action` applied."""
+    if not mask_input:
+        return forward
+
+    def legal(*inputs: Array) -> list[Array]:
+        outputs = list(forward(*inputs))
+        return [legal_action(space, outputs[0], inputs[-1]), *outputs[1:]]
+
+    return legal
