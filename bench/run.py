@@ -47,7 +47,7 @@ THREADS = (1, 2)
 REFERENCE = "jax (jit)"
 # Interleaving: rounds per (case, threads, batch), and how long one runtime's round lasts
 # (its call count is fixed from a warm-up estimate, at least MIN_CALLS).
-ROUNDS = 20
+ROUNDS = 24
 ROUND_SECONDS = 0.01
 MIN_CALLS = 3
 PROFILE_CALLS = 20
@@ -141,18 +141,34 @@ def _calls_per_round(call: Call) -> int:
     return max(MIN_CALLS, min(2000, round(ROUND_SECONDS / max(per_call, 1e-7))))
 
 
+def _timed(call: Call) -> tuple[float, float]:
+    """One call's (CPU, wall) seconds, CPU time being this whole process's."""
+    cpu, wall = time.process_time(), time.perf_counter()
+    call()
+    return time.process_time() - cpu, time.perf_counter() - wall
+
+
+def clock_overhead() -> tuple[float, float]:
+    """What `_timed` reports for a call that does nothing (median): subtracted from every
+    figure, so that the clocks' own cost does not pull ratios towards 1."""
+    empty = [_timed(lambda: None) for _ in range(2000)]
+    return _median([c for c, _ in empty]), _median([w for _, w in empty])
+
+
 def interleaved(calls: dict[str, Call], rounds: int) -> dict[str, dict]:
-    """Per runtime and round: the CPU time per call and the median wall time of a call.
+    """Per runtime and round: the median CPU time and the median wall time of a call.
 
     Runtimes alternate round by round; odd rounds run them in reverse order, so none
     always follows the same one. Each runtime's round starts with one untimed call (the
     previous runtime evicted its caches). CPU time is this process's, every thread of it
     (`time.process_time`): on a core shared with other processes it counts the work of a
-    call and not the time spent waiting for the core; wall time counts both.
+    call and not the time spent waiting for the core; wall time counts both. Medians, of
+    calls in a round and then of rounds, leave out the calls another process interrupted.
     """
     import numpy as np
 
     counts = {name: _calls_per_round(call) for name, call in calls.items()}
+    cpu_overhead, wall_overhead = clock_overhead()
     order = list(calls)
     wall: dict[str, list[float]] = {name: [] for name in calls}
     cpu: dict[str, list[float]] = {name: [] for name in calls}
@@ -161,18 +177,14 @@ def interleaved(calls: dict[str, Call], rounds: int) -> dict[str, dict]:
         for name in order if r % 2 == 0 else order[::-1]:
             call = calls[name]
             call()
-            times = []
-            cpu_start = time.process_time()
-            for _ in range(counts[name]):
-                t = time.perf_counter()
-                call()
-                times.append(time.perf_counter() - t)
-            cpu[name].append((time.process_time() - cpu_start) / counts[name])
-            wall[name].append(_median(times))
-            every[name].extend(times)
+            timed = [_timed(call) for _ in range(counts[name])]
+            cpu[name].append(_median([c for c, _ in timed]) - cpu_overhead)
+            wall[name].append(_median([w for _, w in timed]) - wall_overhead)
+            every[name].extend(w for _, w in timed)
     return {
         name: {
             "calls_per_round": counts[name],
+            "clock_overhead_us": [cpu_overhead * 1e6, wall_overhead * 1e6],
             "cpu_rounds_us": [t * 1e6 for t in cpu[name]],
             "wall_rounds_us": [t * 1e6 for t in wall[name]],
             "cpu_us": _median(cpu[name]) * 1e6,
