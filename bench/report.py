@@ -187,25 +187,28 @@ def _pair_table(runs: list[dict], metric: str) -> list[str]:
 def _profile(data: dict) -> list[str]:
     runs = data["runs"]
     lines = [
-        "onnxruntime's profiler on the `.onnx`, batch 4096, 1 thread (run 1; median over "
-        "20 calls of each op type's summed kernel time per call, and of the whole `Run`). "
-        "Cases marked * were below 1.0x JAX (CPU time) at batch 4096 in some run.",
+        "onnxruntime's profiler on the `.onnx`, batch 4096, 1 thread, run 1: each op type's "
+        "summed kernel time per call (median over 20 calls) and its share of all kernels' "
+        "time; `Run` is the median wall time of a whole profiled call, which the machine's "
+        "load stretches (the kernels' medians much less). Cases marked * were below 1.0x "
+        "JAX (ratio of median CPU times) at batch 4096 in some run.",
         "",
-        "| policy | ORT/JAX (CPU), by run | Run (µs) | by op type (µs per call, share of Run) |",
+        "| policy | ORT/JAX (CPU), by run | Run (µs) | by op type (µs a call, share of kernels) |",
         "|---|---:|---:|---|",
     ]
     for case in data["cases"]:
         profile = runs[0]["cases"][case]["1"]["ort_profile_4096"]
         ratios = [_ratio(r, case, "1", "4096", "cpu") for r in runs]
-        total = profile["model_run_us"]
+        kernels = sum(profile["ops_us"].values())
         ops = ", ".join(
-            f"{op} {us:.0f} ({us / total:.0%})"
+            f"{op} {us:.0f} ({us / kernels:.0%})"
             for op, us in list(profile["ops_us"].items())[:6]
             if us >= 1
         )
         mark = " *" if min(ratios) < TARGET_BATCH_4096 else ""
         lines.append(
-            f"| {case}{mark} | {' / '.join(f'{v:.2f}x' for v in ratios)} | {total:.0f} | {ops} |"
+            f"| {case}{mark} | {' / '.join(f'{v:.2f}x' for v in ratios)} | "
+            f"{profile['model_run_us']:.0f} | {ops} |"
         )
     return lines
 
