@@ -6,9 +6,9 @@ One command, from the repository root:
 
 It measures two full runs back to back (`--runs N` for another count) and writes
 bench/RESULTS.md (both runs' ratios side by side, with their largest disagreement),
-bench/results.json (every figure of both runs) and bench/throughput.png. About 25 minutes on
-two shared cores. `--quick` times one case in fewer rounds and writes to a temporary
-folder: a smoke test of the script, its figures not representative.
+bench/results.json (every figure of both runs) and bench/throughput.png. About 15 minutes
+on two cores at load 4, 25 at load 12. `--quick` times one case in fewer rounds and writes
+to a temporary folder: a smoke test of the script, its figures not representative.
 
 The cases are every policy kind of `tests/kinds.py` (`KINDS`, at its `BENCH` size: a 27-dim
 observation, hidden width 64) plus a large actor-critic. Times are ratios against jitted
