@@ -132,7 +132,14 @@ def _agreement(data: dict) -> list[str]:
     if len(runs) < 2:
         return ["One run only: nothing to compare (run without `--runs 1`)."]
     lines = [
-        "Disagreement is max/min - 1 of the runs' ratios (0% = identical).",
+        "Disagreement is max/min - 1 of the runs' ratios (0% = identical). Why two readings: "
+        "on this shared machine a call's CPU time, for every runtime at once, drifts by up to "
+        "2x over seconds as other jobs come and go (the per-round figures in results.json "
+        "show it), and not by the same factor for every runtime. The median over rounds of "
+        "each runtime can then fall in different phases of that drift; the fastest round of "
+        "each is the least disturbed state of the machine, which both runs reach. (The "
+        "fastest-round reading was added after a first pair of runs showed this; the runs "
+        "here are a later, separate pair.)",
         "",
     ]
     for metric, label in METRICS.items():
