@@ -1,15 +1,23 @@
-"""The benchmark suite: export cost, graph shape, latency and throughput per runtime.
+"""The benchmark suite: every policy kind, export cost, and each runtime against jitted JAX.
 
-Every figure is measured in one run on one machine and reported as a ratio against
-jitted JAX from the same run (these machines are shared and noisy). Run from the
-repository root:
+One command, from the repository root:
 
     .venv/bin/pip install -e '.[bench]' && .venv/bin/python bench/run.py
 
-It writes bench/RESULTS.md, bench/results.json and bench/throughput.png. Each timing runs
-in a worker process pinned with `taskset` to one core (1 thread) or two (2 threads), with
-every runtime's thread count set to match, and with OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE
-unset (set on these machines, they slow numpy's matmul, which the compute floor uses).
+It measures two full runs back to back (`--runs N` for another count) and writes
+bench/RESULTS.md (both runs' ratios side by side, with their largest disagreement),
+bench/results.json (every figure of both runs) and bench/throughput.png. About 15 minutes
+on two cores at load 4, 25 at load 12. `--quick` times one case in fewer rounds and writes
+to a temporary folder: a smoke test of the script, its figures not representative.
+
+The cases are every policy kind of `tests/kinds.py` (`KINDS`, at its `BENCH` size: a 27-dim
+observation, hidden width 64) plus a large actor-critic. Times are ratios against jitted
+JAX measured in the same process in interleaved rounds (JAX, onnxruntime .onnx,
+onnxruntime .ort, TensorFlow, then the reverse order, ...; each round a fixed number of
+calls per runtime), so that load from other processes falls on every runtime alike.
+Each worker process is pinned with `taskset` to one core (1 thread) or two (2 threads),
+every runtime's thread count set to match, with OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset
+(set on these machines, they slow numpy's matmul, which the compute floor uses).
 """
 
 from __future__ import annotations
@@ -19,206 +27,335 @@ import datetime
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-BATCHES = (1, 16, 256, 4096)
+sys.path.insert(0, str(ROOT / "tests"))  # kinds.py: the policy kinds the tests export too
+
+BATCHES = (1, 256, 4096)
+THREADS = (1, 2)
+REFERENCE = "jax (jit)"
+# Interleaving: rounds per (case, threads, batch), and how long one runtime's round lasts
+# (its call count is fixed from a warm-up estimate, at least MIN_CALLS).
+ROUNDS = 24
+ROUND_SECONDS = 0.01
+MIN_CALLS = 3
+PROFILE_CALLS = 20
+LARGE = "actor_critic_large"
+LARGE_KWARGS = {
+    "feature_size": 64,
+    "feature_width": 256,
+    "feature_depth": 3,
+    "value_width": 256,
+    "value_depth": 3,
+    "action_width": 256,
+    "action_depth": 3,
+}
 
 
 @dataclass(frozen=True)
 class Case:
-    """One policy to benchmark."""
+    """One policy to benchmark: a kind from tests/kinds.py (or the large actor-critic)."""
 
     name: str
-    action: str  # Discrete, Box, MultiDiscrete, MultiBinary
-    kwargs: dict = field(default_factory=dict)
-    obs_dim: int = 27
+    description: str
 
 
 CASES = (
-    Case("discrete-default", "Discrete"),
-    Case("box-default", "Box"),
-    Case("multidiscrete-default", "MultiDiscrete"),
-    Case("multibinary-default", "MultiBinary"),
-    Case(
-        "discrete-large",
-        "Discrete",
-        {
-            "feature_size": 64,
-            "feature_width": 256,
-            "feature_depth": 3,
-            "value_width": 256,
-            "value_depth": 3,
-            "action_width": 256,
-            "action_depth": 3,
-        },
-    ),
+    Case("actor_critic_discrete", "actor-critic, Discrete(5), masked"),
+    Case("actor_critic_box", "actor-critic, Box(2) (Gaussian mean)"),
+    Case("actor_critic_multidiscrete", "actor-critic, MultiDiscrete(3, 4, 2), masked"),
+    Case("actor_critic_multibinary", "actor-critic, MultiBinary(4), masked"),
+    Case(LARGE, "actor-critic, Discrete(5), masked, widths 256, depth 3"),
+    Case("q", "Q-values, Discrete(5), masked argmax"),
+    Case("sac", "SAC-like, tanh-squashed Gaussian mode, Box(2)"),
+    Case("deterministic", "deterministic, tanh MLP scaled to Box(2)"),
+    Case("discrete_sac", "discrete SAC, argmax of logits, no mask input"),
+    Case("actor_critic_dict", "actor-critic, Dict observation (4 leaves), Discrete(3)"),
 )
 
 
-def make_policy(case: Case):
+def make_policy(name: str) -> Any:
     import jax
-    import numpy as np
 
-    from policyport.policy import (
-        Box,
-        Discrete,
-        MLPActorCriticPolicy,
-        MultiBinary,
-        MultiDiscrete,
-        SpacesEnv,
-    )
+    from kinds import BENCH, KINDS, observation_space
+    from policyport.policy import Discrete, MLPActorCriticPolicy, SpacesEnv
 
-    action = {
-        "Discrete": lambda: Discrete(9),
-        "Box": lambda: Box(-np.ones(6, np.float32), np.ones(6, np.float32)),
-        "MultiDiscrete": lambda: MultiDiscrete((3, 3, 3)),
-        "MultiBinary": lambda: MultiBinary(9),
-    }[case.action]()
-    observation = Box(-np.ones(case.obs_dim, np.float32), np.ones(case.obs_dim, np.float32))
-    return MLPActorCriticPolicy(
-        SpacesEnv(observation, action), key=jax.random.key(0), **case.kwargs
-    )
+    if name == LARGE:
+        env = SpacesEnv(observation_space(BENCH), Discrete(5))
+        return MLPActorCriticPolicy(env, key=jax.random.key(0), **LARGE_KWARGS)
+    return KINDS[name](0, size=BENCH)
 
 
-def _layer_shapes(policy) -> list[tuple[int, int]]:
+def _layer_shapes(policy: Any) -> list[tuple[int, int]]:
     """(in, out) of every linear layer (`"scalar"` sizes count as 1)."""
-    return [
-        tuple(1 if d == "scalar" else int(d) for d in (m.in_features, m.out_features))
-        for m in jax_tree_modules(policy)
-    ]
-
-
-def flops_per_observation(policy) -> int:
-    """2 x multiply-adds of every linear layer the JAX policy runs for action and value."""
-    return sum(2 * i * o for i, o in _layer_shapes(policy))
-
-
-def jax_tree_modules(tree):
     import equinox as eqx
     import jax
 
+    layers = jax.tree.leaves(policy, is_leaf=lambda x: isinstance(x, eqx.nn.Linear))
     return [
-        x
-        for x in jax.tree.leaves(tree, is_leaf=lambda x: isinstance(x, eqx.nn.Linear))
-        if isinstance(x, eqx.nn.Linear)
+        tuple(1 if d == "scalar" else int(d) for d in (m.in_features, m.out_features))
+        for m in layers
+        if isinstance(m, eqx.nn.Linear)
     ]
+
+
+def flops_per_observation(policy: Any) -> int:
+    """2 x multiply-adds of every linear layer the policy holds (an upper bound on what a
+    deterministic call runs: SAC's log-std head, for one, is not run)."""
+    return sum(2 * i * o for i, o in _layer_shapes(policy))
 
 
 # ---------------------------------------------------------------------------------------
 # Worker: runs pinned, measures one case at one thread count.
 
-
-def _timings(call, *, min_seconds: float, min_calls: int) -> list[float]:
-    for _ in range(3):
-        call()  # warm up (first calls allocate, compile, prepack)
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < min_calls or time.perf_counter() - start < min_seconds:
-        t = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - t)
-    return times
+Call = Callable[[], Any]
 
 
-def _summary(times: list[float], batch: int) -> dict:
+def _median(values: list[float]) -> float:
     import numpy as np
 
-    median = float(np.median(times))
+    return float(np.median(values))
+
+
+def _calls_per_round(call: Call) -> int:
+    """Warm up (first calls allocate, compile, prepack), then size a round to ROUND_SECONDS
+    of this process's CPU time (which other processes' load does not stretch)."""
+    for _ in range(3):
+        call()
+    count, cpu, start = 0, time.process_time(), time.perf_counter()
+    while count < 5 or time.perf_counter() - start < 0.05:
+        call()
+        count += 1
+    per_call = (time.process_time() - cpu) / count
+    return max(MIN_CALLS, min(2000, round(ROUND_SECONDS / max(per_call, 1e-7))))
+
+
+def _timed(call: Call) -> tuple[float, float]:
+    """One call's (CPU, wall) seconds, CPU time being this whole process's."""
+    cpu, wall = time.process_time(), time.perf_counter()
+    call()
+    return time.process_time() - cpu, time.perf_counter() - wall
+
+
+def clock_overhead() -> tuple[float, float]:
+    """What `_timed` reports for a call that does nothing (median): subtracted from every
+    figure, so that the clocks' own cost does not pull ratios towards 1."""
+    empty = [_timed(lambda: None) for _ in range(2000)]
+    return _median([c for c, _ in empty]), _median([w for _, w in empty])
+
+
+def interleaved(calls: dict[str, Call], rounds: int) -> dict[str, dict]:
+    """Per runtime and round: the median CPU time and the median wall time of a call.
+
+    Runtimes alternate round by round; odd rounds run them in reverse order, so none
+    always follows the same one. Each runtime's round starts with one untimed call (the
+    previous runtime evicted its caches). CPU time is this process's, every thread of it
+    (`time.process_time`): on a core shared with other processes it counts the work of a
+    call and not the time spent waiting for the core; wall time counts both. Medians, of
+    calls in a round and then of rounds, leave out the calls another process interrupted.
+    """
+    import numpy as np
+
+    counts = {name: _calls_per_round(call) for name, call in calls.items()}
+    cpu_overhead, wall_overhead = clock_overhead()
+    order = list(calls)
+    wall: dict[str, list[float]] = {name: [] for name in calls}
+    cpu: dict[str, list[float]] = {name: [] for name in calls}
+    every: dict[str, list[float]] = {name: [] for name in calls}
+    for r in range(rounds):
+        for name in order if r % 2 == 0 else order[::-1]:
+            call = calls[name]
+            call()
+            timed = [_timed(call) for _ in range(counts[name])]
+            cpu[name].append(_median([c for c, _ in timed]) - cpu_overhead)
+            wall[name].append(_median([w for _, w in timed]) - wall_overhead)
+            every[name].extend(w for _, w in timed)
     return {
-        "median_us": median * 1e6,
-        "p99_us": float(np.percentile(times, 99)) * 1e6,
-        "calls": len(times),
-        "obs_per_s": batch / median,
+        name: {
+            "calls_per_round": counts[name],
+            "clock_overhead_us": [cpu_overhead * 1e6, wall_overhead * 1e6],
+            "cpu_rounds_us": [t * 1e6 for t in cpu[name]],
+            "wall_rounds_us": [t * 1e6 for t in wall[name]],
+            "cpu_us": _median(cpu[name]) * 1e6,
+            "wall_us": _median(wall[name]) * 1e6,
+            "p99_us": float(np.percentile(every[name], 99)) * 1e6,
+        }
+        for name in calls
     }
 
 
-def _inputs(policy, batch: int):
-    from policyport.runtime_checks import sample_inputs
+def _with_ratios(results: dict[str, dict], batch: int) -> dict[str, dict]:
+    """Add each runtime's speed against JAX, in CPU and in wall time.
+
+    `vs_jax_<metric>` is the ratio of the medians over rounds, with the quartiles of the
+    per-round ratios (each round against the JAX round of the same index);
+    `vs_jax_<metric>_best` is the ratio of the fastest rounds, each runtime's least
+    disturbed round: on this shared machine the speed of a call drifts by up to 2x over
+    seconds, as other jobs come and go, and not alike for every runtime.
+    """
+    import numpy as np
+
+    for metric in ("cpu", "wall"):
+        jax_rounds = np.array(results[REFERENCE][f"{metric}_rounds_us"])
+        for entry in results.values():
+            rounds = np.array(entry[f"{metric}_rounds_us"])
+            entry[f"vs_jax_{metric}"] = results[REFERENCE][f"{metric}_us"] / entry[f"{metric}_us"]
+            entry[f"vs_jax_{metric}_quartiles"] = [
+                float(np.percentile(jax_rounds / rounds, q)) for q in (25, 75)
+            ]
+            entry[f"{metric}_best_us"] = float(rounds.min())
+            entry[f"vs_jax_{metric}_best"] = float(jax_rounds.min() / rounds.min())
+            entry[f"obs_per_{metric}_s"] = batch / (entry[f"{metric}_us"] * 1e-6)
+    return results
+
+
+def _inputs(policy: Any, batch: int) -> dict:
+    from policyport.checks import sample_inputs
 
     return sample_inputs(policy, seed=batch, batch=batch)
 
 
-def _runners(policy, artifacts: dict[str, str], threads: int) -> dict:
-    """name -> function(inputs) returning a callable that runs one batch."""
+def _jax_forward(policy: Any) -> Callable[..., Any]:
+    """The policy's own `__call__` and heads, vmapped and jitted, on the contract's inputs.
+
+    The policy is closed over: `jax.jit` of a plain function is JAX's fastest call path
+    (`eqx.filter_jit` re-partitions the module on every call, ~80 us at batch 1).
+    """
+    import jax
+
+    import policyport
+
+    traced = policyport.trace(policy)
+    space = traced.observation_space
+    leaves = len(traced.observation_inputs)
+    masked = traced.description.mask_input
+    heads = traced.description.heads
+
+    def row(*arrays):
+        observation = space.unflatten(list(arrays[:leaves]))
+        mask = arrays[leaves] if masked else None
+        _, action = policy(None, observation, action_mask=mask)
+        return (action, *(getattr(policy, head)(None, observation)[1] for head in heads))
+
+    batched = jax.jit(jax.vmap(row))
+    return lambda inputs: [inputs[name] for name in traced.input_names], batched
+
+
+def _runners(policy: Any, artifacts: dict[str, str], threads: int) -> dict[str, Callable]:
+    """runtime name -> function(inputs) returning a call that runs one batch."""
     import jax
     import jax.numpy as jnp
-    import onnxruntime as ort
 
-    # The policy is closed over: `jax.jit` of a plain function is JAX's fastest call path
-    # (`eqx.filter_jit` re-partitions the module on every call, ~80 us at batch 1).
-    @jax.jit
-    def jax_forward(observation, mask):
-        action = jax.vmap(lambda o, m: policy(None, o, action_mask=m)[1])(observation, mask)
-        value = jax.vmap(lambda o: policy.value(None, o)[1])(observation)
-        return action, value
-
-    @jax.jit
-    def jax_forward_unmasked(observation):
-        action = jax.vmap(lambda o: policy(None, o)[1])(observation)
-        value = jax.vmap(lambda o: policy.value(None, o)[1])(observation)
-        return action, value
+    arguments, forward = _jax_forward(policy)
 
     def jax_runner(inputs):
-        observation = jnp.asarray(inputs["observation"])
-        if "action_mask" in inputs:
-            mask = jnp.asarray(inputs["action_mask"])
-            return lambda: jax.block_until_ready(jax_forward(observation, mask))
-        return lambda: jax.block_until_ready(jax_forward_unmasked(observation))
+        arrays = [jnp.asarray(a) for a in arguments(inputs)]
+        return lambda: jax.block_until_ready(forward(*arrays))
 
     def ort_runner(path):
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        session = _ort_session(path, threads)
         return lambda inputs: lambda: session.run(None, inputs)
 
-    runners = {"jax (jit)": jax_runner}
-    runners["onnxruntime .onnx"] = ort_runner(artifacts["onnx"])
-    runners["onnxruntime .ort"] = ort_runner(artifacts["ort"])
+    runners = {
+        REFERENCE: jax_runner,
+        "onnxruntime .onnx": ort_runner(artifacts["onnx"]),
+        "onnxruntime .ort": ort_runner(artifacts["ort"]),
+    }
     if "savedmodel" in artifacts:
-        import tensorflow as tf
+        from policyport.formats import RUNTIMES
 
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-        serve = tf.saved_model.load(artifacts["savedmodel"]).signatures["serving_default"]
-
-        def tf_runner(inputs):
-            tensors = {k: tf.constant(v) for k, v in inputs.items()}
-            return lambda: serve(**tensors)
-
-        runners["tensorflow savedmodel"] = tf_runner
+        _tensorflow(threads)  # thread pools sized before the runtime loads the model
+        runtime = next(r for r in RUNTIMES.values() if "savedmodel" in r.formats)
+        run = runtime.load(Path(artifacts["savedmodel"]))
+        runners["tensorflow savedmodel"] = lambda inputs: lambda: run(inputs)
     return runners
 
 
-def worker(case_name: str, threads: int, artifacts: dict[str, str], with_tf: bool) -> dict:
-    case = next(c for c in CASES if c.name == case_name)
-    policy = make_policy(case)
-    if not with_tf:
-        artifacts = {k: v for k, v in artifacts.items() if k != "savedmodel"}
-    results: dict = {}
-    for name, make in _runners(policy, artifacts, threads).items():
-        results[name] = {}
-        for batch in BATCHES:
-            slow = name.startswith("tensorflow")
-            call = make(_inputs(policy, batch))
-            times = _timings(
-                call,
-                min_seconds=0.3 if slow else 0.6,
-                min_calls=(200 if slow else 2000) if batch == 1 else 20,
-            )
-            results[name][batch] = _summary(times, batch)
+def _ort_session(path: str, threads: int, profile_prefix: str | None = None) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
+    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+
+def _tensorflow(threads: int) -> Any:
+    """TensorFlow with its thread pools sized to the pinning (before any op runs)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    return tf
+
+
+def ort_profile(path: str, inputs: dict, threads: int) -> dict:
+    """Where onnxruntime's time goes: per-call microseconds by op type (its profiler)."""
+    with tempfile.TemporaryDirectory(prefix="policyport-profile-") as tmp:
+        session = _ort_session(path, threads, profile_prefix=str(Path(tmp) / "ort"))
+        for _ in range(3 + PROFILE_CALLS):
+            session.run(None, inputs)
+        events = json.loads(Path(session.end_profiling()).read_text())
+    # The warm-up calls are profiled too: count only the nodes inside the last runs.
+    runs = sorted(
+        (e["ts"], e["ts"] + e["dur"])
+        for e in events
+        if e.get("cat") == "Session" and e["name"] == "model_run"
+    )[-PROFILE_CALLS:]
+    per_run: list[Counter[str]] = [Counter() for _ in runs]
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            for i, (start, end) in enumerate(runs):
+                if start <= e["ts"] <= end:
+                    per_run[i][e["args"]["op_name"]] += e["dur"]
+    ops = {op for run in per_run for op in run}
+    # Medians over runs, like every other figure here: a preempted run must not dominate.
+    by_op = {op: _median([run[op] for run in per_run]) for op in ops}
+    return {
+        "model_run_us": _median([end - start for start, end in runs]),
+        "ops_us": dict(sorted(by_op.items(), key=lambda kv: -kv[1])),
+    }
+
+
+def worker(threads: int, artifacts: dict[str, dict[str, str]], rounds: int) -> dict:
+    """Every case at one thread count, in this one pinned process (imports paid once)."""
+    results = {}
+    for name, paths in artifacts.items():
+        print(f"[bench worker] {_now()} {name}: {threads} thread(s)", file=sys.stderr, flush=True)
+        results[name] = measure_case(name, paths, threads, rounds)
     return results
 
 
-def matmul_rate(policy, threads: int) -> float:
+def measure_case(case_name: str, artifacts: dict[str, str], threads: int, rounds: int) -> dict:
+    policy = make_policy(case_name)
+    runners = _runners(policy, artifacts, threads)
+    results: dict = {"batches": {}}
+    for batch in BATCHES:
+        inputs = _inputs(policy, batch)
+        calls = {name: make(inputs) for name, make in runners.items()}
+        results["batches"][batch] = _with_ratios(interleaved(calls, rounds), batch)
+    if threads == 1:
+        results["ort_profile_4096"] = ort_profile(artifacts["onnx"], _inputs(policy, 4096), 1)
+    results["matmul_gflops"] = matmul_rate(policy)
+    return results
+
+
+def matmul_rate(policy: Any) -> float:
     """float32 GFLOP/s of numpy matmuls at the policy's layer shapes, batch 4096."""
     import numpy as np
 
@@ -230,10 +367,30 @@ def matmul_rate(policy, threads: int) -> float:
         for (i, _), weight in zip(layers, w, strict=True):
             x[i] @ weight.T
 
-    times = _timings(run, min_seconds=1.0, min_calls=50)
+    for _ in range(3):
+        run()
+    times = []
+    start = time.perf_counter()
+    while len(times) < 50 or time.perf_counter() - start < 0.5:
+        t = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t)
     flops = sum(2 * 4096 * i * o for i, o in layers)
     # The best time: the rate the machine can reach, which other load only ever lowers.
-    return flops / float(np.min(times)) / 1e9
+    return flops / min(times) / 1e9
+
+
+def export_worker(case_name: str, output: str) -> dict:
+    """Export one case to every format with policyport's API, in this fresh process."""
+    import policyport
+
+    policy = make_policy(case_name)
+    results = {}
+    for result in policyport.export(policy, "all", output, force=True):
+        if not result.report.passed:
+            raise RuntimeError(f"{case_name}: parity failed\n{result.report.to_table()}")
+        results[result.format] = {"stages_s": result.seconds, "path": str(result.paths[0])}
+    return results
 
 
 # ---------------------------------------------------------------------------------------
@@ -254,106 +411,154 @@ def _pinned(threads: int) -> list[str]:
     return ["taskset", "-c", "0" if threads == 1 else "0,1"]
 
 
+def _last_json(done: subprocess.CompletedProcess, what: str) -> dict:
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"{what} failed (exit {done.returncode}):\n{(done.stderr or '')[-4000:]}"
+        )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _size(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
 def measure_export(case: Case, folder: Path) -> dict:
-    """Wall time of `export-policy` per format in a fresh process, and whether TF loaded."""
-    policy = make_policy(case)
-    model = folder / f"{case.name}.eqx"
-    policy.serialize(model)
-    results = {}
-    probe = (
-        "import sys, json; from policyport._cli import run; code = run(sys.argv[1:]); "
-        "print(json.dumps({'code': code, 'tensorflow': 'tensorflow' in sys.modules}))"
+    """Each format's export stages (trace, lower, check, write) in one fresh process."""
+    done = subprocess.run(
+        [sys.executable, __file__, "--export", case.name, "--output", folder / f"{case.name}.x"],
+        capture_output=True,
+        text=True,
+        check=False,
     )
-    for fmt in ("onnx", "ort", "savedmodel", "stablehlo"):
-        start = time.perf_counter()
-        done = subprocess.run(
-            [sys.executable, "-c", probe, str(model), "--format", fmt, "--force"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        seconds = time.perf_counter() - start
-        last = json.loads(done.stdout.strip().splitlines()[-1])
-        if last["code"] != 0:
-            raise RuntimeError(f"export of {case.name} to {fmt} failed:\n{done.stderr}")
-        suffix = {
-            "onnx": ".onnx",
-            "ort": ".ort",
-            "savedmodel": ".savedmodel",
-            "stablehlo": ".stablehlo",
-        }[fmt]
-        path = model.with_suffix(suffix)
-        size = (
-            sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-            if path.is_dir()
-            else path.stat().st_size
-        )
-        results[fmt] = {
-            "wall_s": seconds,
-            "tensorflow_imported": last["tensorflow"],
-            "bytes": size,
-            "path": str(path),
-        }
+    results = _last_json(done, f"export of {case.name}")
+    for entry in results.values():
+        entry["export_s"] = sum(entry["stages_s"].values())
+        entry["bytes"] = _size(Path(entry["path"]))
     import onnx
 
-    graph = onnx.load(model.with_suffix(".onnx")).graph
+    graph = onnx.load(results["onnx"]["path"]).graph
     results["onnx"]["ops"] = dict(Counter(n.op_type for n in graph.node))
     return results
 
 
-def orchestrate(quick: bool) -> dict:
+def measure_cli_export(folder: Path) -> dict:
+    """`export-policy --format onnx` on the default actor-critic's file: the CLI's wall time."""
+    policy = make_policy("actor_critic_discrete")
+    model = folder / "cli.eqx"
+    policy.serialize(model)
+    probe = (
+        "import sys, json; from policyport._cli import run; code = run(sys.argv[1:]); "
+        "print(json.dumps({'code': code, 'tensorflow': 'tensorflow' in sys.modules}))"
+    )
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(model), "--format", "onnx", "--force"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    last = _last_json(done, "export-policy")
+    if last["code"] != 0:
+        raise RuntimeError(f"export-policy exited {last['code']}:\n{done.stderr[-4000:]}")
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return {"wall_s": seconds, "cpu_s": cpu, "tensorflow_imported": last["tensorflow"]}
+
+
+def machine_load() -> dict:
+    """What else the machine is doing: load averages and the busiest processes' names."""
+    one, five, fifteen = (float(x) for x in Path("/proc/loadavg").read_text().split()[:3])
+    top = subprocess.run(
+        ["ps", "-eo", "pcpu=,comm=", "--sort=-pcpu"], capture_output=True, text=True, check=False
+    ).stdout.splitlines()[:8]
+    busy = [
+        {"cpu_percent": float(p), "command": c}
+        for p, _, c in (line.strip().partition(" ") for line in top)
+    ]
+    return {"loadavg": [one, five, fifteen], "busiest": busy}
+
+
+def measure_run(cases: tuple[Case, ...], artifacts: dict, rounds: int, with_tf: bool) -> dict:
+    """One full pass: every case at every thread count, each in its own pinned worker."""
+    run: dict = {
+        "started": _now(),
+        "load_before": machine_load(),
+        "loadavg_1min": [],
+    }
+    paths = {
+        case.name: {k: v for k, v in artifacts[case.name].items() if with_tf or k != "savedmodel"}
+        for case in cases
+    }
+    by_threads = {}
+    for threads in THREADS:
+        print(f"[bench] {_now()} {threads} thread(s)", flush=True)
+        run["loadavg_1min"].append(machine_load()["loadavg"][0])
+        done = subprocess.run(
+            [
+                *_pinned(threads),
+                sys.executable,
+                __file__,
+                "--worker",
+                "--threads",
+                str(threads),
+                "--artifacts",
+                json.dumps(paths),
+                "--rounds",
+                str(rounds),
+            ],
+            stdout=subprocess.PIPE,  # its progress lines and any traceback go to our stderr
+            text=True,
+            env=_worker_env(threads),
+            check=False,
+        )
+        by_threads[threads] = _last_json(done, f"worker ({threads} thread(s))")
+    run["loadavg_1min"].append(machine_load()["loadavg"][0])
+    run["cases"] = {c.name: {t: by_threads[t][c.name] for t in THREADS} for c in cases}
+    run["finished"] = _now()
+    run["load_after"] = machine_load()
+    return run
+
+
+def orchestrate(quick: bool, runs: int, command: str) -> dict:
     cases = CASES[:1] if quick else CASES
+    rounds = 5 if quick else ROUNDS
     data: dict = {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "date": _now(),
+        "command": command,
+        "commit": _commit(),
         "machine": {
             "cpu": _cpu_name(),
             "cores": os.cpu_count(),
             "python": platform.python_version(),
         },
         "versions": _versions(),
+        "method": {"rounds": rounds, "round_seconds": ROUND_SECONDS, "batches": list(BATCHES)},
         "cases": {},
+        "runs": [],
     }
     with tempfile.TemporaryDirectory(prefix="policyport-bench-") as tmp:
         folder = Path(tmp)
+        artifacts = {}
         for case in cases:
-            print(f"[bench] {case.name}: exports", flush=True)
+            print(f"[bench] {_now()} {case.name}: exports", flush=True)
             exports = measure_export(case, folder)
-            policy = make_policy(case)
-            entry = {
-                "action": case.action,
-                "kwargs": case.kwargs,
+            policy = make_policy(case.name)
+            data["cases"][case.name] = {
+                "description": case.description,
                 "flops_per_obs": flops_per_observation(policy),
                 "exports": exports,
-                "runs": {},
             }
-            artifacts = {k: v["path"] for k, v in exports.items()}
-            for threads in (1, 2):
-                print(f"[bench] {case.name}: {threads} thread(s)", flush=True)
-                with_tf = case.name == "discrete-default" or not quick
-                done = subprocess.run(
-                    [
-                        *_pinned(threads),
-                        sys.executable,
-                        __file__,
-                        "--worker",
-                        case.name,
-                        "--threads",
-                        str(threads),
-                        "--artifacts",
-                        json.dumps(artifacts),
-                        *(["--with-tf"] if with_tf else []),
-                    ],
-                    capture_output=True,
-                    text=True,
-                    env=_worker_env(threads),
-                    check=False,
-                )
-                if done.returncode != 0:
-                    raise RuntimeError(f"worker failed:\n{done.stderr[-4000:]}")
-                entry["runs"][threads] = json.loads(done.stdout.strip().splitlines()[-1])
-            if case.name == "discrete-default":
-                data["cpp"] = measure_cpp(Path(artifacts["onnx"]))
-            data["cases"][case.name] = entry
+            artifacts[case.name] = {k: v["path"] for k, v in exports.items()}
+        data["cli_export"] = measure_cli_export(folder)
+        data["cpp"] = measure_cpp(Path(artifacts[cases[0].name]["onnx"]))
+        for i in range(runs):
+            print(f"[bench] {_now()} run {i + 1} of {runs}", flush=True)
+            data["runs"].append(measure_run(cases, artifacts, rounds, with_tf=not quick))
     return data
 
 
@@ -367,9 +572,9 @@ def measure_cpp(model: Path) -> dict | None:
     )
     program = ROOT / "examples" / "cpp" / "build" / "bench_latency"
     if build.returncode != 0 or not program.exists():
-        print(f"[bench] C++ skipped: examples/cpp did not build\n{build.stderr[-2000:]}")
+        print(f"[bench] C++ not measured: examples/cpp did not build\n{build.stderr[-2000:]}")
         return None
-    print("[bench] discrete-default: C++", flush=True)
+    print(f"[bench] {_now()} C++ latency", flush=True)
     done = subprocess.run(
         [*_pinned(1), str(program), str(model), "20000"],
         capture_output=True,
@@ -378,6 +583,20 @@ def measure_cpp(model: Path) -> dict | None:
         env=_worker_env(1),
     )
     return {"modes": [json.loads(line) for line in done.stdout.splitlines() if line.strip()]}
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+def _commit() -> str:
+    done = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done.stdout.strip() or "unknown"
 
 
 def _cpu_name() -> str:
@@ -399,22 +618,35 @@ def _versions() -> dict[str, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--worker")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--artifacts")
-    parser.add_argument("--with-tf", action="store_true")
-    parser.add_argument("--quick", action="store_true", help="only the first case")
+    parser.add_argument("--runs", type=int, default=2, help="full runs to measure and compare")
+    parser.add_argument("--quick", action="store_true", help="one case, 5 rounds: a smoke test")
+    # Internal: the pinned timing worker and the fresh-process export.
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--artifacts", help=argparse.SUPPRESS)
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help=argparse.SUPPRESS)
+    parser.add_argument("--export", help=argparse.SUPPRESS)
+    parser.add_argument("--output", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        results = worker(args.worker, args.threads, json.loads(args.artifacts), args.with_tf)
-        case = next(c for c in CASES if c.name == args.worker)
-        results["matmul_gflops"] = matmul_rate(make_policy(case), args.threads)
-        print(json.dumps(results))
+        artifacts = json.loads(args.artifacts)
+        print(json.dumps(worker(args.threads, artifacts, args.rounds)))
         return
-    data = orchestrate(args.quick)
+    if args.export:
+        print(json.dumps(export_worker(args.export, args.output)))
+        return
+    if args.runs < 1:
+        parser.error(f"--runs must be at least 1, found {args.runs}")
+    command = "python bench/run.py" + (" --quick" if args.quick else "")
+    if args.runs != 2:
+        command += f" --runs {args.runs}"
+    data = orchestrate(args.quick, args.runs, command)
     from report import write_report
 
-    write_report(data, HERE)
+    # A smoke test must not replace the committed results.
+    folder = Path(tempfile.mkdtemp(prefix="policyport-bench-quick-")) if args.quick else HERE
+    write_report(data, folder)
+    print(f"[bench] wrote {folder / 'RESULTS.md'}", flush=True)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ Q-values). `LayerNormPolicy` is a user's own equinox policy. The bench reads thi
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import equinox as eqx
@@ -45,6 +46,46 @@ DICT_OBSERVATION = Dict(
     }
 )
 TUPLE_OBSERVATION = Tuple([Box(-np.ones(2, np.float32), np.ones(2, np.float32)), Discrete(3)])
+
+
+@dataclass(frozen=True)
+class Size:
+    """How large a kind's networks are.
+
+    `observation` is the length of the observation's Box (the Dict and Tuple kinds: of their
+    first Box leaf); 0 keeps the tests' spaces above. `width` is the hidden width of the
+    kinds other than actor-critic (`MLPActorCriticPolicy` keeps its own default widths).
+    """
+
+    observation: int = 0
+    width: int = 32
+
+
+SMALL = Size()
+# The bench's sizes: a 27-dim observation (as its actor-critic cases always had) and
+# lerax's default hidden width, 64, so a call does enough work to time.
+BENCH = Size(observation=27, width=64)
+
+
+def _unit_box(n: int) -> Box:
+    return Box(-np.ones(n, np.float32), np.ones(n, np.float32))
+
+
+def observation_space(size: Size = SMALL) -> Box:
+    """The Box observation of the flat kinds at `size`."""
+    return OBSERVATION if not size.observation else _unit_box(size.observation)
+
+
+def dict_observation_space(size: Size = SMALL) -> Dict:
+    if not size.observation:
+        return DICT_OBSERVATION
+    return Dict({**DICT_OBSERVATION.spaces, "position": _unit_box(size.observation)})
+
+
+def tuple_observation_space(size: Size = SMALL) -> Tuple:
+    if not size.observation:
+        return TUPLE_OBSERVATION
+    return Tuple([_unit_box(size.observation), *TUPLE_OBSERVATION.spaces[1:]])
 
 
 class _Stateless(eqx.Module):
@@ -180,26 +221,36 @@ class LayerNormPolicy(_Stateless):
         return None, self.critic(self._features(observation))
 
 
-def _actor_critic(observation: Any, action: Any) -> Callable[[int], Any]:
-    return lambda seed: MLPActorCriticPolicy(SpacesEnv(observation, action), key=jr.key(seed))
+Observation = Callable[[Size], Any]
+Kind = Callable[..., Any]  # (seed, *, size=SMALL) -> policy
 
 
-def _kind(cls: type, observation: Any, action: Any) -> Callable[[int], Any]:
-    return lambda seed: cls(SpacesEnv(observation, action), key=jr.key(seed))
+def _actor_critic(observation: Observation, action: Any) -> Kind:
+    def make(seed: int, *, size: Size = SMALL) -> Any:
+        return MLPActorCriticPolicy(SpacesEnv(observation(size), action), key=jr.key(seed))
+
+    return make
 
 
-# name -> seed -> policy. Every kind, every action space, Dict and Tuple observations.
-KINDS: dict[str, Callable[[int], Any]] = {
-    "actor_critic_discrete": _actor_critic(OBSERVATION, Discrete(5)),
-    "actor_critic_box": _actor_critic(OBSERVATION, ACTION_BOX),
-    "actor_critic_multidiscrete": _actor_critic(OBSERVATION, MultiDiscrete((3, 4, 2))),
-    "actor_critic_multibinary": _actor_critic(OBSERVATION, MultiBinary(4)),
-    "actor_critic_dict": _actor_critic(DICT_OBSERVATION, Discrete(3)),
-    "actor_critic_tuple": _actor_critic(TUPLE_OBSERVATION, MultiDiscrete((2, 3))),
-    "q": _kind(QLikePolicy, OBSERVATION, Discrete(5)),
-    "q_dict": _kind(QLikePolicy, DICT_OBSERVATION, Discrete(4)),
-    "sac": _kind(SACLikePolicy, OBSERVATION, ACTION_BOX),
-    "deterministic": _kind(DeterministicLikePolicy, OBSERVATION, ACTION_BOX),
-    "discrete_sac": _kind(DiscreteSACLikePolicy, OBSERVATION, Discrete(5)),
-    "layernorm": _kind(LayerNormPolicy, OBSERVATION, Discrete(5)),
+def _kind(cls: type, observation: Observation, action: Any) -> Kind:
+    def make(seed: int, *, size: Size = SMALL) -> Any:
+        return cls(SpacesEnv(observation(size), action), key=jr.key(seed), width=size.width)
+
+    return make
+
+
+# name -> (seed, *, size) -> policy. Every kind, every action space, Dict and Tuple observations.
+KINDS: dict[str, Kind] = {
+    "actor_critic_discrete": _actor_critic(observation_space, Discrete(5)),
+    "actor_critic_box": _actor_critic(observation_space, ACTION_BOX),
+    "actor_critic_multidiscrete": _actor_critic(observation_space, MultiDiscrete((3, 4, 2))),
+    "actor_critic_multibinary": _actor_critic(observation_space, MultiBinary(4)),
+    "actor_critic_dict": _actor_critic(dict_observation_space, Discrete(3)),
+    "actor_critic_tuple": _actor_critic(tuple_observation_space, MultiDiscrete((2, 3))),
+    "q": _kind(QLikePolicy, observation_space, Discrete(5)),
+    "q_dict": _kind(QLikePolicy, dict_observation_space, Discrete(4)),
+    "sac": _kind(SACLikePolicy, observation_space, ACTION_BOX),
+    "deterministic": _kind(DeterministicLikePolicy, observation_space, ACTION_BOX),
+    "discrete_sac": _kind(DiscreteSACLikePolicy, observation_space, Discrete(5)),
+    "layernorm": _kind(LayerNormPolicy, observation_space, Discrete(5)),
 }

@@ -16,7 +16,7 @@ import onnx
 import pytest
 
 import policyport
-from kinds import KINDS, OBSERVATION, DiscreteSACLikePolicy, QLikePolicy
+from kinds import BENCH, KINDS, OBSERVATION, DiscreteSACLikePolicy, QLikePolicy
 from policyport import InputError, UnsupportedError
 from policyport.formats import FORMATS, RUNTIMES
 from policyport.policy import Discrete, SpacesEnv
@@ -114,6 +114,21 @@ def test_every_kind_exports_with_parity(tmp_path, kind, format):
         assert [o.name for o in model.graph.output] == list(EXPECTED[kind][0])
         assert json.loads(meta["policyport.mask_input"]) is EXPECTED[kind][1]
         assert json.loads(meta["policyport.contract_version"]) == 2
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_bench_size_keeps_the_contract_and_grows_the_network(kind):
+    """`size=BENCH` (the bench's cases) changes sizes only: same inputs, outputs, mask."""
+    small, large = KINDS[kind](0), KINDS[kind](0, size=BENCH)
+    traced_small, traced = policyport.trace(small), policyport.trace(large)
+    assert traced.input_names == traced_small.input_names
+    assert traced.output_names == traced_small.output_names
+    assert traced.inputs[0].shape == (BENCH.observation,)
+    weights = [int(np.size(x)) for x in jax.tree.leaves(eqx.filter(large, eqx.is_inexact_array))]
+    small_weights = [
+        int(np.size(x)) for x in jax.tree.leaves(eqx.filter(small, eqx.is_inexact_array))
+    ]
+    assert sum(weights) > sum(small_weights)
 
 
 def test_dict_observation_inputs_are_named_per_leaf():
