@@ -40,6 +40,19 @@ def test_default_output_path_and_report(model, capsys):
     assert {o["name"] for o in entry["parity"]["outputs"]} == {"action", "value"}
 
 
+@pytest.mark.parametrize("format", ["onnx", "all"])
+def test_relative_paths_as_the_quick_start_gives_them(model, monkeypatch, format):
+    """`export-policy examples/x/policy.eqx ...` from another folder: relative model and
+    output paths (the staging folder is absolute; publishing must still see them beside)."""
+    monkeypatch.chdir(model.parent.parent)
+    relative = Path(model.parent.name) / model.name
+    assert run([str(relative), "--format", format]) == 0
+    assert (model.parent / "model.onnx").is_file()
+    assert run([str(relative), "--format", "onnx", "-o", f"{model.parent.name}/o.onnx"]) == 0
+    assert (model.parent / "o.onnx").is_file()
+    assert not list(model.parent.glob(".*staging*"))
+
+
 def test_existing_output_needs_force(model, capsys):
     assert run([str(model), "--format", "onnx"]) == 0
     before = (model.parent / "model.onnx").stat().st_mtime_ns

@@ -190,7 +190,7 @@ def publish(moves: list[tuple[Path, Path]], staging: Path, *, force: bool) -> No
                 "replace it."
             )
         for _, target in moves:
-            if target.parent != directory:
+            if target.absolute().parent != directory.absolute():
                 raise ValueError(f"{target} is not beside the staging folder {staging}")
         plan = [[str(s.relative_to(staging)), t.name] for s, t in moves]
         pending = staging / f"{PLAN}.pending"
