@@ -18,10 +18,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.extend.core import ClosedJaxpr, Literal
+from jax.extend.core import ClosedJaxpr, JaxprEqn, Literal
 from jaxtyping import Array
 
-_CALLS = ("jit", "pjit", "closed_call", "core_call")
+from ._simplify import evaluate
+
 _COMPARISONS = ("gt", "ge", "lt", "le")
 
 
@@ -42,66 +43,37 @@ def _compare_margin(a: Array, b: Array) -> Array:
     return jnp.where(jnp.isfinite(a) & jnp.isfinite(b), gap, jnp.inf)
 
 
-def _logit_behind(eqn: Any, inputs: list[Any]) -> Any | None:
-    """The input of a sigmoid (`logistic`, or a jitted function that is just one)."""
-    if eqn is None:
-        return None
-    if eqn.primitive.name == "logistic":
+def _logit_behind(eqn: JaxprEqn | None, inputs: list[Any]) -> Any | None:
+    """The input of a sigmoid (the trace has calls inlined: `logistic` itself)."""
+    if eqn is not None and eqn.primitive.name == "logistic":
         return inputs[0]
-    if eqn.primitive.name in _CALLS:
-        inner = eqn.params.get("jaxpr")
-        body = getattr(inner, "jaxpr", inner)
-        if len(body.eqns) == 1 and body.eqns[0].primitive.name == "logistic":
-            return inputs[0]
     return None
 
 
-def _evaluate(
-    jaxpr: Any,
-    consts: list[Any],
-    args: list[Any],
-    found: list[Array],
-    kind: str,
-    nan: list[Array] | None = None,
-) -> list[Any]:
-    """Evaluate `jaxpr`, appending the margin of every decision it takes to `found` (and,
-    when `nan` is a list, whether that decision's operands hold a NaN to `nan`)."""
-    env: dict[Any, Any] = {}
-    made_by: dict[Any, tuple[Any, list[Any]]] = {}
+def _decisions(closed: ClosedJaxpr, args: list[Any], kind: str) -> tuple[list[Array], list[Array]]:
+    """Evaluate `closed`; per decision of `kind`, its margins and whether it reads a NaN."""
+    margins: list[Array] = []
+    nans: list[Array] = []
+    made_by: dict[Any, tuple[JaxprEqn, list[Any]]] = {}
 
-    def read(v: Any) -> Any:
-        return v.val if isinstance(v, Literal) else env[v]
-
-    env.update(zip(jaxpr.constvars, consts, strict=True))
-    env.update(zip(jaxpr.invars, args, strict=True))
-    for eqn in jaxpr.eqns:
-        inputs = [read(v) for v in eqn.invars]
+    def visit(eqn: JaxprEqn, inputs: list[Any]) -> None:
         name = eqn.primitive.name
-        if name in _CALLS and isinstance(eqn.params.get("jaxpr"), ClosedJaxpr):
-            inner = eqn.params["jaxpr"]
-            outputs = _evaluate(inner.jaxpr, inner.consts, inputs, found, kind, nan)
-        else:
-            params = eqn.primitive.get_bind_params(eqn.params)  # as jax's own eval_jaxpr
-            result = eqn.primitive.bind(*inputs, **params)
-            outputs = list(result) if eqn.primitive.multiple_results else [result]
         if name == "argmax" and kind == "argmax":
-            found.append(_argmax_margin(inputs[0], int(eqn.params["axes"][0])).reshape(-1))
-            if nan is not None:
-                nan.append(jnp.any(jnp.isnan(inputs[0])))
+            margins.append(_argmax_margin(inputs[0], int(eqn.params["axes"][0])).reshape(-1))
+            nans.append(jnp.any(jnp.isnan(inputs[0])))
         elif kind == "compare" and name in _COMPARISONS and not isinstance(eqn.invars[0], Literal):
             a, b = inputs
             logit = _logit_behind(*made_by.get(eqn.invars[0], (None, [])))
             if logit is not None and np.ndim(b) == 0 and isinstance(eqn.invars[1], Literal):
                 a, b = logit, jnp.log(b) - jnp.log1p(-b)  # sigmoid(x) > p  <=>  x > logit(p)
-            found.append(
-                jnp.broadcast_to(_compare_margin(a, b), eqn.outvars[0].aval.shape).reshape(-1)
-            )
-            if nan is not None:
-                nan.append(jnp.any(jnp.isnan(a)) | jnp.any(jnp.isnan(b)))
-        for var, out in zip(eqn.outvars, outputs, strict=True):
-            env[var] = out
+            shape = eqn.outvars[0].aval.shape
+            margins.append(jnp.broadcast_to(_compare_margin(a, b), shape).reshape(-1))
+            nans.append(jnp.any(jnp.isnan(a)) | jnp.any(jnp.isnan(b)))
+        for var in eqn.outvars:
             made_by[var] = (eqn, inputs)
-    return [read(v) for v in jaxpr.outvars]
+
+    evaluate(closed.jaxpr, list(closed.consts), args, visit)
+    return margins, nans
 
 
 def decision_margins(
@@ -117,8 +89,7 @@ def decision_margins(
     size = int(np.prod(action_shape))
 
     def margins(*args: Array) -> Array:
-        found: list[Array] = []
-        _evaluate(closed.jaxpr, closed.consts, list(args), found, kind)
+        found, _ = _decisions(closed, list(args), kind)
         if not found:
             return jnp.full((size,), jnp.inf)
         flat = jnp.concatenate(found)
@@ -134,9 +105,7 @@ def nan_decisions(closed: ClosedJaxpr, kind: str) -> Callable[..., Array]:
     reads a NaN (NaN logits: outside the artifact contract, runtimes differ there)."""
 
     def has_nan(*args: Array) -> Array:
-        found: list[Array] = []
-        nan: list[Array] = []
-        _evaluate(closed.jaxpr, closed.consts, list(args), found, kind, nan)
+        _, nan = _decisions(closed, list(args), kind)
         return jnp.any(jnp.stack(nan)) if nan else jnp.array(False)
 
     return has_nan

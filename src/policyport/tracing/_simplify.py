@@ -12,10 +12,11 @@ on constants raises here, as it would have in JAX.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
-from jax.extend.core import ClosedJaxpr, Jaxpr, Literal, Var
+from jax.extend.core import ClosedJaxpr, Jaxpr, JaxprEqn, Literal, Var
 
 # Calls whose body is inlined; custom-derivative rules do not matter for inference.
 _INLINED = {"jit": "jaxpr", "pjit": "jaxpr", "closed_call": "call_jaxpr"}
@@ -35,7 +36,15 @@ def _body(params: dict[str, Any], key: str) -> tuple[Jaxpr, list[Any]] | None:
     return None
 
 
-def _evaluate(jaxpr: Jaxpr, consts: list[Any], args: list[Any]) -> list[Any]:
+# Called with each equation evaluated (calls are inlined: their body's equations are seen)
+# and its input values: how the decision margins read a trace without a loop of their own.
+Visit = Callable[[JaxprEqn, list[Any]], None]
+
+
+def evaluate(
+    jaxpr: Jaxpr, consts: list[Any], args: list[Any], visit: Visit | None = None
+) -> list[Any]:
+    """Evaluate `jaxpr` on `args` (tracers or values): known values folded, calls inlined."""
     env: dict[Var, Any] = {}
 
     def read(v: Any) -> Any:
@@ -56,11 +65,13 @@ def _evaluate(jaxpr: Jaxpr, consts: list[Any], args: list[Any]) -> list[Any]:
                 result = eqn.primitive.bind(*inputs, **params)
             outputs = list(result) if eqn.primitive.multiple_results else [result]
         elif body is not None:
-            outputs = _evaluate(body[0], body[1], inputs)
+            outputs = evaluate(body[0], body[1], inputs, visit)
         else:
             params = eqn.primitive.get_bind_params(eqn.params)
             result = eqn.primitive.bind(*inputs, **params)
             outputs = list(result) if eqn.primitive.multiple_results else [result]
+        if visit is not None and body is None:
+            visit(eqn, inputs)
         env.update(zip(eqn.outvars, outputs, strict=True))
     return [read(v) for v in jaxpr.outvars]
 
@@ -90,6 +101,6 @@ def simplify(closed: ClosedJaxpr) -> ClosedJaxpr:
     avals = [jax.ShapeDtypeStruct(v.aval.shape, v.aval.dtype) for v in closed.jaxpr.invars]
 
     def run(*args: Any) -> list[Any]:
-        return _evaluate(closed.jaxpr, list(closed.consts), list(args))
+        return evaluate(closed.jaxpr, list(closed.consts), list(args))
 
     return _without_dead_code(jax.make_jaxpr(run)(*avals))
