@@ -118,6 +118,67 @@ def _bias_into_gemm(graph: _Graph, node: onnx.NodeProto) -> bool:
     return False
 
 
+def _split_sizes(graph: _Graph, node: onnx.NodeProto, width: int) -> list[int] | None:
+    """The sizes of a Split's pieces along its axis, whether given as an input or not."""
+    if len(node.input) > 1 and node.input[1]:
+        sizes = graph.constants.get(node.input[1])
+        return None if sizes is None else [int(s) for s in sizes.reshape(-1)]
+    attrs = _attrs(node)
+    if "split" in attrs:
+        return [int(s) for s in attrs["split"]]
+    count = attrs.get("num_outputs", len(node.output))
+    return [width // count] * count if width % count == 0 else None
+
+
+def _unused_gemm_columns(graph: _Graph, node: onnx.NodeProto) -> bool:
+    """`Split(Gemm(x, W, b))` with pieces nobody reads -> a Gemm of the read columns only.
+
+    Brax's tanh-normal policy computes the Gaussian's location and scale in one layer and
+    its deterministic action reads the location alone: half the last layer's work is
+    dead. Each kept column is the same dot product as before, so the values are the same.
+    """
+    if node.op_type != "Split" or _attrs(node).get("axis", 0) not in (1, -1):
+        return False
+    gemm = graph.producer.get(node.input[0])
+    if gemm is None or gemm.op_type != "Gemm" or graph.only_consumer(node.input[0]) is not node:
+        return False
+    a = _attrs(gemm)
+    weight = graph.constants.get(gemm.input[1])
+    bias = graph.constants.get(gemm.input[2]) if len(gemm.input) > 2 and gemm.input[2] else None
+    if weight is None or a.get("transA", 0) or (len(gemm.input) > 2 and bias is None):
+        return False
+    columns = weight.shape[0] if a.get("transB", 0) else weight.shape[1]
+    if bias is not None and bias.shape not in ((columns,), (1, columns)):
+        return False
+    sizes = _split_sizes(graph, node, columns)
+    if sizes is None or sum(sizes) != columns:
+        return False
+    read = [name in graph.outputs or bool(graph.consumers.get(name)) for name in node.output]
+    if all(read) or not any(read):
+        return False
+    starts = np.cumsum([0, *sizes[:-1]])
+    kept = np.concatenate(
+        [np.arange(s, s + n) for s, n, r in zip(starts, sizes, read, strict=True) if r]
+    )
+    narrow = weight[kept] if a.get("transB", 0) else weight[:, kept]
+    inputs = [gemm.input[0], graph.add_constant(f"{gemm.input[1]}_read", narrow)]
+    if bias is not None:
+        inputs.append(graph.add_constant(f"{gemm.input[2]}_read", bias.reshape(-1)[kept]))
+    outputs = [name for name, r in zip(node.output, read, strict=True) if r]
+    if len(outputs) == 1:
+        _replace(graph, [gemm, node], helper.make_node("Gemm", inputs, outputs, **a))
+        return True
+    pieces = [n for n, r in zip(sizes, read, strict=True) if r]
+    product = f"{gemm.output[0]}_read"
+    sizes_name = graph.add_constant(f"{node.input[0]}_read_sizes", np.array(pieces, np.int64))
+    _replace(graph, [gemm, node], helper.make_node("Gemm", inputs, [product], **a))
+    position = next(i for i, n in enumerate(graph.nodes) if n.output[0] == product)
+    graph.nodes.insert(
+        position + 1, helper.make_node("Split", [product, sizes_name], outputs, axis=1)
+    )
+    return True
+
+
 def _relu_from_max(graph: _Graph, node: onnx.NodeProto) -> bool:
     """`Max(y, 0)` -> `Relu(y)` (how jax.nn.relu arrives)."""
     if node.op_type != "Max" or len(node.input) != 2:
@@ -351,6 +412,7 @@ def _no_identity(graph: _Graph, node: onnx.NodeProto) -> bool:
 RULES = (
     _gemm_without_transposes,
     _bias_into_gemm,
+    _unused_gemm_columns,
     _relu_from_max,
     _scalar_where_fill,
     _argmax_without_log_softmax,
