@@ -11,5 +11,6 @@ from ._export import export as export
 from ._version import __version__ as __version__
 from .policy import MLPActorCriticPolicy as MLPActorCriticPolicy
 from .policy import MLPQPolicy as MLPQPolicy
+from .policy import from_function as from_function
 from .tracing import TracedPolicy as TracedPolicy
 from .tracing import trace as trace

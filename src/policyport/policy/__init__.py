@@ -1,5 +1,5 @@
-"""The policies that get exported (lerax's `MLPActorCriticPolicy` and `MLPQPolicy`), their spaces
-and distributions."""
+"""The policies that get exported (lerax's `MLPActorCriticPolicy` and `MLPQPolicy`, any JAX
+function through `from_function`), their spaces and distributions."""
 
 from ._action_layer import ActionLayer as ActionLayer
 from ._distributions import (
@@ -17,6 +17,8 @@ from ._distributions import (
 from ._distributions import (
     Normal as Normal,
 )
+from ._function import FunctionPolicy as FunctionPolicy
+from ._function import from_function as from_function
 from ._policy import MLPActorCriticPolicy as MLPActorCriticPolicy
 from ._q_policy import MLPQPolicy as MLPQPolicy
 from ._serialization import SpacesEnv as SpacesEnv

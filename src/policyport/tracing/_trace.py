@@ -23,6 +23,7 @@ from jaxtyping import Array
 
 from .._errors import InputError, UnsupportedError
 from ..policy import AbstractSpace, Box, Dict, Discrete, MultiBinary, Tuple, as_space
+from ..policy._function import FunctionPolicy
 from ..policy._serialization import weights_sha256
 from ._contract import ACTION, HEADS, MASK, PolicyDescription, TensorSpec
 from ._decisions import decision_margins
@@ -298,7 +299,8 @@ def trace(policy: Any) -> TracedPolicy:
     )
     kwargs = getattr(policy, "constructor_kwargs", None)
     description = PolicyDescription(
-        policy_class=type(policy).__name__,
+        # A wrapped function is described by its name (e.g. "brax.ppo"), not its wrapper.
+        policy_class=policy.name if isinstance(policy, FunctionPolicy) else type(policy).__name__,
         observation_space=observation_space.to_json(),
         action_space=action_space.to_json(),
         policy_kwargs=kwargs() if callable(kwargs) else None,
