@@ -21,9 +21,8 @@ import gymnax
 import jax
 import jax.numpy as jnp
 import optax
+from actor_critic import ActorCritic
 from jaxtyping import Array, Float, Int, Key
-
-from model import ActorCritic
 
 HERE = Path(__file__).resolve().parent
 PARAMS_PATH = HERE / "params.msgpack"
