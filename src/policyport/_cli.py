@@ -27,7 +27,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="Export a trained MLPActorCriticPolicy to portable artifacts and prove "
         "each computes what the JAX policy computes.",
     )
-    parser.add_argument("model", type=Path, help="policy file (.eqx) from policyport or lerax")
+    parser.add_argument(
+        "model",
+        type=Path,
+        help="policy file (.eqx) from policyport or lerax, or a checkpoint folder with --from",
+    )
+    parser.add_argument(
+        "--from",
+        dest="source",
+        choices=["policy", "brax-ppo", "brax-sac"],
+        default="policy",
+        help="what MODEL is: a policy file (default), or a Brax PPO / SAC checkpoint folder",
+    )
     parser.add_argument(
         "--format", required=True, choices=[*FORMATS, ALL], help="artifact format, or all"
     )
@@ -130,7 +141,7 @@ def run(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     from . import export
     from ._errors import InputError
-    from ._loading import import_env, load_policy, parse_policy_kwargs
+    from ._loading import import_env, load_checkpoint, load_policy, parse_policy_kwargs
 
     try:
         if args.report is not None and not args.report.parent.is_dir():
@@ -144,9 +155,13 @@ def _run(args: argparse.Namespace) -> int:
         if args.rollouts and args.env is None:
             raise InputError("--rollouts needs the env to step: pass --env MODULE:ATTR.")
         start = time.perf_counter()
-        policy = load_policy(
-            args.model, args.env, parse_policy_kwargs(args.policy_kwargs), args.policy_class
-        )
+        if args.source != "policy":
+            _refuse_file_options(args)
+            policy = load_checkpoint(args.source, args.model)
+        else:
+            policy = load_policy(
+                args.model, args.env, parse_policy_kwargs(args.policy_kwargs), args.policy_class
+            )
         _progress(f"load   {time.perf_counter() - start:6.2f} s  {args.model}")
         results = export(
             policy,
@@ -180,6 +195,25 @@ def _run(args: argparse.Namespace) -> int:
     if args.report is not None:
         _write_report(args.report, [_result_json(r) for r in results])
     return 0
+
+
+def _refuse_file_options(args: argparse.Namespace) -> None:
+    from ._errors import InputError
+
+    given = [
+        flag
+        for flag, value in (
+            ("--env", args.env),
+            ("--policy-class", args.policy_class),
+            ("--policy-kwargs", args.policy_kwargs),
+        )
+        if value is not None
+    ]
+    if given:
+        raise InputError(
+            f"--from {args.source} reads everything from the checkpoint folder; "
+            f"{', '.join(given)} only apply to policy files. Drop them."
+        )
 
 
 def main() -> None:

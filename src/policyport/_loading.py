@@ -184,3 +184,18 @@ def _check_agrees(policy: Any, model: Path, env_spec: str | None, kwargs: dict[s
                     f"{model} was saved with {name} {getattr(policy, name)!r}, but --env "
                     f"{env_spec} has {as_space(getattr(env, name))!r}."
                 )
+
+
+# `--from`: what MODEL is. "policy" is a policy file; the others are checkpoint folders of
+# other libraries, read by subpackages imported only when asked for (core imports no Brax).
+SOURCES = ("policy", "brax-ppo", "brax-sac")
+
+
+def load_checkpoint(source: str, path: Path) -> Any:
+    """A checkpoint folder of another library (`--from brax-ppo` / `brax-sac`) as a policy."""
+    from .brax import from_ppo, from_sac
+
+    readers = {"brax-ppo": from_ppo, "brax-sac": from_sac}
+    if source not in readers:
+        raise InputError(f"--from {source!r}: choose one of {', '.join(SOURCES)}.")
+    return readers[source](path)
