@@ -1,0 +1,220 @@
+"""What Flax and Brax policies are made of, lowered by policyport's own ONNX lowering.
+
+Every activation a Brax network config can name, Flax's layer norms (linen and nnx),
+Brax's running-statistics normaliser (with and without clipping), the tanh-normal and
+normal modes, then whole Brax PPO and SAC policies: each must lower natively (no jax2onnx
+fallback) and compute in onnxruntime what JAX computes.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from brax.training import distribution
+from brax.training import networks as brax_networks
+from brax.training.acme import running_statistics, specs
+from brax.training.agents.ppo import networks as ppo_networks
+from brax.training.agents.sac import networks as sac_networks
+from flax import nnx
+
+import policyport
+import policyport.brax
+from policyport.formats._onnx import lower_to_onnx, lowering_of
+from policyport.formats._onnx_lowering import lower_function, lower_natively
+from policyport.tracing import TensorSpec
+
+# A few float32 ops in a row, each of which may round differently in XLA and onnxruntime
+# (exp, tanh, logistic, log1p are separate implementations; reductions sum in another
+# order): a few ulps of the largest intermediate, relative and absolute.
+RTOL, ATOL = 1e-5, 1e-5
+WIDTH = 6
+
+# Brax's activations that are not elementwise functions of a hidden layer's vector: glu
+# halves it, one_hot needs integers, `compact` is not an activation in this flax version.
+NOT_ELEMENTWISE = {"compact", "glu", "one_hot"}
+BRAX_ACTIVATIONS = sorted(set(brax_networks.ACTIVATION) - NOT_ELEMENTWISE)
+
+_rng = np.random.default_rng(0)
+MEAN = _rng.normal(size=WIDTH).astype(np.float32)
+STD = _rng.uniform(0.5, 2.0, size=WIDTH).astype(np.float32)
+
+
+def _normalizer_state(size: int = WIDTH):
+    """Brax running statistics with a non-trivial mean and std."""
+    state = running_statistics.init_state(specs.Array((size,), jnp.float32))
+    rng = np.random.default_rng(size)
+    return state.replace(
+        mean=jnp.asarray(rng.normal(size=size), jnp.float32),
+        std=jnp.asarray(rng.uniform(0.5, 2.0, size=size), jnp.float32),
+    )
+
+
+def _linen_layer_norm() -> Callable:
+    module = nn.LayerNorm()
+    params = module.init(jax.random.key(0), jnp.zeros(WIDTH))
+    # Non-trivial scale and bias, so a dropped affine part would show.
+    params = jax.tree.map(lambda p: p + jax.random.normal(jax.random.key(1), p.shape), params)
+    return lambda x: module.apply(params, x)
+
+
+def _nnx_layer_norm() -> Callable:
+    module = nnx.LayerNorm(WIDTH, rngs=nnx.Rngs(0))
+    module.scale[...] = jax.random.normal(jax.random.key(2), (WIDTH,))
+    module.bias[...] = jax.random.normal(jax.random.key(3), (WIDTH,))
+    return module
+
+
+PATTERNS: dict[str, Callable] = {
+    **{f"brax_activation_{name}": brax_networks.ACTIVATION[name] for name in BRAX_ACTIVATIONS},
+    "flax_swish": nn.swish,
+    "gelu_tanh_approximation": functools.partial(jax.nn.gelu, approximate=True),
+    "linen_layer_norm": _linen_layer_norm(),
+    "nnx_layer_norm": _nnx_layer_norm(),
+    "brax_normalizer": lambda x: running_statistics.normalize(x, _normalizer_state()),
+    "brax_normalizer_clipped": lambda x: running_statistics.normalize(
+        x, _normalizer_state(), max_abs_value=1.5
+    ),
+    # The deterministic action of Brax's distributions: location first, scale second.
+    "tanh_normal_mode": lambda x: distribution.NormalTanhDistribution(WIDTH // 2).mode(x),
+    "normal_mode": lambda x: distribution.NormalDistribution(WIDTH // 2).mode(
+        (x[: WIDTH // 2], jnp.abs(x[WIDTH // 2 :]))  # PolicyModuleWithStd's (mean, std)
+    ),
+    # PolicyModuleWithStd's `mean_clip_scale`: a soft clip of the mean.
+    "mean_clip_scale": lambda x: 2.0 * (x / (1.0 + jnp.abs(x))),
+}
+
+
+def _session(model: onnx.ModelProto) -> ort.InferenceSession:
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+@pytest.mark.parametrize("name", sorted(PATTERNS))
+def test_pattern_lowers_natively_and_matches_jax(name):
+    fn = jax.vmap(PATTERNS[name])
+    out = jax.eval_shape(fn, jax.ShapeDtypeStruct((2, WIDTH), np.float32))
+    # lower_function never falls back: it raises NotLowerable for a missing primitive.
+    model = lower_function(
+        lambda x: [fn(x)],
+        [TensorSpec("x", (WIDTH,), "float32")],
+        [TensorSpec("y", out.shape[1:], "float32")],
+        opset=21,
+    )
+    onnx.checker.check_model(model, full_check=True)
+    # Around the normaliser's clip and beyond: |x| up to ~12.
+    x = (np.random.default_rng(1).normal(size=(33, WIDTH)) * 4).astype(np.float32)
+    (got,) = _session(model).run(None, {"x": x})
+    np.testing.assert_allclose(got, jax.jit(fn)(x), rtol=RTOL, atol=ATOL)
+
+
+# ---------------------------------------------------------------- whole Brax policies
+
+OBSERVATION_SIZE, ACTION_SIZE = 9, 3
+
+
+def _ppo(**kwargs):
+    networks = ppo_networks.make_ppo_networks(
+        OBSERVATION_SIZE,
+        ACTION_SIZE,
+        preprocess_observations_fn=kwargs.pop("normalize", running_statistics.normalize),
+        policy_hidden_layer_sizes=(32, 32),
+        value_hidden_layer_sizes=(32, 32),
+        **kwargs,
+    )
+    key_policy, key_value = jax.random.split(jax.random.key(0))
+    params = (
+        _normalizer_state(OBSERVATION_SIZE),
+        networks.policy_network.init(key_policy),
+        networks.value_network.init(key_value),
+    )
+    return policyport.brax.from_ppo_params(networks, params)
+
+
+def _sac(**kwargs):
+    networks = sac_networks.make_sac_networks(
+        OBSERVATION_SIZE,
+        ACTION_SIZE,
+        preprocess_observations_fn=running_statistics.normalize,
+        hidden_layer_sizes=(32, 32),
+        **kwargs,
+    )
+    params = (_normalizer_state(OBSERVATION_SIZE), networks.policy_network.init(jax.random.key(1)))
+    return policyport.brax.from_sac_params(networks, params)
+
+
+# name -> (policy, Gemms in its ONNX graph): PPO's default swish tanh-normal (action and
+# value networks, 3 layers each), a `normal` one with a clipped mean, elu and a clipping
+# normaliser, and SAC with layer norm.
+BRAX_POLICIES: dict[str, tuple[Callable, int]] = {
+    "ppo_swish_tanh_normal": (lambda: _ppo(), 6),
+    "ppo_elu_normal_clipped": (
+        lambda: _ppo(
+            activation=nn.elu,
+            distribution_type="normal",
+            mean_clip_scale=2.0,
+            normalize=functools.partial(running_statistics.normalize, max_abs_value=3.0),
+        ),
+        6,
+    ),
+    "sac_relu_layer_norm": (lambda: _sac(policy_network_layer_norm=True), 3),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BRAX_POLICIES))
+def test_brax_policy_lowers_natively_with_parity(name, tmp_path):
+    make, gemms = BRAX_POLICIES[name]
+    policy = make()
+    lower_natively(policyport.trace(policy), opset=21)  # raises NotLowerable if it cannot
+    [result] = policyport.export(policy, "onnx", tmp_path / "policy.onnx")
+    assert result.report.passed, result.report.to_table()
+    model = onnx.load(tmp_path / "policy.onnx")
+    assert lowering_of(model) == "policyport"
+    ops = [node.op_type for node in model.graph.node]
+    assert ops.count("Gemm") == gemms, ops
+    # Plain graphs: no layout plumbing, and the mode's unread scale columns never computed.
+    assert not {"Transpose", "Einsum", "Expand", "Split"} & set(ops), ops
+
+
+def test_unread_split_pieces_drop_their_gemm_columns():
+    """Of three pieces of one layer's output, the middle one is never read: the Gemm keeps
+    the other columns only, and a Split of two pieces remains."""
+    w = np.asarray(jax.random.normal(jax.random.key(4), (WIDTH, 7)), np.float32)
+    b = np.asarray(jax.random.normal(jax.random.key(5), (7,)), np.float32)
+
+    def row(x):
+        first, _, last = jnp.split(x @ w + b, [2, 5])
+        return jnp.concatenate([jnp.tanh(first), 2.0 * last])
+
+    fn = jax.vmap(row)
+    spec = TensorSpec("x", (WIDTH,), "float32")
+    out_spec = TensorSpec("y", (4,), "float32")
+    traced_model = lower_function(lambda x: [fn(x)], [spec], [out_spec], opset=21)
+    from policyport.formats._onnx_optimize import optimize
+
+    optimized = optimize(onnx.ModelProto.FromString(traced_model.SerializeToString()))
+    constants = {i.name: onnx.numpy_helper.to_array(i) for i in optimized.graph.initializer}
+    [gemm] = [n for n in optimized.graph.node if n.op_type == "Gemm"]
+    assert constants[gemm.input[1]].shape == (WIDTH, 4)  # 7 columns, 3 unread
+    [split] = [n for n in optimized.graph.node if n.op_type == "Split"]
+    assert len(split.output) == 2
+    x = (np.random.default_rng(2).normal(size=(17, WIDTH)) * 2).astype(np.float32)
+    (before,) = _session(traced_model).run(None, {"x": x})
+    (after,) = _session(optimized).run(None, {"x": x})
+    # The kept columns are the same dot products: identical to the unoptimised graph.
+    np.testing.assert_array_equal(after, before)
+    np.testing.assert_allclose(after, jax.jit(fn)(x), rtol=RTOL, atol=ATOL)
+
+
+def test_brax_graph_is_the_layers_and_nothing_else():
+    """Brax's default PPO policy: normaliser, three Gemms with swish between, tanh."""
+    model = lower_to_onnx(policyport.trace(_ppo()), opset=21)
+    ops = [n.op_type for n in model.graph.node]
+    action_ops = ops[: ops.index("Tanh") + 1]
+    assert action_ops == ["Sub", "Div", *["Gemm", "Sigmoid", "Mul"] * 2, "Gemm", "Tanh"], ops
