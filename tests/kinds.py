@@ -6,7 +6,9 @@ and optionally `value` / `q_values`. The shapes follow lerax's repository head (
 `MLPSACPolicy` (tanh-squashed Gaussian, its mode scaled to the bounds),
 `MLPDeterministicPolicy` (tanh MLP scaled to the bounds), `MLPDiscreteSACPolicy` (argmax
 of logits, the mask ignored), and lerax 0.0.5's `MLPQPolicy` (masked argmax of
-Q-values). `LayerNormPolicy` is a user's own equinox policy. The bench reads this table too.
+Q-values). `LayerNormPolicy` is a user's own equinox policy. `FlaxLayerNormPolicy` and
+`BraxPPOPolicy` run networks built with Flax and with Brax's own PPO factory (imported
+only when such a policy is made). The bench reads this table too.
 """
 
 from __future__ import annotations
@@ -221,6 +223,100 @@ class LayerNormPolicy(_Stateless):
         return None, self.critic(self._features(observation))
 
 
+def _linen_actor_critic(width: int, actions: int) -> Any:
+    """A Flax linen actor-critic: Dense, LayerNorm, swish, Dense, swish; logits and value."""
+    import flax.linen as nn
+
+    class ActorCritic(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            x = nn.swish(nn.LayerNorm()(nn.Dense(width)(x)))
+            x = nn.swish(nn.Dense(width)(x))
+            return nn.Dense(actions)(x), nn.Dense(1)(x)[0]
+
+    return ActorCritic()
+
+
+class FlaxLayerNormPolicy(_Stateless):
+    """A Flax linen actor-critic behind Brax's clipped observation normaliser: masked
+    categorical over the logits, and the value. The weights are fields (a pytree), the
+    linen module is called with them."""
+
+    observation_space: Any
+    action_space: Discrete
+    model: Any
+    params: Any
+    mean: jax.Array
+    std: jax.Array
+
+    def __init__(self, env: Any, *, key: jax.Array, width: int = 32):
+        self.observation_space, self.action_space = env.observation_space, env.action_space
+        size = env.observation_space.flat_size
+        k1, k2, k3 = jr.split(key, 3)
+        self.model = _linen_actor_critic(width, env.action_space.n)
+        self.params = self.model.init(k1, jnp.zeros(size))
+        self.mean = jr.normal(k2, (size,))
+        self.std = jr.uniform(k3, (size,), minval=0.5, maxval=2.0)
+
+    def _apply(self, observation):
+        x = self.observation_space.flatten_sample(observation)
+        return self.model.apply(self.params, jnp.clip((x - self.mean) / self.std, -5.0, 5.0))
+
+    def __call__(self, state, observation, *, key=None, action_mask=None):
+        logits, _ = self._apply(observation)
+        if action_mask is not None:
+            logits = jnp.where(action_mask, logits, -jnp.inf)
+        return None, jnp.argmax(logits)
+
+    def value(self, state, observation):
+        return None, self._apply(observation)[1]
+
+
+class BraxPPOPolicy(_Stateless):
+    """Brax's own PPO networks (`make_ppo_networks`: swish MLPs, running-statistics
+    normaliser, tanh-normal), random weights and non-trivial statistics; the action is
+    Brax's deterministic inference function, the value Brax's value network."""
+
+    observation_space: Any
+    action_space: Box
+    networks: Any
+    params: Any
+
+    def __init__(self, env: Any, *, key: jax.Array, width: int = 32):
+        from brax.training.acme import running_statistics, specs
+        from brax.training.agents.ppo import networks as ppo_networks
+
+        self.observation_space = env.observation_space
+        size, actions = env.observation_space.flat_size, env.action_space.flat_size
+        self.action_space = Box(-np.ones(actions, np.float32), np.ones(actions, np.float32))
+        self.networks = ppo_networks.make_ppo_networks(
+            size,
+            actions,
+            preprocess_observations_fn=running_statistics.normalize,
+            policy_hidden_layer_sizes=(width,) * 4,  # Brax's default depth
+            value_hidden_layer_sizes=(width,) * 4,
+        )
+        k1, k2, k3, k4 = jr.split(key, 4)
+        statistics = running_statistics.init_state(specs.Array((size,), jnp.float32)).replace(
+            mean=jr.normal(k3, (size,)), std=jr.uniform(k4, (size,), minval=0.5, maxval=2.0)
+        )
+        self.params = (
+            statistics,
+            self.networks.policy_network.init(k1),
+            self.networks.value_network.init(k2),
+        )
+
+    def __call__(self, state, observation, *, key=None, action_mask: None = None):
+        from brax.training.agents.ppo import networks as ppo_networks
+
+        inference = ppo_networks.make_inference_fn(self.networks)(self.params, deterministic=True)
+        return None, inference(self.observation_space.flatten_sample(observation), None)[0]
+
+    def value(self, state, observation):
+        x = self.observation_space.flatten_sample(observation)
+        return None, self.networks.value_network.apply(self.params[0], self.params[2], x)
+
+
 Observation = Callable[[Size], Any]
 Kind = Callable[..., Any]  # (seed, *, size=SMALL) -> policy
 
@@ -253,4 +349,6 @@ KINDS: dict[str, Kind] = {
     "deterministic": _kind(DeterministicLikePolicy, observation_space, ACTION_BOX),
     "discrete_sac": _kind(DiscreteSACLikePolicy, observation_space, Discrete(5)),
     "layernorm": _kind(LayerNormPolicy, observation_space, Discrete(5)),
+    "flax_layernorm_swish": _kind(FlaxLayerNormPolicy, observation_space, Discrete(5)),
+    "brax_ppo": _kind(BraxPPOPolicy, observation_space, ACTION_BOX),
 }

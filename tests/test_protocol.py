@@ -37,6 +37,8 @@ EXPECTED = {
     "deterministic": (("action",), False),
     "discrete_sac": (("action",), False),
     "layernorm": (("action", "value"), True),
+    "flax_layernorm_swish": (("action", "value"), True),
+    "brax_ppo": (("action", "value"), False),
 }
 
 
