@@ -9,6 +9,8 @@ bench/RESULTS.md (both runs' ratios side by side, with their largest disagreemen
 bench/results.json (every figure of both runs) and bench/throughput.png. About 15 minutes
 on two cores at load 4, 25 at load 12. `--quick` times one case in fewer rounds and writes
 to a temporary folder: a smoke test of the script, its figures not representative.
+`--cases a,b --rounds N` measures only those cases, in N rounds (default 24), and writes to
+a temporary folder too (the committed results stay those of a full run).
 
 The cases are every policy kind of `tests/kinds.py` (`KINDS`, at its `BENCH` size: a 27-dim
 observation, hidden width 64) plus a large actor-critic. Times are ratios against jitted
@@ -82,6 +84,8 @@ CASES = (
     Case("deterministic", "deterministic, tanh MLP scaled to Box(2)"),
     Case("discrete_sac", "discrete SAC, argmax of logits, no mask input"),
     Case("actor_critic_dict", "actor-critic, Dict observation (4 leaves), Discrete(3)"),
+    Case("flax_layernorm_swish", "Flax linen: normaliser, layer norm, swish, Discrete(5) masked"),
+    Case("brax_ppo", "Brax PPO networks: normaliser, swish 4x64, tanh-normal mode, Box(2)"),
 )
 
 
@@ -98,16 +102,22 @@ def make_policy(name: str) -> Any:
 
 
 def _layer_shapes(policy: Any) -> list[tuple[int, int]]:
-    """(in, out) of every linear layer (`"scalar"` sizes count as 1)."""
+    """(in, out) of every linear layer (`"scalar"` sizes count as 1): equinox's `Linear`s
+    and Flax's `Dense` kernels (2-D arrays named `kernel`, `(in, out)`)."""
     import equinox as eqx
     import jax
 
     layers = jax.tree.leaves(policy, is_leaf=lambda x: isinstance(x, eqx.nn.Linear))
-    return [
+    shapes = [
         tuple(1 if d == "scalar" else int(d) for d in (m.in_features, m.out_features))
         for m in layers
         if isinstance(m, eqx.nn.Linear)
     ]
+    for path, leaf in jax.tree_util.tree_leaves_with_path(policy):
+        name = getattr(path[-1], "key", None) if path else None
+        if name == "kernel" and getattr(leaf, "ndim", 0) == 2:
+            shapes.append((int(leaf.shape[0]), int(leaf.shape[1])))
+    return shapes
 
 
 def flops_per_observation(policy: Any) -> int:
@@ -524,9 +534,13 @@ def measure_run(cases: tuple[Case, ...], artifacts: dict, rounds: int, with_tf: 
     return run
 
 
-def orchestrate(quick: bool, runs: int, command: str) -> dict:
+def orchestrate(
+    quick: bool, runs: int, command: str, only: list[str] | None = None, rounds: int = ROUNDS
+) -> dict:
     cases = CASES[:1] if quick else CASES
-    rounds = 5 if quick else ROUNDS
+    if only:
+        cases = tuple(c for c in CASES if c.name in only)
+    rounds = 5 if quick else rounds
     data: dict = {
         "date": _now(),
         "command": command,
@@ -555,7 +569,8 @@ def orchestrate(quick: bool, runs: int, command: str) -> dict:
             }
             artifacts[case.name] = {k: v["path"] for k, v in exports.items()}
         data["cli_export"] = measure_cli_export(folder)
-        data["cpp"] = measure_cpp(Path(artifacts[cases[0].name]["onnx"]))
+        # C++ latency is the headline case's; a subset of the cases leaves it out.
+        data["cpp"] = None if only else measure_cpp(Path(artifacts[cases[0].name]["onnx"]))
         for i in range(runs):
             print(f"[bench] {_now()} run {i + 1} of {runs}", flush=True)
             data["runs"].append(measure_run(cases, artifacts, rounds, with_tf=not quick))
@@ -620,11 +635,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=2, help="full runs to measure and compare")
     parser.add_argument("--quick", action="store_true", help="one case, 5 rounds: a smoke test")
+    parser.add_argument(
+        "--cases",
+        help="comma-separated case names to measure (default: all); the report then goes "
+        "to a temporary folder, not over the committed results",
+    )
     # Internal: the pinned timing worker and the fresh-process export.
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--artifacts", help=argparse.SUPPRESS)
-    parser.add_argument("--rounds", type=int, default=ROUNDS, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--rounds", type=int, default=ROUNDS, help=f"interleaved rounds (default {ROUNDS})"
+    )
     parser.add_argument("--export", help=argparse.SUPPRESS)
     parser.add_argument("--output", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -637,14 +659,23 @@ def main() -> None:
         return
     if args.runs < 1:
         parser.error(f"--runs must be at least 1, found {args.runs}")
+    only = args.cases.split(",") if args.cases else None
+    unknown = sorted(set(only or ()) - {c.name for c in CASES})
+    if unknown:
+        parser.error(f"unknown case(s) {unknown}; the cases are {[c.name for c in CASES]}")
     command = "python bench/run.py" + (" --quick" if args.quick else "")
     if args.runs != 2:
         command += f" --runs {args.runs}"
-    data = orchestrate(args.quick, args.runs, command)
+    if only:
+        command += f" --cases {args.cases}"
+    if args.rounds != ROUNDS:
+        command += f" --rounds {args.rounds}"
+    data = orchestrate(args.quick, args.runs, command, only, args.rounds)
     from report import write_report
 
-    # A smoke test must not replace the committed results.
-    folder = Path(tempfile.mkdtemp(prefix="policyport-bench-quick-")) if args.quick else HERE
+    # A smoke test or a subset of the cases must not replace the committed results.
+    partial = args.quick or only or args.rounds != ROUNDS
+    folder = Path(tempfile.mkdtemp(prefix="policyport-bench-partial-")) if partial else HERE
     write_report(data, folder)
     print(f"[bench] wrote {folder / 'RESULTS.md'}", flush=True)
 
