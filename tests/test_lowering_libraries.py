@@ -29,6 +29,7 @@ import policyport
 import policyport.brax
 from policyport.formats._onnx import lower_to_onnx, lowering_of
 from policyport.formats._onnx_lowering import lower_function, lower_natively
+from policyport.formats._onnx_optimize import optimize
 from policyport.tracing import TensorSpec
 
 # A few float32 ops in a row, each of which may round differently in XLA and onnxruntime
@@ -196,8 +197,6 @@ def test_unread_split_pieces_drop_their_gemm_columns():
     spec = TensorSpec("x", (WIDTH,), "float32")
     out_spec = TensorSpec("y", (4,), "float32")
     traced_model = lower_function(lambda x: [fn(x)], [spec], [out_spec], opset=21)
-    from policyport.formats._onnx_optimize import optimize
-
     optimized = optimize(onnx.ModelProto.FromString(traced_model.SerializeToString()))
     constants = {i.name: onnx.numpy_helper.to_array(i) for i in optimized.graph.initializer}
     [gemm] = [n for n in optimized.graph.node if n.op_type == "Gemm"]
