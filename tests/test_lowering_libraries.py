@@ -217,3 +217,47 @@ def test_brax_graph_is_the_layers_and_nothing_else():
     ops = [n.op_type for n in model.graph.node]
     action_ops = ops[: ops.index("Tanh") + 1]
     assert action_ops == ["Sub", "Div", *["Gemm", "Sigmoid", "Mul"] * 2, "Gemm", "Tanh"], ops
+
+
+def _layer_norm_rows(rng: np.random.Generator) -> np.ndarray:
+    """Ordinary rows, then rows where Flax's `mean(x^2) - mean^2` cancels: a constant row
+    of large values, large values with a tiny spread, and zeros."""
+    ordinary = rng.normal(size=(16, WIDTH)) * 4
+    constant = np.full((1, WIDTH), 1000.0)
+    tiny_spread = 1000.0 + rng.normal(size=(2, WIDTH)) * 1e-3
+    return np.concatenate([ordinary, constant, tiny_spread, np.zeros((1, WIDTH))]).astype(
+        np.float32
+    )
+
+
+@pytest.mark.parametrize("name", ["linen_layer_norm", "nnx_layer_norm"])
+def test_flax_layer_norm_becomes_one_layer_normalization(name):
+    fn = jax.vmap(PATTERNS[name])
+    spec = TensorSpec("x", (WIDTH,), "float32")
+    lowered = lower_function(lambda x: [fn(x)], [spec], [TensorSpec("y", (WIDTH,), "float32")], 21)
+    model = optimize(lowered)
+    onnx.checker.check_model(model, full_check=True)
+    ops = [n.op_type for n in model.graph.node]
+    # Only the centring is left outside the fused op (mean, then x - mean).
+    unit_axis = "Unsqueeze" if "linen" in name else "Reshape"
+    assert ops == ["ReduceSum", "Div", unit_axis, "Sub", "LayerNormalization"], ops
+    x = _layer_norm_rows(np.random.default_rng(3))
+    (got,) = _session(model).run(None, {"x": x})
+    expected = np.asarray(jax.jit(fn)(x))
+    assert np.all(np.isfinite(got))
+    # Ordinary rows: the same function to a few ulps (the rounding differs, not the maths).
+    np.testing.assert_allclose(got[:16], expected[:16], rtol=RTOL, atol=ATOL)
+    # A constant row is exactly the bias in both (x - mean is exactly 0).
+    np.testing.assert_array_equal(got[16], expected[16])
+    # Where Flax's variance cancels, the fused op (exact variance of the centred input) is
+    # at least as close as Flax to the layer norm computed in float64. The affine part is
+    # the graph's own (the ordinary rows above prove it is Flax's).
+    [fused] = [n for n in model.graph.node if n.op_type == "LayerNormalization"]
+    constants = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+    scale, bias = (constants[name].astype(np.float64) for name in fused.input[1:])
+    wide = x.astype(np.float64)
+    centred = wide - wide.mean(axis=1, keepdims=True)
+    exact = centred / np.sqrt((centred**2).mean(axis=1, keepdims=True) + 1e-6) * scale + bias
+    ours_error = np.abs(got[17:19] - exact[17:19]).max()
+    flax_error = np.abs(expected[17:19] - exact[17:19]).max()
+    assert ours_error <= flax_error, (ours_error, flax_error)
