@@ -6,7 +6,9 @@ optimisers leave most of those Transposes in place (DESIGN.md), and they cost mo
 the matmuls at batch 1. Each rule below replaces one such pattern with the form
 onnxruntime runs fastest; every rule preserves the computation exactly (no reordered
 arithmetic) except `_fold_linear_pairs`, which multiplies two weight matrices into one
-(in float64, then rounded once to float32). The parity check runs on the rewritten graph.
+(in float64, then rounded once to float32), and `_layer_normalization`, which computes
+Flax's layer norm with onnxruntime's fused kernel (the exact variance where Flax's can
+cancel). The parity check runs on the rewritten graph.
 """
 
 from __future__ import annotations
