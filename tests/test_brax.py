@@ -374,7 +374,7 @@ def test_example_closed_loop_from_the_artifact_matches_brax(example_modules, exa
     # Float32 physics in NumPy vs XLA and the artifact's 1e-6-level action differences
     # compound over 200 steps of a stabilising controller: equal to 1e-3 relative.
     np.testing.assert_allclose(ort_returns, brax_returns, rtol=1e-3, atol=1e-2)
-    assert brax_returns.mean() > -400  # trained: a random policy scores about -1200
+    assert brax_returns.mean() > -400  # trained: the untrained policy scored -1341
     recorded = json.loads((EXAMPLE / "training.json").read_text())
     assert recorded["eval_mean_return"] > -400
 
