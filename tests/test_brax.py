@@ -9,6 +9,7 @@ import json
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import jax
@@ -344,7 +345,12 @@ def example_modules():
         patch.syspath_prepend(str(EXAMPLE))
         import closed_loop
         import dynamics
-        import pendulum
+
+        with warnings.catch_warnings():
+            # brax.envs imports every Brax env, and so jaxopt, which warns that it is
+            # unmaintained; nothing here uses it.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import pendulum
 
         yield pendulum, dynamics, closed_loop
 
@@ -353,10 +359,10 @@ def example_modules():
 def example_onnx(tmp_path_factory):
     """The committed checkpoint exported with the one command the example's README gives."""
     out = tmp_path_factory.mktemp("example") / "checkpoint.onnx"
-    assert (
-        run([str(EXAMPLE / "checkpoint"), "--from", "brax-ppo", "--format", "onnx", "-o", str(out)])
-        == 0
-    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(EXAMPLE.parent.parent)  # the README's relative path (orbax wants absolute)
+        args = ["examples/brax/checkpoint", "--from", "brax-ppo", "--format", "onnx"]
+        assert run([*args, "-o", str(out)]) == 0
     return out
 
 
@@ -372,8 +378,9 @@ def test_example_closed_loop_from_the_artifact_matches_brax(example_modules, exa
     brax_returns, starts = pendulum.episode_returns_jax(brax_policy, keys)
     ort_returns = dynamics.episode_returns_numpy(closed_loop.onnx_policy(example_onnx), starts)
     # Float32 physics in NumPy vs XLA and the artifact's 1e-6-level action differences
-    # compound over 200 steps of a stabilising controller: equal to 1e-3 relative.
-    np.testing.assert_allclose(ort_returns, brax_returns, rtol=1e-3, atol=1e-2)
+    # add up over 200 steps of a stabilising controller; measured: 8e-7 relative at worst
+    # over 100 episodes, so 1e-4 leaves two orders of magnitude for other CPUs.
+    np.testing.assert_allclose(ort_returns, brax_returns, rtol=1e-4, atol=1e-3)
     assert brax_returns.mean() > -400  # trained: the untrained policy scored -1341
     recorded = json.loads((EXAMPLE / "training.json").read_text())
     assert recorded["eval_mean_return"] > -400

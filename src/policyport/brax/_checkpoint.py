@@ -197,7 +197,7 @@ def read_params(step: Path, algorithm: Algorithm) -> tuple[Any, ...]:
             "checkpoint is incomplete."
         )
     try:
-        params = checkpoint.load(step)
+        params = checkpoint.load(step.resolve())  # orbax refuses relative paths
     except Exception as e:  # orbax / tensorstore failures have no common base class
         raise ModelFileError(
             f"{step}: reading the orbax params failed: {type(e).__name__}: {str(e)[:300]}."
