@@ -143,6 +143,20 @@ def test_sac_checkpoint_computes_what_brax_computes(sac):
     assert not hasattr(policy, "value")
 
 
+def test_a_normal_distribution_exports_its_unsquashed_mean():
+    """Brax's `distribution_type="normal"`: the mode is the mean itself, unbounded."""
+    factory = functools.partial(PPO_FACTORY, distribution_type="normal", noise_std_type="log")
+    networks, params = _ppo(OBSERVATION_SIZE, factory, seed=4)
+    policy = from_ppo_params(networks, params)
+    assert np.all(np.isinf(np.asarray(policy.action_space.high)))
+    observations = _observations(params)
+    expected, _ = ppo_networks.make_inference_fn(networks)(params, deterministic=True)(
+        jnp.asarray(observations), jax.random.key(0)
+    )
+    actions = jax.vmap(lambda o: policy(None, o)[1])(observations)
+    np.testing.assert_allclose(actions, expected, **SAME_FUNCTION)
+
+
 def test_the_normaliser_is_baked_in(ppo):
     """Without it the actions differ: the statistics are far from (0, 1)."""
     networks, params, _ = ppo
@@ -283,9 +297,11 @@ def test_a_ppo_checkpoint_read_as_sac_names_the_right_flag(ppo):
         from_sac(ppo[2])
 
 
-def test_cli_exports_a_checkpoint_with_one_command(ppo, tmp_path, capsys):
+@pytest.mark.parametrize("algorithm", ["ppo", "sac"])
+def test_cli_exports_a_checkpoint_with_one_command(request, algorithm, tmp_path, capsys):
+    folder = request.getfixturevalue(algorithm)[2]
     out = tmp_path / "policy.onnx"
-    code = run([str(ppo[2]), "--from", "brax-ppo", "--format", "onnx", "-o", str(out)])
+    code = run([str(folder), "--from", f"brax-{algorithm}", "--format", "onnx", "-o", str(out)])
     assert code == 0, capsys.readouterr().err
     assert out.is_file()
     assert "Parity PASS" in capsys.readouterr().out
