@@ -222,8 +222,9 @@ def test_dict_observations_become_only_the_keys_read(value_key, value, inputs, o
 def test_dict_observation_checkpoint_exports_with_parity(tmp_path):
     factory = functools.partial(PPO_FACTORY, value_obs_key="privileged_state")
     _, params = _ppo(PLAYGROUND_SIZES, factory, seed=3)
-    sizes = {k: (n,) for k, n in PLAYGROUND_SIZES.items()}  # as Brax's training records them
+    sizes = {k: (n,) for k, n in PLAYGROUND_SIZES.items()}
     folder = _save(tmp_path / "ckpt", ppo_checkpoint, sizes, factory, params)
+    _set_observation_size(folder, {k: _training_spec(n) for k, n in PLAYGROUND_SIZES.items()})
     policy = from_ppo(folder.parent)  # the save_checkpoint_path: the latest step is read
     [result] = policyport.export(policy, "onnx", tmp_path / "policy.onnx")
     assert result.report.passed, result.report.to_table()
@@ -267,6 +268,28 @@ def _edit_config(folder: Path, **kwargs) -> None:
     config = json.loads(path.read_text())
     config["network_factory_kwargs"].update(kwargs)
     path.write_text(json.dumps(config))
+
+
+# What Brax's PPO training (`save_checkpoint_path=`) writes as `observation_size`: its
+# `specs.Array`s, serialised best-effort (seen in a real run, Brax 0.14.2).
+def _training_spec(n: int) -> dict:
+    return {"shape": [n], "dtype": "unserializable object: float32"}
+
+
+def _set_observation_size(folder: Path, size) -> None:
+    path = folder / "ppo_network_config.json"
+    config = json.loads(path.read_text())
+    config["observation_size"] = size
+    path.write_text(json.dumps(config))
+
+
+def test_configs_written_by_brax_training_are_read(ppo, tmp_path):
+    folder = _copy(ppo[2], tmp_path)
+    _set_observation_size(folder, _training_spec(OBSERVATION_SIZE))
+    assert policyport.trace(from_ppo(folder)).inputs[0].shape == (OBSERVATION_SIZE,)
+    _set_observation_size(folder, _training_spec(OBSERVATION_SIZE + 1))
+    with pytest.raises(ModelFileError, match=r"normaliser's observation shapes \(6,\) do not"):
+        from_ppo(folder)
 
 
 def test_a_folder_without_config_is_refused(ppo, tmp_path):
