@@ -205,13 +205,19 @@ def build_networks(config: dict[str, Any], algorithm: Algorithm, path: Path) -> 
     from brax.training import checkpoint
     from ml_collections import config_dict
 
+    shapes = config["observation_size"]
+    # A flat observation goes to the factory as its size, as Brax's trainers pass it (SAC's
+    # factory takes nothing else); a dict of shapes as PPO's trainer passes it.
+    size = shapes[0] if isinstance(shapes, tuple) and len(shapes) == 1 else shapes
     try:
-        return checkpoint.get_network(config_dict.create(**config), _factory(algorithm))
+        return checkpoint.get_network(
+            config_dict.create(**{**config, "observation_size": size}), _factory(algorithm)
+        )
     except (TypeError, ValueError) as e:
         raise ModelFileError(
             f"{path}: Brax 0.14.2's make_{algorithm.name}_networks cannot be built from this "
-            f"config: {e}. Was the checkpoint written with another network factory (vision "
-            "networks are not supported) or another Brax version?"
+            f"config: {str(e).rstrip('.')}. Was the checkpoint written with another network "
+            "factory (vision networks are not supported) or another Brax version?"
         ) from e
 
 
