@@ -65,9 +65,14 @@ def q_values(observation):
 CASES = {
     "masked": (
         lambda: from_function(
-            masked_act, observation_space=OBSERVATION, action_space=Discrete(5), value=value
+            masked_act,
+            observation_space=OBSERVATION,
+            action_space=Discrete(5),
+            value=value,
+            q_values=q_values,
+            name="my-policy",
         ),
-        ("action", "value"),
+        ("action", "value", "q_values"),
         True,
     ),
     "unmasked": (
@@ -81,17 +86,6 @@ CASES = {
         lambda: from_function(box_act, observation_space=OBSERVATION, action_space=ACTION_BOX),
         ("action",),
         False,
-    ),
-    "q": (
-        lambda: from_function(
-            masked_act,
-            observation_space=OBSERVATION,
-            action_space=Discrete(5),
-            q_values=q_values,
-            name="my-q",
-        ),
-        ("action", "q_values"),
-        True,
     ),
 }
 
@@ -130,7 +124,7 @@ def test_the_protocol_calls_the_function():
 
 
 def test_name_goes_into_the_metadata():
-    assert policyport.trace(CASES["q"][0]()).description.policy_class == "my-q"
+    assert policyport.trace(CASES["masked"][0]()).description.policy_class == "my-policy"
     assert policyport.trace(CASES["box"][0]()).description.policy_class == "box_act"
 
 

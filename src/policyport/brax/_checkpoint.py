@@ -159,7 +159,35 @@ def read_config(step: Path, algorithm: Algorithm) -> dict[str, Any]:
                 del kwargs[key]  # only initialises weights, which are read from the file
             continue
         kwargs[key] = _named(networks.KERNEL_INITIALIZER, kwargs[key], key, path)
-    return {**config, "network_factory_kwargs": kwargs}
+    shapes = observation_shapes(config["observation_size"], path)
+    return {**config, "network_factory_kwargs": kwargs, "observation_size": shapes}
+
+
+# Brax's PPO training records `observation_size` as a `specs.Array` per leaf, which its
+# config writer turns into {"shape": [n], "dtype": "unserializable object: float32"}.
+_SPEC_KEYS = {"shape", "dtype"}
+Shapes = tuple[int, ...] | dict[str, tuple[int, ...]]
+
+
+def _leaf_shape(value: Any, path: Path) -> tuple[int, ...]:
+    if isinstance(value, dict) and set(value) == _SPEC_KEYS:
+        value = value["shape"]
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (value,)
+    if isinstance(value, list) and all(isinstance(d, int) for d in value):
+        return tuple(value)
+    raise ModelFileError(
+        f"{path}: observation_size holds {value!r}; expected a size, a shape, or Brax's "
+        "array spec ({'shape': [...], 'dtype': ...}) per observation key."
+    )
+
+
+def observation_shapes(value: Any, path: Path) -> Shapes:
+    """`observation_size` as Brax writes it (an int, a shape, an array spec, or a dict of
+    those per observation key) as shapes."""
+    if isinstance(value, dict) and set(value) != _SPEC_KEYS:
+        return {str(k): _leaf_shape(v, path) for k, v in value.items()}
+    return _leaf_shape(value, path)
 
 
 def _factory(algorithm: Algorithm) -> Callable[..., Any]:
@@ -177,13 +205,19 @@ def build_networks(config: dict[str, Any], algorithm: Algorithm, path: Path) -> 
     from brax.training import checkpoint
     from ml_collections import config_dict
 
+    shapes = config["observation_size"]
+    # A flat observation goes to the factory as its size, as Brax's trainers pass it (SAC's
+    # factory takes nothing else); a dict of shapes as PPO's trainer passes it.
+    size = shapes[0] if isinstance(shapes, tuple) and len(shapes) == 1 else shapes
     try:
-        return checkpoint.get_network(config_dict.create(**config), _factory(algorithm))
+        return checkpoint.get_network(
+            config_dict.create(**{**config, "observation_size": size}), _factory(algorithm)
+        )
     except (TypeError, ValueError) as e:
         raise ModelFileError(
             f"{path}: Brax 0.14.2's make_{algorithm.name}_networks cannot be built from this "
-            f"config: {e}. Was the checkpoint written with another network factory (vision "
-            "networks are not supported) or another Brax version?"
+            f"config: {str(e).rstrip('.')}. Was the checkpoint written with another network "
+            "factory (vision networks are not supported) or another Brax version?"
         ) from e
 
 
@@ -197,7 +231,7 @@ def read_params(step: Path, algorithm: Algorithm) -> tuple[Any, ...]:
             "checkpoint is incomplete."
         )
     try:
-        params = checkpoint.load(step)
+        params = checkpoint.load(step.resolve())  # orbax refuses relative paths
     except Exception as e:  # orbax / tensorstore failures have no common base class
         raise ModelFileError(
             f"{step}: reading the orbax params failed: {type(e).__name__}: {str(e)[:300]}."
@@ -235,19 +269,17 @@ def check_fits(expected: Any, found: Any, what: str, path: Path) -> None:
 
 
 def _check_observation_size(config: dict[str, Any], normalizer: Any, path: Path) -> None:
-    size = config["observation_size"]
-    expected = (
-        {k: tuple(np.atleast_1d(v)) for k, v in size.items()}
-        if isinstance(size, dict)
-        else (int(size),)
+    expected = config["observation_size"]
+    mean = normalizer.mean
+    found = (
+        {k: tuple(np.shape(v)) for k, v in mean.items()}
+        if isinstance(mean, dict)
+        else tuple(np.shape(mean))
     )
-    found = jax.tree.map(lambda x: tuple(np.shape(x)), normalizer.mean)
-    if isinstance(found, dict):
-        found = {k: tuple(v) for k, v in found.items()}
     if found != expected:
         raise ModelFileError(
             f"{path}: the normaliser's observation shapes {found} do not match the config's "
-            f"observation_size {size}."
+            f"observation_size {expected}."
         )
 
 
