@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.extend.core import jaxpr_as_fun
 
-from .._errors import missing_dependency
+from .._errors import UnsupportedError, missing_dependency
 from ..tracing import TracedPolicy, without_argmax
 from ..tracing._legal import with_legal_actions
 from ._base import ArtifactFormat, ExportOptions, Runner, Runtime
@@ -82,7 +82,27 @@ def convert(traced: TracedPolicy) -> bytes:
         [serving_default.get_concrete_function()], module
     )
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    return bytes(converter.convert())
+    from tensorflow.lite.python.convert_phase import ConverterError
+
+    try:
+        return bytes(converter.convert())
+    except ConverterError as e:
+        raise UnsupportedError(_NOT_CONVERTIBLE.format(reason=_first_error(str(e)))) from None
+
+
+_NOT_CONVERTIBLE = (
+    "TensorFlow Lite's converter cannot express this policy ({reason}): the tflite format "
+    "holds only operations with builtin TFLite kernels. Export another format (onnx, "
+    "savedmodel), or avoid that operation in the policy."
+)
+
+
+def _first_error(message: str) -> str:
+    """The converter's first `error:` line, without its source location."""
+    for line in message.splitlines():
+        if "error: " in line:
+            return line.split("error: ", 1)[1].strip()
+    return message.splitlines()[0][:300] if message else "no reason given"
 
 
 def _tf_name(name: str) -> str:
