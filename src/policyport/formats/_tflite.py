@@ -15,7 +15,12 @@ the contract's order (the converter's TF-style names, `observation_goal`, are re
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -85,7 +90,8 @@ def convert(traced: TracedPolicy) -> bytes:
     from tensorflow.lite.python.convert_phase import ConverterError
 
     try:
-        return bytes(converter.convert())
+        with _native_stderr_silenced():
+            return bytes(converter.convert())
     except ConverterError as e:
         raise UnsupportedError(_NOT_CONVERTIBLE.format(reason=_first_error(str(e)))) from None
 
@@ -95,6 +101,22 @@ _NOT_CONVERTIBLE = (
     "holds only operations with builtin TFLite kernels. Export another format (onnx, "
     "savedmodel), or avoid that operation in the policy."
 )
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Hold back what native code prints to file descriptor 2 (the converter's absl warnings,
+    LiteRT's delegate notice) while it runs: it ignores TF_CPP_MIN_LOG_LEVEL, and anything
+    that matters reaches us as an exception."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def _first_error(message: str) -> str:
@@ -168,7 +190,9 @@ def with_metadata(model_bytes: bytes, metadata: dict[str, str]) -> bytes:
 def load_litert(path: Path) -> Runner:
     """A `.tflite` model's one signature in LiteRT's interpreter."""
     litert = import_litert()
-    interpreter = litert.interpreter.Interpreter(model_path=str(path))
+    with _native_stderr_silenced():  # the XNNPACK notice, printed when tensors are allocated
+        interpreter = litert.interpreter.Interpreter(model_path=str(path))
+        interpreter.allocate_tensors()
     runner = interpreter.get_signature_runner(SIGNATURE)
 
     def run(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
