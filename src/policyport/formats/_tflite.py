@@ -20,7 +20,7 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -28,12 +28,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.extend.core import jaxpr_as_fun
+from jaxtyping import Array
 
-from .._errors import UnsupportedError, missing_dependency
+from .._errors import MissingDependencyError, UnsupportedError, missing_dependency
 from ..tracing import TracedPolicy, without_argmax
 from ..tracing._legal import with_legal_actions
 from ._base import ArtifactFormat, ExportOptions, Runner, Runtime
-from ._savedmodel import import_tensorflow
+from ._savedmodel import _tf_name, import_tensorflow
 
 SIGNATURE = "serving_default"
 METADATA_NAME = "policyport"
@@ -48,7 +49,7 @@ def import_litert() -> Any:
     return ai_edge_litert
 
 
-def tflite_function(traced: TracedPolicy) -> Any:
+def tflite_function(traced: TracedPolicy) -> Callable[..., list[Array]]:
     """The batched function converted: `legal_batched`, its argmaxes single-operand."""
     per_sample = with_legal_actions(
         jaxpr_as_fun(traced.jaxpr), traced.action_space, traced.description.mask_input
@@ -59,7 +60,10 @@ def tflite_function(traced: TracedPolicy) -> Any:
 
 def convert(traced: TracedPolicy) -> bytes:
     """The policy as a TFLite flatbuffer, as TensorFlow's converter writes it."""
-    tf = import_tensorflow()
+    try:
+        tf = import_tensorflow()
+    except MissingDependencyError as e:
+        raise missing_dependency("tensorflow", "tflite", "The tflite format's converter") from e
     from jax.experimental import jax2tf
 
     forward = jax2tf.convert(
@@ -125,11 +129,6 @@ def _first_error(message: str) -> str:
         if "error: " in line:
             return line.split("error: ", 1)[1].strip()
     return message.splitlines()[0][:300] if message else "no reason given"
-
-
-def _tf_name(name: str) -> str:
-    """TensorFlow's argument names cannot hold dots: `observation.goal` -> `observation_goal`."""
-    return name.replace(".", "_")
 
 
 def _flatbuffer_utils() -> Any:
