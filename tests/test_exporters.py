@@ -36,6 +36,10 @@ def read_metadata(format: str, path: Path) -> dict[str, str]:
         return json.loads((path / "assets.extra" / "policyport.json").read_text())
     if format == "stablehlo":
         return json.loads((path / "policyport.json").read_text())
+    if format == "tflite":
+        from policyport.formats._tflite import read_tflite_metadata
+
+        return read_tflite_metadata(path.read_bytes())
     raise AssertionError(f"no metadata reader for format {format!r}: add one")
 
 
@@ -77,6 +81,21 @@ def read_signature(format: str, path: Path) -> tuple[dict, dict]:
                 for n, a in zip(("action", "value"), exported.out_avals, strict=True)
             },
         )
+    if format == "tflite":
+        from ai_edge_litert.interpreter import Interpreter
+
+        runner = Interpreter(model_path=str(path)).get_signature_runner()
+
+        def details(tensors):
+            return {
+                name: (
+                    tuple(None if d == -1 else int(d) for d in t["shape_signature"]),
+                    np.dtype(t["dtype"]).name,
+                )
+                for name, t in tensors.items()
+            }
+
+        return details(runner.get_input_details()), details(runner.get_output_details())
     raise AssertionError(f"no signature reader for format {format!r}: add one")
 
 
@@ -203,6 +222,6 @@ def test_onnx_passes_the_checker_with_full_shape_inference(exported):
 def test_every_format_has_readers_here():
     # The matrix above covers FORMATS by construction; the readers must keep up too.
     for format in FORMATS:
-        assert format in ("onnx", "ort", "savedmodel", "stablehlo"), (
+        assert format in ("onnx", "ort", "savedmodel", "stablehlo", "tflite"), (
             f"format {format!r} is registered but this file cannot read its metadata"
         )

@@ -564,8 +564,8 @@ def _new_set(case: _Kill, move: int) -> dict[str, dict[str, bytes]]:
 
 @pytest.mark.parametrize(
     ("format", "move"),
-    # all: onnx (0), ort's config (1) and .ort (2), savedmodel (3), stablehlo (4).
-    [("all", 2), ("all", 4), ("ort", 0), ("ort", 1)],
+    # all: onnx (0), ort's config (1) and .ort (2), savedmodel (3), stablehlo (4), tflite (5).
+    [("all", 2), ("all", 5), ("ort", 0), ("ort", 1)],
     ids=["all@between-the-ort-pair", "all@last", "ort@first", "ort@between-the-pair"],
 )
 def test_sigkill_between_the_renames_of_a_set_recovers_the_complete_new_set(

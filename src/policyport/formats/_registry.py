@@ -11,6 +11,7 @@ from ._onnx import ONNXRUNTIME, OnnxFormat
 from ._ort import OrtFormat
 from ._savedmodel import TENSORFLOW, SavedModelFormat
 from ._stablehlo import JAX_EXPORT, StableHloFormat
+from ._tflite import LITERT, TfliteFormat
 
 
 def _table[T](rows: tuple[T, ...], kind: str) -> dict[str, T]:
@@ -23,9 +24,9 @@ def _table[T](rows: tuple[T, ...], kind: str) -> dict[str, T]:
 
 
 FORMATS: dict[str, ArtifactFormat] = _table(
-    (OnnxFormat(), OrtFormat(), SavedModelFormat(), StableHloFormat()), "format"
+    (OnnxFormat(), OrtFormat(), SavedModelFormat(), StableHloFormat(), TfliteFormat()), "format"
 )
-RUNTIMES: dict[str, Runtime] = _table((ONNXRUNTIME, TENSORFLOW, JAX_EXPORT), "runtime")
+RUNTIMES: dict[str, Runtime] = _table((ONNXRUNTIME, TENSORFLOW, JAX_EXPORT, LITERT), "runtime")
 # `--format all` means every registered format.
 ALL = "all"
 

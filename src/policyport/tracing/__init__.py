@@ -10,5 +10,6 @@ from ._contract import TensorSpec as TensorSpec
 from ._contract import check_contract as check_contract
 from ._contract import metadata as metadata
 from ._contract import numpy_dtype as numpy_dtype
+from ._single_operand import without_argmax as without_argmax
 from ._trace import TracedPolicy as TracedPolicy
 from ._trace import trace as trace

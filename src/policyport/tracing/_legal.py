@@ -35,8 +35,9 @@ def legal_action(
     fixed = []
     for i, (start, stop) in enumerate(space.mask_blocks()):
         block, choice = mask[start:stop], chosen[i]
-        inside = (choice >= 0) & (choice < stop - start)
-        legal = inside & block[jnp.clip(choice, 0, stop - start - 1)]
+        # A comparison, not `block[choice]`: a gather over a dynamic batch is what
+        # TFLite's converter cannot legalize; a choice outside the block matches nothing.
+        legal = jnp.any(block & (jnp.arange(stop - start, dtype=choice.dtype) == choice))
         first = jnp.argmax(block).astype(choice.dtype)
         fixed.append(jnp.where(legal | ~jnp.any(block), choice, first))
     return jnp.stack(fixed).reshape(action.shape)
