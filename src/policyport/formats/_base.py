@@ -41,6 +41,9 @@ class Runtime:
     formats: tuple[str, ...]
     load: Callable[[Path], Runner]
     version: Callable[[], str]
+    # What to install when the runtime is missing here (a sentence), else None: asked
+    # before an export starts, so a missing runtime fails before anything is written.
+    missing: Callable[[], str | None] = lambda: None
 
 
 class ArtifactFormat(abc.ABC):

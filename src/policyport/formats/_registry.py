@@ -8,9 +8,13 @@ from __future__ import annotations
 
 from ._base import ArtifactFormat, Runtime
 from ._onnx import ONNXRUNTIME, OnnxFormat
+from ._onnx_reference import ONNX_REFERENCE
+from ._onnxruntime_legacy import ONNXRUNTIME_LEGACY
+from ._openvino import OPENVINO
 from ._ort import OrtFormat
 from ._savedmodel import TENSORFLOW, SavedModelFormat
 from ._stablehlo import JAX_EXPORT, StableHloFormat
+from ._tract import TRACT
 
 
 def _table[T](rows: tuple[T, ...], kind: str) -> dict[str, T]:
@@ -25,7 +29,18 @@ def _table[T](rows: tuple[T, ...], kind: str) -> dict[str, T]:
 FORMATS: dict[str, ArtifactFormat] = _table(
     (OnnxFormat(), OrtFormat(), SavedModelFormat(), StableHloFormat()), "format"
 )
-RUNTIMES: dict[str, Runtime] = _table((ONNXRUNTIME, TENSORFLOW, JAX_EXPORT), "runtime")
+RUNTIMES: dict[str, Runtime] = _table(
+    (
+        ONNXRUNTIME,
+        TENSORFLOW,
+        JAX_EXPORT,
+        OPENVINO,
+        TRACT,
+        ONNX_REFERENCE,
+        ONNXRUNTIME_LEGACY,
+    ),
+    "runtime",
+)
 # `--format all` means every registered format.
 ALL = "all"
 
