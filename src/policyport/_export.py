@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import InputError, ParityError, PolicyportError
+from ._errors import InputError, MissingDependencyError, ParityError, PolicyportError
 from ._pause import test_pause
 from ._publish import disk_error, probe_writable, publish, remove_stale_staging, staging_dir
 from .checks import (
@@ -41,6 +41,8 @@ class ExportResult:
     report: ParityReport | None  # None with check=False
     seconds: dict[str, float] = field(default_factory=dict)
     rollouts: RolloutReport | None = None  # when closed-loop episodes were asked for
+    # One report per runtime of `check_in` that reads this format, in the order asked.
+    check_in: tuple[ParityReport, ...] = ()
 
 
 @contextmanager
@@ -101,6 +103,29 @@ def _check_destination(paths: tuple[Path, ...], force: bool, format: str) -> Non
         probe_writable(parent)
 
 
+def resolve_check_in(check_in: Sequence[str], formats: list[str]) -> tuple[str, ...]:
+    """The extra runtimes to check in, validated before anything is traced or written.
+
+    Each must be registered, installed here, and read at least one of `formats` (with
+    `format="all"` a runtime checks the formats it reads and skips the others).
+    """
+    names = tuple(dict.fromkeys(check_in))
+    for name in names:
+        if name not in RUNTIMES:
+            raise InputError(
+                f"Unknown runtime {name!r} in --check-in. Choose among: {', '.join(RUNTIMES)}."
+            )
+        if (missing := RUNTIMES[name].missing()) is not None:
+            raise MissingDependencyError(f"--check-in {name}: {missing}")
+        readable = RUNTIMES[name].formats
+        if not any(f in readable for f in formats):
+            raise InputError(
+                f"--check-in {name}: runtime {name!r} cannot open {' or '.join(formats)} "
+                f"artifacts; it reads {', '.join(readable)}. Choose another runtime or format."
+            )
+    return names
+
+
 def _check_finite(traced: TracedPolicy) -> None:
     if traced.nonfinite_weights is not None:
         raise InputError(
@@ -125,6 +150,7 @@ def export(
     env: Any = None,
     rollout_steps: int = 500,
     progress: Progress | None = None,
+    check_in: Sequence[str] = (),
 ) -> list[ExportResult]:
     """Export `policy` to one format (or `"all"`), checking parity in each format's runtime.
 
@@ -141,6 +167,9 @@ def export(
     - `force`: replace existing artifacts.
     - `rollouts`: also run this many closed-loop episodes of at most `rollout_steps` steps in
       `env` with the JAX policy and with the artifact, and fail unless they agree.
+    - `check_in`: more runtimes (names in `policyport.formats.RUNTIMES`, e.g. `openvino`,
+      `tract`) to run the same parity check in, with the same inputs and tolerances; each
+      must pass, or nothing is written.
 
     **Returns:** one `ExportResult` per format, in the order exported.
     """
@@ -150,6 +179,9 @@ def export(
     if opset is not None and not MIN_OPSET <= opset <= MAX_OPSET:
         raise InputError(f"--opset {opset} is out of range: choose {MIN_OPSET}..{MAX_OPSET}.")
     options = ExportOptions() if opset is None else ExportOptions(opset=opset)
+    if check_in and not check:
+        raise InputError("--check-in runs the parity check in more runtimes: drop --no-check.")
+    also = resolve_check_in(check_in, formats)
     if output is None and source is None:
         raise InputError("Give an output path (or the source policy file to name it after).")
     base = Path(output if output is not None else source)
@@ -188,6 +220,7 @@ def export(
                 closed_loop,
                 progress,
                 dict(seconds),
+                tuple(r for r in also if name in RUNTIMES[r].formats),
             )
             results.append(result)
             pairs = zip(staged, fmt.destinations(primaries[name]), strict=True)
@@ -380,6 +413,8 @@ def check(
         raise InputError(f"Artifact not found: {artifact}. Give the path export wrote.")
     check_contract(FORMATS[format].read_metadata(artifact), artifact)
     runtime = runtime or FORMATS[format].runtime
+    if (missing := RUNTIMES[runtime].missing()) is not None:
+        raise MissingDependencyError(missing)
     runner = _open(runtime, artifact, format)
     return _parity(trace(policy), runner, artifact, format, seed, batch_sizes, runtime)
 
@@ -395,6 +430,7 @@ def _stage_one(
     closed_loop: ClosedLoop,
     progress: Progress | None,
     seconds: dict[str, float],
+    check_in: tuple[str, ...] = (),
 ) -> tuple[ExportResult, tuple[Path, ...]]:
     """Write and check one format inside `folder` (in the staging folder); publish nothing.
 
@@ -425,6 +461,10 @@ def _stage_one(
                 f"nothing was written to {primary}.\n{report.to_table()}",
                 report,
             )
+    also = tuple(
+        _check_in_one(traced, runtime, staged[0], name, primary, seed, seconds, say)
+        for runtime in check_in
+    )
     rollouts = None
     if closed_loop.episodes:
         with _stage("rollouts", seconds, say):
@@ -459,4 +499,30 @@ def _stage_one(
             raise clear from e
         with _stage("verify", seconds, say):
             _verify_final_bytes(staged[0], name, recorder, primary)
-    return ExportResult(name, fmt.destinations(primary), report, seconds, rollouts), staged
+    result = ExportResult(name, fmt.destinations(primary), report, seconds, rollouts, also)
+    return result, staged
+
+
+def _check_in_one(
+    traced: TracedPolicy,
+    runtime: str,
+    staged: Path,
+    format: str,
+    primary: Path,
+    seed: int,
+    seconds: dict[str, float],
+    say: Progress | None,
+) -> ParityReport:
+    """The staged artifact checked in one more runtime: same inputs, same tolerances."""
+    with _stage(f"check in {runtime}", seconds, say):
+        report = _parity(
+            traced, _open(runtime, staged, format), staged, format, seed, runtime=runtime
+        )
+        report = dataclasses.replace(report, artifact=str(primary))
+    if not report.passed:
+        raise ParityError(
+            f"The {format} artifact does not compute what the JAX policy computes when run "
+            f"in {runtime}; nothing was written to {primary}.\n{report.to_table()}",
+            report,
+        )
+    return report
