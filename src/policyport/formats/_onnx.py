@@ -12,7 +12,7 @@ from onnx import TensorProto, helper
 
 from .._errors import UnsupportedError
 from ..tracing import TracedPolicy
-from ._base import ArtifactFormat, ExportOptions, Runner, Runtime
+from ._base import JAX2ONNX_MIN_OPSET, MIN_OPSET, ArtifactFormat, ExportOptions, Runner, Runtime
 from ._onnx_lowering import NotLowerable, lower_natively
 from ._onnx_optimize import optimize
 
@@ -63,6 +63,13 @@ def lower_to_onnx(traced: TracedPolicy, opset: int) -> onnx.ModelProto:
         model = lower_natively(traced, opset)
         lowering = "policyport"
     except NotLowerable as e:
+        if opset < JAX2ONNX_MIN_OPSET:
+            raise UnsupportedError(
+                f"--opset {opset} is below what this policy can be written at: policyport's "
+                f"own lowering (opset {MIN_OPSET}+) lacks {e}, and jax2onnx, which lowers "
+                f"it instead, writes opset {JAX2ONNX_MIN_OPSET} and above. Export with "
+                f"--opset {JAX2ONNX_MIN_OPSET} or higher, or avoid that in the policy."
+            ) from e
         model = _lower_with_jax2onnx(traced, opset)
         lowering = f"jax2onnx (policyport's lowering lacks {e})"
     optimize(model)
