@@ -16,7 +16,7 @@ import traceback
 from pathlib import Path
 
 from ._errors import ParityError, PolicyportError
-from .formats import ALL, DEFAULT_OPSET, FORMATS, MAX_OPSET, MIN_OPSET, RUNTIMES
+from .formats import ALL, DEFAULT_OPSET, FORMATS, MAX_OPSET, MIN_OPSET, RUNTIMES, TARGETS
 
 EXIT_PARITY, EXIT_INPUT, EXIT_INTERNAL = 1, 2, 3
 
@@ -50,6 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"ONNX opset for onnx/ort, {MIN_OPSET}..{MAX_OPSET} (default {DEFAULT_OPSET})",
     )
     parser.add_argument("--no-check", action="store_true", help="skip the parity check")
+    parser.add_argument(
+        "--target",
+        choices=list(TARGETS),
+        help="deployment target of an onnx/ort artifact: its opset, batch and operator "
+        "choices (docs/embedding.md); default: onnxruntime's",
+    )
     parser.add_argument(
         "--check-in",
         metavar="RUNTIMES",
@@ -171,6 +177,7 @@ def _run(args: argparse.Namespace) -> int:
             rollout_steps=args.rollout_steps,
             progress=_progress,
             check_in=[name.strip() for name in args.check_in.split(",") if name.strip()],
+            target=args.target,
         )
     except ParityError as e:
         print(f"export-policy: parity check failed: {e}", file=sys.stderr)

@@ -26,7 +26,19 @@ from .checks import (
     stress_runner,
 )
 from .checks import compare_rollouts as _closed_loop
-from .formats import ALL, FORMATS, MAX_OPSET, MIN_OPSET, RUNTIMES, ExportOptions, Runner
+from .formats import (
+    ALL,
+    FORMATS,
+    MAX_OPSET,
+    MIN_OPSET,
+    RUNTIMES,
+    TARGET_KEY,
+    ExportOptions,
+    Runner,
+    fixed_batch_of,
+    in_rows,
+    resolve_target,
+)
 from .tracing import TracedPolicy, check_contract, metadata, trace
 
 Progress = Callable[[str], None]
@@ -126,6 +138,31 @@ def resolve_check_in(check_in: Sequence[str], formats: list[str]) -> tuple[str, 
     return names
 
 
+def _targeted(
+    name: str,
+    formats: list[str],
+    opset: int | None,
+    check_in: Sequence[str],
+    progress: Progress | None,
+) -> tuple[ExportOptions, tuple[str, ...]]:
+    """The options a target asks for, and the runtimes to check in: the user's plus the
+    target's own that are installed here (a missing one is said, not fatal)."""
+    chosen = resolve_target(name)
+    if any(f not in ("onnx", "ort") for f in formats):
+        raise InputError(f"--target applies to onnx and ort artifacts, not {', '.join(formats)}.")
+    if opset is not None and opset > chosen.max_opset:
+        raise InputError(
+            f"--opset {opset} is above what --target {name} reads (at most "
+            f"{chosen.max_opset}). Drop --opset to use {chosen.opset}."
+        )
+    installed = [r for r in chosen.check_in if RUNTIMES[r].missing() is None]
+    skipped = [r for r in chosen.check_in if r not in installed]
+    if skipped and progress is not None:
+        progress(f"target {name}: not installed here, not checked in: {', '.join(skipped)}")
+    options = ExportOptions(opset=opset if opset is not None else chosen.opset, target=name)
+    return options, (*check_in, *installed)
+
+
 def _check_finite(traced: TracedPolicy) -> None:
     if traced.nonfinite_weights is not None:
         raise InputError(
@@ -151,6 +188,7 @@ def export(
     rollout_steps: int = 500,
     progress: Progress | None = None,
     check_in: Sequence[str] = (),
+    target: str | None = None,
 ) -> list[ExportResult]:
     """Export `policy` to one format (or `"all"`), checking parity in each format's runtime.
 
@@ -170,6 +208,10 @@ def export(
     - `check_in`: more runtimes (names in `policyport.formats.RUNTIMES`, e.g. `openvino`,
       `tract`) to run the same parity check in, with the same inputs and tolerances; each
       must pass, or nothing is written.
+    - `target`: a deployment target of `policyport.formats.TARGETS` (`onnxruntime`,
+      `mobile`, `sentis`, `tract`, `openvino`) for `onnx`/`ort`: its opset (unless `opset`
+      is given, up to the target's maximum), batch and operator choices, recorded as the
+      metadata key `policyport.target`; also checked in the target's runtimes installed here.
 
     **Returns:** one `ExportResult` per format, in the order exported.
     """
@@ -179,6 +221,8 @@ def export(
     if opset is not None and not MIN_OPSET <= opset <= MAX_OPSET:
         raise InputError(f"--opset {opset} is out of range: choose {MIN_OPSET}..{MAX_OPSET}.")
     options = ExportOptions() if opset is None else ExportOptions(opset=opset)
+    if target is not None:
+        options, check_in = _targeted(target, formats, opset, check_in, progress)
     if check_in and not check:
         raise InputError("--check-in runs the parity check in more runtimes: drop --no-check.")
     also = resolve_check_in(check_in, formats)
@@ -252,9 +296,13 @@ class ClosedLoop:
 
 
 def _open(runtime: str, artifact: Path, format: str) -> Runner:
-    """The artifact opened in `runtime`; one its runtime cannot even load fails the check."""
+    """The artifact opened in `runtime`; one its runtime cannot even load fails the check.
+
+    A fixed-batch artifact (its target says so) is fed that many rows at a time."""
     try:
-        return RUNTIMES[runtime].load(artifact)
+        run = RUNTIMES[runtime].load(artifact)
+        rows = fixed_batch_of(FORMATS[format].read_metadata(artifact))
+        return run if rows is None else in_rows(run, rows)
     except PolicyportError:
         raise
     except Exception as e:  # the runtime's own errors: any of them means the artifact is bad
@@ -442,6 +490,7 @@ def _stage_one(
     try:
         with _stage("lower", seconds, say):
             meta = metadata(traced.description, traced.inputs, traced.outputs, format_name=name)
+            meta |= _target_key(options)
             staged = fmt.write(traced, folder, primary.name.removesuffix(fmt.suffix), options, meta)
     except OSError as e:
         if (clear := disk_error(e, f"the {name} artifact", primary.parent)) is None:
@@ -490,7 +539,7 @@ def _stage_one(
             parity["closed_loop"] = rollouts.summary()
         final = metadata(
             traced.description, traced.inputs, traced.outputs, format_name=name, parity=parity
-        )
+        ) | _target_key(options)
         try:
             fmt.set_metadata(staged, final)
         except OSError as e:
@@ -501,6 +550,10 @@ def _stage_one(
             _verify_final_bytes(staged[0], name, recorder, primary)
     result = ExportResult(name, fmt.destinations(primary), report, seconds, rollouts, also)
     return result, staged
+
+
+def _target_key(options: ExportOptions) -> dict[str, str]:
+    return {} if options.target is None else {TARGET_KEY: options.target}
 
 
 def _check_in_one(

@@ -34,6 +34,8 @@ class ExportOptions:
     """Settings that change what a format writes."""
 
     opset: int = DEFAULT_OPSET
+    # A deployment target's name (`formats/_targets.py`): its batch and operator choices.
+    target: str | None = None
 
 
 @dataclass(frozen=True)

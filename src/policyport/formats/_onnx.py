@@ -15,6 +15,7 @@ from ..tracing import TracedPolicy
 from ._base import JAX2ONNX_MIN_OPSET, MIN_OPSET, ArtifactFormat, ExportOptions, Runner, Runtime
 from ._onnx_lowering import NotLowerable, lower_natively
 from ._onnx_optimize import optimize
+from ._targets import TARGETS, apply_target
 
 _BATCH = "batch"
 # The metadata key naming the lowering that wrote the graph: `policyport`, or
@@ -148,6 +149,8 @@ def build_model(
 ) -> onnx.ModelProto:
     """The checked ONNX model, metadata included: what both `onnx` and `ort` start from."""
     model = lower_to_onnx(traced, options.opset)
+    if options.target is not None:
+        apply_target(model, TARGETS[options.target])
     set_model_metadata(model, metadata)
     check_model(model)
     return model
