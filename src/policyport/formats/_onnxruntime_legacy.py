@@ -111,5 +111,9 @@ def load_legacy(path: Path) -> Runner:
 
 
 ONNXRUNTIME_LEGACY = Runtime(
-    "onnxruntime-1.20", ("onnx",), load_legacy, lambda: f"onnxruntime {VERSION}", _missing
+    "onnxruntime-1.20",
+    ("onnx",),
+    load_legacy,
+    lambda: f"onnxruntime-1.20 (onnxruntime {VERSION}, own process)",
+    _missing,
 )
