@@ -52,8 +52,8 @@ EXPECTED_OPS = {
         "Clip": 1,
         "Sigmoid": 1,
         "Greater": 1,
-        "Cast": 1,  # the mask's; the bits become int64 through Where (tract, issue 17)
-        "Where": 1,
+        "Cast": 1,  # the mask's; the bits become int64 through CastLike (tract, issue 17)
+        "CastLike": 1,
         "Squeeze": 1,
     },
 }

@@ -67,11 +67,11 @@ def test_every_runtime_matches_jax_for_every_action_space(artifacts, runtime, sp
 @pytest.mark.parametrize("space", ["MultiDiscrete", "MultiBinary"])
 def test_integer_actions_end_without_an_int64_cast(artifacts, space):
     """tract types `Cast(to=INT64)` as a symbolic dim and cannot return it (issue 17):
-    MultiDiscrete's action is ArgMax's own int64, MultiBinary's a Where of int64s."""
+    MultiDiscrete's action is ArgMax's own int64, MultiBinary's a CastLike (opset 15+)."""
     _, path = artifacts[space]
     graph = onnx.load(path).graph
     producer = next(n for n in graph.node if "action" in n.output)
-    assert producer.op_type == {"MultiDiscrete": "Concat", "MultiBinary": "Where"}[space]
+    assert producer.op_type == {"MultiDiscrete": "Concat", "MultiBinary": "CastLike"}[space]
     casts = [n for n in graph.node if n.op_type == "Cast"]
     assert all(a.i != TensorProto.INT64 for n in casts for a in n.attribute if a.name == "to")
     assert all(a.i != TensorProto.INT32 for n in casts for a in n.attribute if a.name == "to")
@@ -207,3 +207,13 @@ def test_the_reference_evaluator_reads_an_int64_where():
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     (y,) = ReferenceEvaluator(model).run(None, {"b": np.array([[True, False]])})
     assert y.dtype == np.int64 and y.tolist() == [[1, 0]]
+
+
+def test_multibinary_below_opset_15_reaches_tract_through_where(artifacts, tmp_path):
+    """No CastLike before opset 15: the bits become int64 through Where, which tract reads."""
+    policy, _ = artifacts["MultiBinary"]
+    [result] = policyport.export(policy, "onnx", tmp_path / "p.onnx", opset=13, check=False)
+    producer = next(n for n in onnx.load(result.paths[0]).graph.node if "action" in n.output)
+    assert producer.op_type == "Where"
+    report = policyport.check(policy, result.paths[0], runtime="tract", batch_sizes=BATCHES)
+    assert report.passed, report.to_table()

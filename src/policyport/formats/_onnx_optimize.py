@@ -336,11 +336,14 @@ def _indices_without_narrowing(graph: _Graph, node: onnx.NodeProto) -> bool:
 _BOOL_OPS = ("Greater", "Less", "Equal", "GreaterOrEqual", "LessOrEqual", "And", "Or", "Not")
 
 
-def _bits_by_where(graph: _Graph, node: onnx.NodeProto) -> bool:
-    """`Cast<int64>(Cast<int32>(b))`, `b` boolean -> `Where(b, 1, 0)` in int64.
+def _bits_as_int64(graph: _Graph, node: onnx.NodeProto) -> bool:
+    """`Cast<int64>(Cast<int32>(b))`, `b` boolean -> `CastLike(b, int64)` (opset 15+), else
+    `Where(b, 1, 0)` in int64.
 
     The same values; tract reads `Cast(to=INT64)` as a symbolic dimension (TDim) and cannot
-    return MultiBinary's `action`, while `Where` stays an ordinary int64 tensor.
+    return MultiBinary's `action`, while `CastLike` and `Where` give it plain int64s.
+    `CastLike` first: onnxruntime runs it as one Cast, where `Where` with scalar fills takes
+    a slower path (+4 us a call at batch 1, measured: bench/runtimes.py).
     """
     if node.op_type != "Cast" or _attrs(node).get("to") != TensorProto.INT64:
         return False
@@ -350,10 +353,15 @@ def _bits_by_where(graph: _Graph, node: onnx.NodeProto) -> bool:
     test = graph.producer.get(narrow.input[0])
     if test is None or test.op_type not in _BOOL_OPS or graph.only_consumer(node.input[0]) is None:
         return False
-    one = graph.add_constant(f"{node.output[0]}_one", np.array(1, np.int64))
-    zero = graph.add_constant(f"{node.output[0]}_zero", np.array(0, np.int64))
-    where = helper.make_node("Where", [narrow.input[0], one, zero], [node.output[0]])
-    _replace(graph, [narrow, node], where)
+    opset = next(o.version for o in graph.model.opset_import if o.domain in ("", "ai.onnx"))
+    if opset >= 15:
+        like = graph.add_constant(f"{node.output[0]}_int64", np.array(0, np.int64))
+        replacement = helper.make_node("CastLike", [narrow.input[0], like], [node.output[0]])
+    else:
+        one = graph.add_constant(f"{node.output[0]}_one", np.array(1, np.int64))
+        zero = graph.add_constant(f"{node.output[0]}_zero", np.array(0, np.int64))
+        replacement = helper.make_node("Where", [narrow.input[0], one, zero], [node.output[0]])
+    _replace(graph, [narrow, node], replacement)
     return True
 
 
@@ -434,7 +442,7 @@ RULES = (
     _arithmetic_mask,
     _argmax_without_casts,
     _indices_without_narrowing,
-    _bits_by_where,
+    _bits_as_int64,
     _fold_linear_pairs,
     _no_identity,
 )

@@ -26,8 +26,8 @@ DEFAULT_TARGET = "onnxruntime"
 # for `--target sentis` rather than failing later inside the Unity editor.
 SENTIS_OPS = frozenset(
     {
-        "Abs", "Add", "ArgMax", "ArgMin", "Cast", "Clip", "Concat", "Div", "Equal", "Exp",
-        "Expand", "Gemm", "Greater", "Less", "Log", "MatMul", "Max", "Min", "Mul", "Neg",
+        "Abs", "Add", "ArgMax", "ArgMin", "Cast", "CastLike", "Clip", "Concat", "Div", "Equal",
+        "Exp", "Expand", "Gemm", "Greater", "Less", "Log", "MatMul", "Max", "Min", "Mul", "Neg",
         "Not", "ReduceMax", "ReduceSum", "Relu", "Reshape", "Shape", "Sigmoid", "Slice",
         "Softplus", "Split", "Sqrt", "Squeeze", "Sub", "Tanh", "Unsqueeze", "Where",
     }
