@@ -157,3 +157,10 @@ def test_target_errors(policy, tmp_path, capsys):
     assert usage.value.code == 2
     assert "invalid choice: 'unity'" in capsys.readouterr().err
     assert not list(tmp_path.glob("*.onnx"))
+
+
+def test_a_target_without_the_check_writes_its_choices(policy, tmp_path):
+    [result] = policyport.export(policy, "onnx", tmp_path / "p.onnx", target="tract", check=False)
+    assert result.report is None and result.check_in == ()
+    model = onnx.load(result.paths[0])
+    assert {p.key: p.value for p in model.metadata_props}[TARGET_KEY] == "tract"

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ._deployment import resolve_check_in, targeted
 from ._errors import InputError, MissingDependencyError, ParityError, PolicyportError
 from ._pause import test_pause
 from ._publish import disk_error, probe_writable, publish, remove_stale_staging, staging_dir
@@ -37,7 +38,6 @@ from .formats import (
     Runner,
     fixed_batch_of,
     in_rows,
-    resolve_target,
 )
 from .tracing import TracedPolicy, check_contract, metadata, trace
 
@@ -115,54 +115,6 @@ def _check_destination(paths: tuple[Path, ...], force: bool, format: str) -> Non
         probe_writable(parent)
 
 
-def resolve_check_in(check_in: Sequence[str], formats: list[str]) -> tuple[str, ...]:
-    """The extra runtimes to check in, validated before anything is traced or written.
-
-    Each must be registered, installed here, and read at least one of `formats` (with
-    `format="all"` a runtime checks the formats it reads and skips the others).
-    """
-    names = tuple(dict.fromkeys(check_in))
-    for name in names:
-        if name not in RUNTIMES:
-            raise InputError(
-                f"Unknown runtime {name!r} in --check-in. Choose among: {', '.join(RUNTIMES)}."
-            )
-        if (missing := RUNTIMES[name].missing()) is not None:
-            raise MissingDependencyError(f"--check-in {name}: {missing}")
-        readable = RUNTIMES[name].formats
-        if not any(f in readable for f in formats):
-            raise InputError(
-                f"--check-in {name}: runtime {name!r} cannot open {' or '.join(formats)} "
-                f"artifacts; it reads {', '.join(readable)}. Choose another runtime or format."
-            )
-    return names
-
-
-def _targeted(
-    name: str,
-    formats: list[str],
-    opset: int | None,
-    check_in: Sequence[str],
-    progress: Progress | None,
-) -> tuple[ExportOptions, tuple[str, ...]]:
-    """The options a target asks for, and the runtimes to check in: the user's plus the
-    target's own that are installed here (a missing one is said, not fatal)."""
-    chosen = resolve_target(name)
-    if any(f not in ("onnx", "ort") for f in formats):
-        raise InputError(f"--target applies to onnx and ort artifacts, not {', '.join(formats)}.")
-    if opset is not None and opset > chosen.max_opset:
-        raise InputError(
-            f"--opset {opset} is above what --target {name} reads (at most "
-            f"{chosen.max_opset}). Drop --opset to use {chosen.opset}."
-        )
-    installed = [r for r in chosen.check_in if RUNTIMES[r].missing() is None]
-    skipped = [r for r in chosen.check_in if r not in installed]
-    if skipped and progress is not None:
-        progress(f"target {name}: not installed here, not checked in: {', '.join(skipped)}")
-    options = ExportOptions(opset=opset if opset is not None else chosen.opset, target=name)
-    return options, (*check_in, *installed)
-
-
 def _check_finite(traced: TracedPolicy) -> None:
     if traced.nonfinite_weights is not None:
         raise InputError(
@@ -222,7 +174,8 @@ def export(
         raise InputError(f"--opset {opset} is out of range: choose {MIN_OPSET}..{MAX_OPSET}.")
     options = ExportOptions() if opset is None else ExportOptions(opset=opset)
     if target is not None:
-        options, check_in = _targeted(target, formats, opset, check_in, progress)
+        options, target_runtimes = targeted(target, formats, opset, progress)
+        check_in = (*check_in, *(target_runtimes if check else ()))
     if check_in and not check:
         raise InputError("--check-in runs the parity check in more runtimes: drop --no-check.")
     also = resolve_check_in(check_in, formats)
