@@ -76,7 +76,7 @@ def test_all_formats_with_output_stem(model, tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--format", "onnx", "--opset", "40"], r"--opset 40 is out of range: choose 18..26"),
+        (["--format", "onnx", "--opset", "40"], r"--opset 40 is out of range: choose 13..26"),
         (["--format", "onnx", "-o", "/nonexistent/dir/x.onnx"], "does not exist"),
         (["--format", "onnx", "--policy-kwargs", "{nope"], "is not valid JSON"),
         (

@@ -16,7 +16,7 @@ import traceback
 from pathlib import Path
 
 from ._errors import ParityError, PolicyportError
-from .formats import ALL, DEFAULT_OPSET, FORMATS, MAX_OPSET, MIN_OPSET
+from .formats import ALL, DEFAULT_OPSET, FORMATS, MAX_OPSET, MIN_OPSET, RUNTIMES, TARGETS
 
 EXIT_PARITY, EXIT_INPUT, EXIT_INTERNAL = 1, 2, 3
 
@@ -61,6 +61,19 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"ONNX opset for onnx/ort, {MIN_OPSET}..{MAX_OPSET} (default {DEFAULT_OPSET})",
     )
     parser.add_argument("--no-check", action="store_true", help="skip the parity check")
+    parser.add_argument(
+        "--target",
+        choices=list(TARGETS),
+        help="deployment target of an onnx/ort artifact: its opset, batch and operator "
+        "choices (docs/embedding.md); default: onnxruntime's",
+    )
+    parser.add_argument(
+        "--check-in",
+        metavar="RUNTIMES",
+        default="",
+        help="also check parity in these runtimes, comma-separated (e.g. openvino,tract; "
+        f"registered: {', '.join(RUNTIMES)})",
+    )
     parser.add_argument("--report", type=Path, help="write the parity report(s) as JSON here")
     parser.add_argument("--force", action="store_true", help="replace existing artifacts")
     parser.add_argument("--seed", type=int, default=0, help="seed of the check inputs")
@@ -102,6 +115,7 @@ def _result_json(result) -> dict:
         "seconds": result.seconds,
         "parity": None if result.report is None else result.report.to_json(),
         "closed_loop": None if result.rollouts is None else result.rollouts.to_json(),
+        "check_in": [report.to_json() for report in result.check_in],
     }
 
 
@@ -177,6 +191,8 @@ def _run(args: argparse.Namespace) -> int:
             env=import_env(args.env) if args.rollouts else None,
             rollout_steps=args.rollout_steps,
             progress=_progress,
+            check_in=[name.strip() for name in args.check_in.split(",") if name.strip()],
+            target=args.target,
         )
     except ParityError as e:
         print(f"export-policy: parity check failed: {e}", file=sys.stderr)
@@ -189,6 +205,8 @@ def _run(args: argparse.Namespace) -> int:
     for result in results:
         if result.report is not None:
             print(result.report.to_table())
+        for report in result.check_in:
+            print(report.to_table())
         if result.rollouts is not None:
             print(result.rollouts.to_table())
         print(f"wrote {', '.join(str(p) for p in result.paths)}")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import InputError, ParityError, PolicyportError
+from ._deployment import resolve_check_in, targeted
+from ._errors import InputError, MissingDependencyError, ParityError, PolicyportError
 from ._pause import test_pause
 from ._publish import disk_error, probe_writable, publish, remove_stale_staging, staging_dir
 from .checks import (
@@ -26,7 +27,18 @@ from .checks import (
     stress_runner,
 )
 from .checks import compare_rollouts as _closed_loop
-from .formats import ALL, FORMATS, MAX_OPSET, MIN_OPSET, RUNTIMES, ExportOptions, Runner
+from .formats import (
+    ALL,
+    FORMATS,
+    MAX_OPSET,
+    MIN_OPSET,
+    RUNTIMES,
+    TARGET_KEY,
+    ExportOptions,
+    Runner,
+    fixed_batch_of,
+    in_rows,
+)
 from .tracing import TracedPolicy, check_contract, metadata, trace
 
 Progress = Callable[[str], None]
@@ -41,6 +53,8 @@ class ExportResult:
     report: ParityReport | None  # None with check=False
     seconds: dict[str, float] = field(default_factory=dict)
     rollouts: RolloutReport | None = None  # when closed-loop episodes were asked for
+    # One report per runtime of `check_in` that reads this format, in the order asked.
+    check_in: tuple[ParityReport, ...] = ()
 
 
 @contextmanager
@@ -125,6 +139,8 @@ def export(
     env: Any = None,
     rollout_steps: int = 500,
     progress: Progress | None = None,
+    check_in: Sequence[str] = (),
+    target: str | None = None,
 ) -> list[ExportResult]:
     """Export `policy` to one format (or `"all"`), checking parity in each format's runtime.
 
@@ -141,6 +157,13 @@ def export(
     - `force`: replace existing artifacts.
     - `rollouts`: also run this many closed-loop episodes of at most `rollout_steps` steps in
       `env` with the JAX policy and with the artifact, and fail unless they agree.
+    - `check_in`: more runtimes (names in `policyport.formats.RUNTIMES`, e.g. `openvino`,
+      `tract`) to run the same parity check in, with the same inputs and tolerances; each
+      must pass, or nothing is written.
+    - `target`: a deployment target of `policyport.formats.TARGETS` (`onnxruntime`,
+      `mobile`, `sentis`, `tract`, `openvino`) for `onnx`/`ort`: its opset (unless `opset`
+      is given, up to the target's maximum), batch and operator choices, recorded as the
+      metadata key `policyport.target`; also checked in the target's runtimes installed here.
 
     **Returns:** one `ExportResult` per format, in the order exported.
     """
@@ -150,6 +173,12 @@ def export(
     if opset is not None and not MIN_OPSET <= opset <= MAX_OPSET:
         raise InputError(f"--opset {opset} is out of range: choose {MIN_OPSET}..{MAX_OPSET}.")
     options = ExportOptions() if opset is None else ExportOptions(opset=opset)
+    if target is not None:
+        options, target_runtimes = targeted(target, formats, opset, progress)
+        check_in = (*check_in, *(target_runtimes if check else ()))
+    if check_in and not check:
+        raise InputError("--check-in runs the parity check in more runtimes: drop --no-check.")
+    also = resolve_check_in(check_in, formats)
     if output is None and source is None:
         raise InputError("Give an output path (or the source policy file to name it after).")
     base = Path(output if output is not None else source)
@@ -188,6 +217,7 @@ def export(
                 closed_loop,
                 progress,
                 dict(seconds),
+                tuple(r for r in also if name in RUNTIMES[r].formats),
             )
             results.append(result)
             pairs = zip(staged, fmt.destinations(primaries[name]), strict=True)
@@ -219,9 +249,13 @@ class ClosedLoop:
 
 
 def _open(runtime: str, artifact: Path, format: str) -> Runner:
-    """The artifact opened in `runtime`; one its runtime cannot even load fails the check."""
+    """The artifact opened in `runtime`; one its runtime cannot even load fails the check.
+
+    A fixed-batch artifact (its target says so) is fed that many rows at a time."""
     try:
-        return RUNTIMES[runtime].load(artifact)
+        run = RUNTIMES[runtime].load(artifact)
+        rows = fixed_batch_of(FORMATS[format].read_metadata(artifact))
+        return run if rows is None else in_rows(run, rows)
     except PolicyportError:
         raise
     except Exception as e:  # the runtime's own errors: any of them means the artifact is bad
@@ -380,6 +414,8 @@ def check(
         raise InputError(f"Artifact not found: {artifact}. Give the path export wrote.")
     check_contract(FORMATS[format].read_metadata(artifact), artifact)
     runtime = runtime or FORMATS[format].runtime
+    if (missing := RUNTIMES[runtime].missing()) is not None:
+        raise MissingDependencyError(missing)
     runner = _open(runtime, artifact, format)
     return _parity(trace(policy), runner, artifact, format, seed, batch_sizes, runtime)
 
@@ -395,6 +431,7 @@ def _stage_one(
     closed_loop: ClosedLoop,
     progress: Progress | None,
     seconds: dict[str, float],
+    check_in: tuple[str, ...] = (),
 ) -> tuple[ExportResult, tuple[Path, ...]]:
     """Write and check one format inside `folder` (in the staging folder); publish nothing.
 
@@ -406,6 +443,7 @@ def _stage_one(
     try:
         with _stage("lower", seconds, say):
             meta = metadata(traced.description, traced.inputs, traced.outputs, format_name=name)
+            meta |= _target_key(options)
             staged = fmt.write(traced, folder, primary.name.removesuffix(fmt.suffix), options, meta)
     except OSError as e:
         if (clear := disk_error(e, f"the {name} artifact", primary.parent)) is None:
@@ -425,6 +463,10 @@ def _stage_one(
                 f"nothing was written to {primary}.\n{report.to_table()}",
                 report,
             )
+    also = tuple(
+        _check_in_one(traced, runtime, staged[0], name, primary, seed, seconds, say)
+        for runtime in check_in
+    )
     rollouts = None
     if closed_loop.episodes:
         with _stage("rollouts", seconds, say):
@@ -450,7 +492,7 @@ def _stage_one(
             parity["closed_loop"] = rollouts.summary()
         final = metadata(
             traced.description, traced.inputs, traced.outputs, format_name=name, parity=parity
-        )
+        ) | _target_key(options)
         try:
             fmt.set_metadata(staged, final)
         except OSError as e:
@@ -459,4 +501,34 @@ def _stage_one(
             raise clear from e
         with _stage("verify", seconds, say):
             _verify_final_bytes(staged[0], name, recorder, primary)
-    return ExportResult(name, fmt.destinations(primary), report, seconds, rollouts), staged
+    result = ExportResult(name, fmt.destinations(primary), report, seconds, rollouts, also)
+    return result, staged
+
+
+def _target_key(options: ExportOptions) -> dict[str, str]:
+    return {} if options.target is None else {TARGET_KEY: options.target}
+
+
+def _check_in_one(
+    traced: TracedPolicy,
+    runtime: str,
+    staged: Path,
+    format: str,
+    primary: Path,
+    seed: int,
+    seconds: dict[str, float],
+    say: Progress | None,
+) -> ParityReport:
+    """The staged artifact checked in one more runtime: same inputs, same tolerances."""
+    with _stage(f"check in {runtime}", seconds, say):
+        report = _parity(
+            traced, _open(runtime, staged, format), staged, format, seed, runtime=runtime
+        )
+        report = dataclasses.replace(report, artifact=str(primary))
+    if not report.passed:
+        raise ParityError(
+            f"The {format} artifact does not compute what the JAX policy computes when run "
+            f"in {runtime}; nothing was written to {primary}.\n{report.to_table()}",
+            report,
+        )
+    return report

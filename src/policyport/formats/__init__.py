@@ -10,3 +10,9 @@ from ._base import Runtime as Runtime
 from ._registry import ALL as ALL
 from ._registry import FORMATS as FORMATS
 from ._registry import RUNTIMES as RUNTIMES
+from ._targets import TARGET_KEY as TARGET_KEY
+from ._targets import TARGETS as TARGETS
+from ._targets import Target as Target
+from ._targets import fixed_batch_of as fixed_batch_of
+from ._targets import in_rows as in_rows
+from ._targets import resolve_target as resolve_target

@@ -19,8 +19,11 @@ from ..tracing import TracedPolicy
 
 # ONNX opsets we write. 21 is the default: every consumer we test loads it (onnxruntime
 # 1.29 C/C++, onnxruntime-node/-web 1.30, the 1.32 wheel); -web 1.30 refuses opsets above
-# 26 (DESIGN.md), and below 18 jax2onnx's lowerings are not all available.
-MIN_OPSET, DEFAULT_OPSET, MAX_OPSET = 18, 21, 26
+# 26 (DESIGN.md). policyport's own lowering writes opset 13 and up (Unity Sentis reads
+# 7-15; 13 is where Squeeze/Split/ReduceSum take axes as inputs); jax2onnx's fallback
+# keeps its own floor, 18.
+MIN_OPSET, DEFAULT_OPSET, MAX_OPSET = 13, 21, 26
+JAX2ONNX_MIN_OPSET = 18
 
 # Named inputs in, named outputs out: all a check needs from a runtime.
 Runner = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
@@ -31,6 +34,8 @@ class ExportOptions:
     """Settings that change what a format writes."""
 
     opset: int = DEFAULT_OPSET
+    # A deployment target's name (`formats/_targets.py`): its batch and operator choices.
+    target: str | None = None
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,9 @@ class Runtime:
     formats: tuple[str, ...]
     load: Callable[[Path], Runner]
     version: Callable[[], str]
+    # What to install when the runtime is missing here (a sentence), else None: asked
+    # before an export starts, so a missing runtime fails before anything is written.
+    missing: Callable[[], str | None] = lambda: None
 
 
 class ArtifactFormat(abc.ABC):

@@ -12,9 +12,10 @@ from onnx import TensorProto, helper
 
 from .._errors import UnsupportedError
 from ..tracing import TracedPolicy
-from ._base import ArtifactFormat, ExportOptions, Runner, Runtime
+from ._base import JAX2ONNX_MIN_OPSET, MIN_OPSET, ArtifactFormat, ExportOptions, Runner, Runtime
 from ._onnx_lowering import NotLowerable, lower_natively
 from ._onnx_optimize import optimize
+from ._targets import TARGETS, apply_target
 
 _BATCH = "batch"
 # The metadata key naming the lowering that wrote the graph: `policyport`, or
@@ -63,6 +64,13 @@ def lower_to_onnx(traced: TracedPolicy, opset: int) -> onnx.ModelProto:
         model = lower_natively(traced, opset)
         lowering = "policyport"
     except NotLowerable as e:
+        if opset < JAX2ONNX_MIN_OPSET:
+            raise UnsupportedError(
+                f"--opset {opset} is below what this policy can be written at: policyport's "
+                f"own lowering (opset {MIN_OPSET}+) lacks {e}, and jax2onnx, which lowers "
+                f"it instead, writes opset {JAX2ONNX_MIN_OPSET} and above. Export with "
+                f"--opset {JAX2ONNX_MIN_OPSET} or higher, or avoid that in the policy."
+            ) from e
         model = _lower_with_jax2onnx(traced, opset)
         lowering = f"jax2onnx (policyport's lowering lacks {e})"
     optimize(model)
@@ -141,6 +149,8 @@ def build_model(
 ) -> onnx.ModelProto:
     """The checked ONNX model, metadata included: what both `onnx` and `ort` start from."""
     model = lower_to_onnx(traced, options.opset)
+    if options.target is not None:
+        apply_target(model, TARGETS[options.target])
     set_model_metadata(model, metadata)
     check_model(model)
     return model

@@ -63,8 +63,9 @@ class Builder:
     the one place a shape that contains the batch can be read from at run time.
     """
 
-    def __init__(self, batch: Any = None, batch_source: str | None = None) -> None:
+    def __init__(self, batch: Any = None, batch_source: str | None = None, opset: int = 21) -> None:
         self.nodes: list[onnx.NodeProto] = []
+        self.opset = opset  # operator signatures differ across opsets (reductions' axes)
         self.initializers: list[onnx.TensorProto] = []
         self.batch = batch
         self.batch_source = batch_source
@@ -106,7 +107,11 @@ class Builder:
         if self.batch_source is None:
             raise NotLowerable("a shape with the batch dimension, and no input to read it from")
         if self._batch_size is None:
-            self._batch_size = self.op("Shape", [self.batch_source], start=0, end=1)
+            if self.opset >= 15:
+                self._batch_size = self.op("Shape", [self.batch_source], start=0, end=1)
+            else:  # Shape's start/end arrived in opset 15
+                shape = self.op("Shape", [self.batch_source])
+                self._batch_size = self.op("Slice", [shape, self.int64s([0]), self.int64s([1])])
         return self._batch_size
 
     def shape(self, dims: Any) -> str:

@@ -236,7 +236,8 @@ def _convert_element_type(b: Builder, args: list[Value], eqn) -> list[Value]:
 
 
 def _reduce(op: str, via_int: bool = False) -> Emitter:
-    """Reduce over `axes` (an input from opset 18 on); bool reductions go through int32."""
+    """Reduce over `axes` (an input from opset 18 on, ReduceSum's from 13; an attribute
+    before); bool reductions go through int32."""
 
     def emit(b: Builder, args: list[Value], eqn) -> list[Value]:
         axes = [int(a) for a in eqn.params["axes"]]
@@ -245,7 +246,10 @@ def _reduce(op: str, via_int: bool = False) -> Emitter:
             return [Value(x)]
         if via_int:
             x = b.op("Cast", [x], to=TensorProto.INT32)
-        reduced = b.op(op, [x, b.int64s(axes)], keepdims=0)
+        if b.opset < 18 and op != "ReduceSum":
+            reduced = b.op(op, [x], axes=axes, keepdims=0)
+        else:
+            reduced = b.op(op, [x, b.int64s(axes)], keepdims=0)
         if via_int:
             reduced = b.op("Cast", [reduced], to=TensorProto.BOOL)
         return [Value(reduced)]

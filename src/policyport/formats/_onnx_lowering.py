@@ -131,7 +131,7 @@ def lower_function(
       array per output spec; it is traced with a symbolic `batch`, which stays dynamic.
     - `inputs`, `outputs`: the graph's named inputs and outputs (shapes without the batch);
       an output whose dtype differs from what `fn` computes is cast (e.g. int32 -> int64).
-    - `opset`: the ONNX opset (18..26).
+    - `opset`: the ONNX opset (13..26).
     """
     if not inputs:
         raise NotLowerable("a function without inputs (no batch to read)")
@@ -143,7 +143,7 @@ def lower_function(
             f"the function returns {len(closed.jaxpr.outvars)} arrays, but {len(outputs)} "
             "output specs were given"
         )
-    b = Builder(batch, inputs[0].name)
+    b = Builder(batch, inputs[0].name, opset)
     values = _lower_jaxpr(b, closed, [Value(s.name) for s in inputs])
     for spec, value, var in zip(outputs, values, closed.jaxpr.outvars, strict=True):
         tensor = b.full(value, var.aval.shape)

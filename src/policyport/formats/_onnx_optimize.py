@@ -488,6 +488,91 @@ def _argmax_without_casts(graph: _Graph, node: onnx.NodeProto) -> bool:
     return True
 
 
+# Ops that move integers around without looking at their values or dtype.
+_LAYOUT_OPS = ("Unsqueeze", "Squeeze", "Reshape", "Concat", "Identity")
+
+
+def _index_leaves(graph: _Graph, name: str) -> list[onnx.NodeProto] | None:
+    """The `Cast<int32>(ArgMax|ArgMin)` nodes that `name` is laid out from, through layout
+    ops read by nothing else; None when anything else feeds it."""
+    node = graph.producer.get(name)
+    if node is None:
+        return None
+    if node.op_type == "Cast" and _attrs(node).get("to") == TensorProto.INT32:
+        source = graph.producer.get(node.input[0])
+        if source is not None and source.op_type in ("ArgMax", "ArgMin"):
+            return [node] if graph.only_consumer(node.input[0]) is node else None
+        return None
+    if node.op_type not in _LAYOUT_OPS:
+        return None
+    data = node.input if node.op_type == "Concat" else node.input[:1]
+    leaves: list[onnx.NodeProto] = []
+    for inner in data:
+        found = _index_leaves(graph, inner)
+        if found is None or graph.only_consumer(inner) is not node:
+            return None
+        leaves += found
+    return leaves
+
+
+def _indices_without_narrowing(graph: _Graph, node: onnx.NodeProto) -> bool:
+    """`Cast<int64>(layout(Cast<int32>(ArgMax(x)), ...))` -> `layout(ArgMax(x), ...)`.
+
+    ArgMax is int64 already, and its indices fit int32, so the round trip is the identity.
+    Dropping it also keeps `Cast(to=INT64)` off MultiDiscrete's `action`: tract types that
+    cast as a symbolic dimension (TDim) and cannot hand the output back ("Unsupported
+    DatumType in the public API TDim").
+    """
+    if node.op_type != "Cast" or _attrs(node).get("to") != TensorProto.INT64:
+        return False
+    layout = graph.producer.get(node.input[0])
+    if layout is None or layout.op_type not in _LAYOUT_OPS:
+        return False
+    leaves = _index_leaves(graph, node.input[0])
+    if not leaves or graph.only_consumer(node.input[0]) is not node:
+        return False
+    for narrow in leaves:
+        reader = graph.only_consumer(narrow.output[0])
+        if reader is None:
+            return False
+        reader.input[:] = [narrow.input[0] if i == narrow.output[0] else i for i in reader.input]
+    layout.output[0] = node.output[0]
+    _replace(graph, [*leaves, node], None)
+    return True
+
+
+_BOOL_OPS = ("Greater", "Less", "Equal", "GreaterOrEqual", "LessOrEqual", "And", "Or", "Not")
+
+
+def _bits_as_int64(graph: _Graph, node: onnx.NodeProto) -> bool:
+    """`Cast<int64>(Cast<int32>(b))`, `b` boolean -> `CastLike(b, int64)` (opset 15+), else
+    `Where(b, 1, 0)` in int64.
+
+    The same values; tract reads `Cast(to=INT64)` as a symbolic dimension (TDim) and cannot
+    return MultiBinary's `action`, while `CastLike` and `Where` give it plain int64s.
+    `CastLike` first: onnxruntime runs it as one Cast, where `Where` with scalar fills takes
+    a slower path (+4 us a call at batch 1, measured: bench/runtimes.py).
+    """
+    if node.op_type != "Cast" or _attrs(node).get("to") != TensorProto.INT64:
+        return False
+    narrow = graph.producer.get(node.input[0])
+    if narrow is None or narrow.op_type != "Cast" or _attrs(narrow).get("to") != TensorProto.INT32:
+        return False
+    test = graph.producer.get(narrow.input[0])
+    if test is None or test.op_type not in _BOOL_OPS or graph.only_consumer(node.input[0]) is None:
+        return False
+    opset = next(o.version for o in graph.model.opset_import if o.domain in ("", "ai.onnx"))
+    if opset >= 15:
+        like = graph.add_constant(f"{node.output[0]}_int64", np.array(0, np.int64))
+        replacement = helper.make_node("CastLike", [narrow.input[0], like], [node.output[0]])
+    else:
+        one = graph.add_constant(f"{node.output[0]}_one", np.array(1, np.int64))
+        zero = graph.add_constant(f"{node.output[0]}_zero", np.array(0, np.int64))
+        replacement = helper.make_node("Where", [narrow.input[0], one, zero], [node.output[0]])
+    _replace(graph, [narrow, node], replacement)
+    return True
+
+
 def _linear(graph: _Graph, node: onnx.NodeProto | None) -> tuple | None:
     """`(x, W, b)` of a Gemm computing `x @ W.T + b` with constant `W` and `b`."""
     if node is None or node.op_type != "Gemm" or len(node.input) < 3:
@@ -566,6 +651,8 @@ RULES = (
     _argmax_without_log_softmax,
     _arithmetic_mask,
     _argmax_without_casts,
+    _indices_without_narrowing,
+    _bits_as_int64,
     _fold_linear_pairs,
     _no_identity,
 )

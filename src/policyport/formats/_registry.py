@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from ._base import ArtifactFormat, Runtime
 from ._onnx import ONNXRUNTIME, OnnxFormat
+from ._onnx_reference import ONNX_REFERENCE
+from ._onnxruntime_legacy import ONNXRUNTIME_LEGACY
+from ._openvino import OPENVINO
 from ._ort import OrtFormat
 from ._savedmodel import TENSORFLOW, SavedModelFormat
 from ._stablehlo import JAX_EXPORT, StableHloFormat
 from ._tflite import LITERT, TfliteFormat
+from ._tract import TRACT
 
 
 def _table[T](rows: tuple[T, ...], kind: str) -> dict[str, T]:
@@ -26,7 +30,19 @@ def _table[T](rows: tuple[T, ...], kind: str) -> dict[str, T]:
 FORMATS: dict[str, ArtifactFormat] = _table(
     (OnnxFormat(), OrtFormat(), SavedModelFormat(), StableHloFormat(), TfliteFormat()), "format"
 )
-RUNTIMES: dict[str, Runtime] = _table((ONNXRUNTIME, TENSORFLOW, JAX_EXPORT, LITERT), "runtime")
+RUNTIMES: dict[str, Runtime] = _table(
+    (
+        ONNXRUNTIME,
+        TENSORFLOW,
+        JAX_EXPORT,
+        OPENVINO,
+        TRACT,
+        ONNX_REFERENCE,
+        ONNXRUNTIME_LEGACY,
+        LITERT,
+    ),
+    "runtime",
+)
 # `--format all` means every registered format.
 ALL = "all"
 
