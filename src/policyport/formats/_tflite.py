@@ -34,6 +34,7 @@ from .._errors import MissingDependencyError, UnsupportedError, missing_dependen
 from ..tracing import TracedPolicy, without_argmax
 from ..tracing._legal import with_legal_actions
 from ._base import ArtifactFormat, ExportOptions, Runner, Runtime
+from ._runtime_io import missing_package
 from ._savedmodel import _tf_name, import_tensorflow
 
 SIGNATURE = "serving_default"
@@ -207,7 +208,13 @@ def _litert_version() -> str:
     return f"litert {version('ai-edge-litert')}"
 
 
-LITERT = Runtime("litert", ("tflite",), load_litert, _litert_version)
+LITERT = Runtime(
+    "litert",
+    ("tflite",),
+    load_litert,
+    _litert_version,
+    lambda: missing_package("ai_edge_litert", "tflite", "litert"),
+)
 
 
 class TfliteFormat(ArtifactFormat):
