@@ -145,6 +145,14 @@ def test_template_fields(runs, tmp_path):
     assert _files(tmp_path) >= ["0-seed0-policy.onnx", "1-seed1-policy.onnx"]
 
 
+def test_one_model_with_a_template_is_a_sweep(runs, tmp_path, capsys):
+    model = runs / "lr0" / "seed0" / "policy.eqx"
+    args = [str(model), "--format", "onnx", "-o", f"{tmp_path}/{{parent}}.onnx"]
+    assert run([*args, "--report", str(tmp_path / "r.json")]) == 0
+    assert (tmp_path / "seed0.onnx").is_file()
+    assert "1 model in" in capsys.readouterr().out
+
+
 def test_a_failed_parity_check_is_reported_and_writes_nothing(runs, tmp_path, monkeypatch):
     """A model whose check fails ends `failed`, without an artifact; the rest export."""
     real = policyport._export._parity

@@ -34,10 +34,12 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def is_sweep(args: argparse.Namespace) -> bool:
-    """More than one model, a folder, a glob, or a sweep flag: one model keeps the
-    single-model output and exit codes."""
+    """More than one model, a folder, a glob, an `-o` template or a sweep flag: one model
+    keeps the single-model output and exit codes."""
     models = args.model
     if len(models) != 1 or args.workers is not None or args.dask is not None:
+        return True
+    if args.output is not None and "{" in str(args.output):
         return True
     return Path(models[0]).is_dir() or (
         any(c in models[0] for c in "*?[") and not Path(models[0]).exists()

@@ -28,7 +28,8 @@ def counts(results: Sequence[ModelResult]) -> dict[str, int]:
 def summary_line(results: Sequence[ModelResult], seconds: float) -> str:
     parts = ", ".join(f"{n} {status}" for status, n in counts(results).items() if n)
     rate = len(results) / seconds if seconds > 0 else 0.0
-    return f"{len(results)} models in {seconds:.1f} s ({rate:.2f}/s): {parts or 'none'}"
+    models = f"{len(results)} model{'' if len(results) == 1 else 's'}"
+    return f"{models} in {seconds:.1f} s ({rate:.2f}/s): {parts or 'none'}"
 
 
 def summary_table(results: Sequence[ModelResult]) -> str:
