@@ -196,6 +196,17 @@ def _remove_empty(folders: list[Path]) -> None:
             folder.rmdir()
 
 
+def _outcome(future: Any, job: SweepJob) -> ModelResult:
+    """A finished future's result; a worker that died (killed, out of memory) fails only
+    its own model."""
+    try:
+        return future.result()
+    except Exception as e:
+        return ModelResult(
+            job.label, "error", message=f"the worker running it was lost: {type(e).__name__}: {e}"
+        )
+
+
 def _run_local(
     jobs: Sequence[SweepJob], workers: int, progress: SweepProgress | None
 ) -> list[ModelResult]:
@@ -210,7 +221,7 @@ def _run_local(
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
         futures = {pool.submit(export_one, job): i for i, job in enumerate(jobs)}
         for done, future in enumerate(as_completed(futures), start=1):
-            results[futures[future]] = future.result()
+            results[futures[future]] = _outcome(future, jobs[futures[future]])
             if progress is not None:
                 progress(results[futures[future]], done, len(jobs))
     return results  # type: ignore[return-value]
@@ -223,7 +234,7 @@ def _run_dask(jobs: Sequence[SweepJob], client: Any, progress: SweepProgress | N
     index = {future.key: i for i, future in enumerate(futures)}
     results: list[ModelResult | None] = [None] * len(jobs)
     for done, future in enumerate(dask_completed(futures), start=1):
-        results[index[future.key]] = future.result()
+        results[index[future.key]] = _outcome(future, jobs[index[future.key]])
         future.release()
         if progress is not None:
             progress(results[index[future.key]], done, len(jobs))

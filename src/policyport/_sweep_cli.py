@@ -47,13 +47,19 @@ def is_sweep(args: argparse.Namespace) -> bool:
 
 
 def _client(address: str):
-    from ._errors import missing_dependency
+    from ._errors import InputError, missing_dependency
 
     try:
         from distributed import Client
     except ImportError as e:
         raise missing_dependency("distributed", "dask", "--dask") from e
-    return Client(address)
+    try:
+        return Client(address, timeout="10s")
+    except (OSError, TimeoutError) as e:
+        raise InputError(
+            f"--dask {address}: cannot reach a Dask scheduler there ({type(e).__name__}: "
+            f"{str(e)[:200]}). Start one (`dask scheduler`) or check the address."
+        ) from e
 
 
 def run_sweep(args: argparse.Namespace) -> int:
