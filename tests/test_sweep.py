@@ -200,7 +200,8 @@ def test_reference_compiled_per_architecture_is_bit_identical():
                     np.asarray(value).astype(expected[spec.name].dtype), expected[spec.name]
                 ), (action, seed, spec.name)
             if traced.margins is not None:
-                assert np.array_equal(np.asarray(jax.jit(jax.vmap(traced.margins))(*arrays)), margins)
+                baked_margins = jax.jit(jax.vmap(traced.margins))(*arrays)
+                assert np.array_equal(np.asarray(baked_margins), margins)
 
 
 def test_two_local_workers(runs, tmp_path):
