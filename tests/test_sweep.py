@@ -235,3 +235,24 @@ def test_dask_local_cluster_with_two_workers(runs, tmp_path, capsys):
     for s in SEEDS:
         assert (tmp_path / "out" / f"lr{s % 2}" / f"seed{s}" / "policy.onnx").is_file()
     assert not (tmp_path / "out" / "lr1" / "broken").exists()
+
+
+def test_one_compilation_per_architecture():
+    """Checkpoints of one architecture share one compiled reference; another architecture
+    gets its own."""
+    from policyport.checks import _compiled
+
+    def reference(seed: int, width: int) -> None:
+        traced = trace(make_policy("Discrete", seed=seed, **{**SMALL, "feature_width": width}))
+        reference_and_margins(traced, sample_inputs(traced, seed=0, batch=32))
+
+    before = _compiled._compiled.cache_info()
+    for seed in (10, 11, 12):
+        reference(seed, width=12)
+    after = _compiled._compiled.cache_info()
+    assert (after.misses - before.misses, after.hits - before.hits) == (1, 2)
+    traced = trace(make_policy("Discrete", seed=13, **{**SMALL, "feature_width": 12}))
+    compiled = _compiled._compiled(_compiled._Architecture.of(traced), "outputs_and_margins")
+    assert compiled._cache_size() == 1  # one XLA compilation served all three checkpoints
+    reference(14, width=13)
+    assert _compiled._compiled.cache_info().misses == after.misses + 1
