@@ -256,3 +256,16 @@ def test_one_compilation_per_architecture():
     assert compiled._cache_size() == 1  # one XLA compilation served all three checkpoints
     reference(14, width=13)
     assert _compiled._compiled.cache_info().misses == after.misses + 1
+
+
+def test_batched_trace_per_architecture_lowers_to_the_same_bytes():
+    """The batched trace made once per architecture and filled with a checkpoint's weights
+    lowers to the very ONNX bytes that tracing that checkpoint's batched function gives."""
+    from policyport.formats._onnx_lowering import lower_function, lower_natively
+
+    for action in ACTION_SPACES:
+        for seed in (0, 1):  # the second one reuses the first one's batched trace
+            traced = trace(make_policy(action, seed=seed, **SMALL))
+            cached = lower_natively(traced, 21).SerializeToString()
+            direct = lower_function(traced.batched, traced.inputs, traced.outputs, 21)
+            assert cached == direct.SerializeToString(), (action, seed)

@@ -17,22 +17,15 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.extend.core import ClosedJaxpr, jaxpr_as_fun
 
 from ..policy import MultiBinary
 from ..tracing import TracedPolicy
 from ..tracing._decisions import decision_margins, nan_decisions
+from ..tracing._structure import structure_key
 
 # Architectures kept compiled at once: a sweep rarely mixes more.
 _CACHED_ARCHITECTURES = 16
-
-
-def structure_key(traced: TracedPolicy) -> tuple[Any, ...]:
-    """What a compiled reference depends on besides the weights' values."""
-    closed = traced.jaxpr
-    consts = tuple((np.shape(c), str(np.asarray(c).dtype)) for c in closed.consts)
-    return (str(closed.jaxpr), consts, traced.outputs, type(traced.action_space).__name__)
 
 
 def _kind(traced: TracedPolicy) -> str:
