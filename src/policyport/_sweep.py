@@ -5,8 +5,9 @@ never raises for the model's own faults: every model ends as a `ModelResult` tha
 `exported`, `failed` (its parity check failed; nothing written), `refused` (a bad file
 or argument, with the message) or `error` (a bug, with the exception's name). Work that
 does not depend on the weights is done once per architecture and process: the imports,
-and the JAX reference's compilation (`checks/_compiled.py`), which is most of a single
-export's time. Local workers are a `concurrent.futures.ProcessPoolExecutor` (spawned:
+the JAX reference's compilation (`checks/_compiled.py`), which is most of a single
+export's time, and the batched trace the ONNX lowering starts from
+(`formats/_batched_trace.py`). Local workers are a `concurrent.futures.ProcessPoolExecutor` (spawned:
 JAX does not survive a fork); Dask runs the same function through `Client.map`.
 """
 
@@ -30,6 +31,8 @@ from .formats import FORMATS
 
 Status = Literal["exported", "failed", "refused", "error"]
 STATUSES: tuple[Status, ...] = ("exported", "failed", "refused", "error")
+# Stages an export times once for all its formats (each format's result repeats them).
+_SHARED_STAGES = frozenset({"trace", "publish"})
 # Called after each model ends, with its result, how many ended and how many there are.
 SweepProgress = Callable[["ModelResult", int, int], None]
 
@@ -123,7 +126,9 @@ def export_one(job: SweepJob) -> ModelResult:
         )
     for result in results:
         for stage, value in result.seconds.items():
-            seconds[stage] = seconds.get(stage, 0.0) + value
+            # One trace and one publish serve every format; the other stages add up.
+            shared = stage in _SHARED_STAGES
+            seconds[stage] = value if shared else seconds.get(stage, 0.0) + value
         if result.report is not None:
             parity.append(result.report.to_json())
     paths = tuple(str(p) for r in results for p in r.paths)
