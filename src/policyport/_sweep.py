@@ -7,8 +7,9 @@ or argument, with the message) or `error` (a bug, with the exception's name). Wo
 does not depend on the weights is done once per architecture and process: the imports,
 the JAX reference's compilation (`checks/_compiled.py`), which is most of a single
 export's time, and the batched trace the ONNX lowering starts from
-(`formats/_batched_trace.py`). Local workers are a `concurrent.futures.ProcessPoolExecutor` (spawned:
-JAX does not survive a fork); Dask runs the same function through `Client.map`.
+(`formats/_batched_trace.py`). Local workers are a
+`concurrent.futures.ProcessPoolExecutor` (spawned: JAX does not survive a fork); Dask runs
+the same function through `Client.map`.
 """
 
 from __future__ import annotations
