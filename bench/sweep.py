@@ -183,6 +183,11 @@ def write_markdown(path: Path, r: dict[str, Any]) -> None:
     )
     s, m = r["scaling"], r["memory"]
     rss = m["rss_mb_after_each"]
+    noise = (
+        " (below zero: smaller than this run's noise)"
+        if s["dask_overhead_per_model_ms"] < 0
+        else ""
+    )
     marks = [i for i in (1, 10, 50, 100, len(rss)) if i <= len(rss)]
     text = f"""# Sweep benchmark
 
@@ -220,7 +225,10 @@ Per-model floor inside the {r["models"]}-model call (median, first model exclude
 | Dask LocalCluster, 2 workers, warm | {s["dask_workers_2_s"]:.1f} |
 
 Dask's overhead per model (1 worker minus in-process, per model):
-{s["dask_overhead_per_model_ms"]:.0f} ms.
+{s["dask_overhead_per_model_ms"]:.0f} ms{noise}. `--workers N` includes starting N
+processes that each import JAX and compile once per architecture (seconds each); the
+other rows are timed warm. A second worker can only help when a core is idle: compare the
+load average above with the 2 cores.
 
 ## Memory ({len(rss)} models, one process)
 
