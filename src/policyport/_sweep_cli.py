@@ -12,7 +12,6 @@ import argparse
 import os
 import sys
 import time
-from pathlib import Path
 
 EXIT_SOME_FAILED = 4
 
@@ -41,8 +40,10 @@ def is_sweep(args: argparse.Namespace) -> bool:
         return True
     if args.output is not None and "{" in str(args.output):
         return True
-    return Path(models[0]).is_dir() or (
-        any(c in models[0] for c in "*?[") and not Path(models[0]).exists()
+    # os.path's tests say False where pathlib's raise (an unsearchable folder): such a
+    # path is one model, and loading it gives the clear message.
+    return os.path.isdir(models[0]) or (
+        any(c in models[0] for c in "*?[") and not os.path.exists(models[0])
     )
 
 

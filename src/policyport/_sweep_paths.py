@@ -50,15 +50,16 @@ def expand_models(models: Sequence[str | os.PathLike[str]]) -> list[Path]:
     for model in models:
         text = os.fspath(model)
         path = Path(text)
-        if path.is_dir():
-            matches = sorted(p for p in path.rglob(MODEL_PATTERN) if p.is_file())
+        if os.path.isdir(path):  # os.path's tests say False where pathlib's raise
+            matches = sorted(p for p in path.rglob(MODEL_PATTERN) if os.path.isfile(p))
             if not matches:
                 raise InputError(
                     f"Folder {path} holds no {MODEL_PATTERN} file (searched recursively). "
                     "Name the model files or a glob such as 'runs/**/policy.eqx'."
                 )
-        elif _is_glob(text) and not path.exists():
-            matches = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
+        elif _is_glob(text) and not os.path.exists(path):
+            found_files = glob.glob(text, recursive=True)
+            matches = sorted(Path(p) for p in found_files if os.path.isfile(p))
             if not matches:
                 raise InputError(
                     f"No file matches {text!r}. Check the pattern (quote it so the shell "
@@ -114,7 +115,7 @@ def output_paths(
             for i, m in enumerate(models)
         ]
     folder = Path(text)
-    if folder.is_dir() or text.endswith(("/", os.sep)):
+    if os.path.isdir(folder) or text.endswith(("/", os.sep)):
         suffix = "" if format not in FORMATS else FORMATS[format].suffix
         return [folder / f"{m.stem}{suffix}" for m in models]
     raise InputError(
