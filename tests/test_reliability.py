@@ -140,9 +140,10 @@ def test_damaged_model_files_exit_2(model, capsys, damage, message):
     assert list(model.parent.iterdir()) == [model]
 
 
-def test_model_path_is_a_directory(tmp_path, capsys):
+def test_model_path_is_a_directory_without_models(tmp_path, capsys):
+    # A folder is a sweep over the *.eqx files below it (docs/sweep.md); none there: exit 2.
     err = _cli_error(capsys, [str(tmp_path), "--format", "onnx"])
-    assert re.search(r"Model path is a directory, not a file: .*Give the \.eqx file", err)
+    assert re.search(r"Folder .* holds no \*\.eqx file .*Name the model files or a glob", err)
 
 
 def test_model_path_is_a_fifo_does_not_block(tmp_path, capsys):

@@ -8,6 +8,8 @@ from ._errors import PolicyportError as PolicyportError
 from ._errors import UnsupportedError as UnsupportedError
 from ._export import check as check
 from ._export import export as export
+from ._sweep import ModelResult as ModelResult
+from ._sweep import export_many as export_many
 from ._version import __version__ as __version__
 from .policy import MLPActorCriticPolicy as MLPActorCriticPolicy
 from .policy import MLPQPolicy as MLPQPolicy

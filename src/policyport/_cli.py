@@ -1,7 +1,8 @@
 """`export-policy`: a thin shell over `policyport.export`.
 
 Exit codes: 0 success, 1 parity failure, 2 usage or input error (a full disk included),
-3 internal error (a bug: the message asks for a report; the traceback goes to a log file).
+3 internal error (a bug: the message asks for a report; the traceback goes to a log file),
+4 some models of a sweep were not exported (`_sweep_cli.py`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import traceback
 from pathlib import Path
 
 from ._errors import ParityError, PolicyportError
+from ._sweep_cli import add_sweep_arguments, is_sweep, run_sweep
 from .formats import ALL, DEFAULT_OPSET, FORMATS, MAX_OPSET, MIN_OPSET, RUNTIMES, TARGETS
 
 EXIT_PARITY, EXIT_INPUT, EXIT_INTERNAL = 1, 2, 3
@@ -29,8 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "model",
-        type=Path,
-        help="policy file (.eqx) from policyport or lerax, or a checkpoint folder with --from",
+        nargs="+",
+        help="policy file (.eqx) from policyport or lerax, or a checkpoint folder with --from; "
+        "several files, folders or globs ('runs/**/*.eqx') export a sweep",
     )
     parser.add_argument(
         "--from",
@@ -43,7 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", required=True, choices=[*FORMATS, ALL], help="artifact format, or all"
     )
     parser.add_argument(
-        "-o", "--output", type=Path, help="output path (default: MODEL with the format's suffix)"
+        "-o",
+        "--output",
+        type=Path,
+        help="output path (default: MODEL with the format's suffix); for several models a "
+        "folder or a template such as 'out/{stem}.onnx'",
     )
     parser.add_argument(
         "--env", help="MODULE:ATTR of the env, for files saved by lerax (e.g. lerax.env:CartPole)"
@@ -90,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--rollout-steps", type=int, default=500, metavar="T", help="steps per episode (500)"
     )
+    add_sweep_arguments(parser)
     return parser
 
 
@@ -139,6 +147,17 @@ def run(argv: list[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     try:
+        if args.source != "policy":
+            if len(args.model) != 1 or args.workers is not None or args.dask is not None:
+                print(
+                    f"export-policy: error: --from {args.source} exports one checkpoint folder "
+                    "at a time; sweeps (several models, --workers, --dask) read policy files.",
+                    file=sys.stderr,
+                )
+                return EXIT_INPUT
+        elif is_sweep(args):
+            return run_sweep(args)
+        args.model = Path(args.model[0])
         return _run(args)
     except Exception as e:
         log = _crash_log(e)

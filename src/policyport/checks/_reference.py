@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ..tracing import TracedPolicy, numpy_dtype, trace
-
-
-@functools.lru_cache(maxsize=8)
-def _batched_with_margins(traced: TracedPolicy):
-    """Outputs and margins in one compiled function: a check compiles it once, not twice."""
-
-    def row(*inputs):
-        outputs = traced.forward(*inputs)
-        margins = traced.margins(*inputs) if traced.margins is not None else jnp.zeros(0)
-        return outputs, margins
-
-    return jax.jit(jax.vmap(row))
+from ._compiled import run_compiled
 
 
 def reference_and_margins(
@@ -30,7 +17,7 @@ def reference_and_margins(
     """The JAX policy's outputs (contract dtypes) and, for discrete actions, margins
     `[batch, action components]`."""
     arrays = [jnp.asarray(inputs[name]) for name in traced.input_names]
-    outputs, margins = _batched_with_margins(traced)(*arrays)
+    outputs, margins = run_compiled(traced, "outputs_and_margins", arrays)
     expected = {
         spec.name: np.asarray(out).astype(numpy_dtype(spec.dtype))
         for spec, out in zip(traced.outputs, outputs, strict=True)

@@ -15,14 +15,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ..formats import Runner
-from ..policy import MultiBinary
 from ..tracing import MASK, TracedPolicy
-from ..tracing._decisions import nan_decisions
+from ._compiled import run_compiled
 from ._inputs import sample_inputs
 from ._reference import reference_outputs
 
@@ -106,9 +104,8 @@ def stress_runner(traced: TracedPolicy, run: Runner, *, seed: int = 0) -> Stress
     masked = 0
     outside = np.zeros(len(next(iter(inputs.values()))), dtype=bool)
     if traced.discrete:
-        kind = "compare" if isinstance(traced.action_space, MultiBinary) else "argmax"
-        has_nan = jax.jit(jax.vmap(nan_decisions(traced.jaxpr, kind)))
-        outside = np.asarray(has_nan(*(jnp.asarray(inputs[n]) for n in traced.input_names)))
+        arrays = [jnp.asarray(inputs[n]) for n in traced.input_names]
+        outside = np.asarray(run_compiled(traced, "has_nan", arrays))
     floats = [s.name for s in traced.outputs if s.dtype == "float32"]
     # Rows where the artifact's own network overflowed to NaN (seen in its float outputs)
     # while JAX's did not: its logits may be NaN too, which the mask cannot order.

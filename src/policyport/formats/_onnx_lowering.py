@@ -13,6 +13,7 @@ emitter use); `lower_natively` is that function applied to a traced policy.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import numpy as np
@@ -21,10 +22,11 @@ from jax.extend import core as jex_core
 from onnx import helper
 
 from ..tracing import TensorSpec, TracedPolicy, numpy_dtype
+from ._batched_trace import batched_trace
 from ._onnx_builder import Builder, NotLowerable, Value, onnx_type
 from ._onnx_emitters import BROADCASTING, EMITTERS
 
-__all__ = ["EMITTERS", "NotLowerable", "lower_function", "lower_natively"]
+__all__ = ["EMITTERS", "NotLowerable", "lower_closed", "lower_function", "lower_natively"]
 
 _BATCH = "batch"
 # Primitives that only wrap another jaxpr: their body is lowered in place.
@@ -138,6 +140,19 @@ def lower_function(
     (batch,) = jax.export.symbolic_shape(_BATCH)
     avals = [jax.ShapeDtypeStruct((batch, *s.shape), numpy_dtype(s.dtype)) for s in inputs]
     closed = jax.make_jaxpr(fn)(*avals)
+    return lower_closed(closed, batch, inputs, outputs, opset, graph_name=graph_name)
+
+
+def lower_closed(
+    closed: jex_core.ClosedJaxpr,
+    batch: Any,
+    inputs: Sequence[TensorSpec],
+    outputs: Sequence[TensorSpec],
+    opset: int,
+    *,
+    graph_name: str = "policyport_policy",
+) -> onnx.ModelProto:
+    """A batched jaxpr (its inputs' leading dimension the symbolic `batch`) as ONNX."""
     if len(closed.jaxpr.outvars) != len(outputs):
         raise ValueError(
             f"the function returns {len(closed.jaxpr.outvars)} arrays, but {len(outputs)} "
@@ -163,5 +178,10 @@ def lower_function(
 
 
 def lower_natively(traced: TracedPolicy, opset: int) -> onnx.ModelProto:
-    """The batched policy as ONNX, without jax2onnx; raises NotLowerable when it cannot."""
-    return lower_function(traced.batched, traced.inputs, traced.outputs, opset)
+    """The batched policy as ONNX, without jax2onnx; raises NotLowerable when it cannot.
+
+    The batched trace is made once per architecture (`_batched_trace.py`) and filled with
+    this policy's weights; the lowering itself runs per policy (it folds and rewrites
+    by the weights' values)."""
+    closed, batch = batched_trace(traced)
+    return lower_closed(closed, batch, traced.inputs, traced.outputs, opset)
