@@ -99,9 +99,9 @@ def test_input_errors_exit_2_with_a_message(model, capsys, args, message):
 def test_unknown_format_exits_2(model, capsys):
     # argparse's own usage errors exit 2 too.
     with pytest.raises(SystemExit) as info:
-        run([str(model), "--format", "tflite"])
+        run([str(model), "--format", "tensorrt"])
     assert info.value.code == 2
-    assert "invalid choice: 'tflite'" in capsys.readouterr().err
+    assert "invalid choice: 'tensorrt'" in capsys.readouterr().err
 
 
 def test_missing_model_exits_2(tmp_path, capsys):
