@@ -64,6 +64,8 @@ class PolicyDescription:
     weights_sha256: str
     mask_input: bool
     heads: tuple[str, ...]
+    # With sampling: the blocks of the `noise` input (`_sampling.NoiseBlock.to_json`).
+    noise: tuple[dict[str, Any], ...] | None = None
 
 
 def metadata(
@@ -90,6 +92,8 @@ def metadata(
         "weights_sha256": description.weights_sha256,
         "all_masked_row_action": 0,
     }
+    if description.noise is not None:
+        fields["noise"] = list(description.noise)
     if parity is not None:
         fields["parity"] = parity
     return {

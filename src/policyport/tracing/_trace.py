@@ -27,6 +27,7 @@ from ..policy._serialization import weights_sha256
 from ._contract import ACTION, HEADS, MASK, PolicyDescription, TensorSpec
 from ._decisions import decision_margins
 from ._legal import with_legal_actions
+from ._sampling import LOG_PROB, NOISE, SAMPLED_ACTION, Sampling, trace_sampling
 from ._simplify import simplify
 
 _NOT_A_POLICY = (
@@ -56,6 +57,9 @@ class TracedPolicy:
     margins: Callable[..., Array] | None
     # Where the policy's weights first hold NaN or inf (before dead code is dropped), if so.
     nonfinite_weights: str | None = None
+    # With `sample=True`: the stochastic path split at its noise (`_sampling.py`); then the
+    # last input is `noise` and the last outputs `sampled_action` and `log_prob`.
+    sampling: Sampling | None = None
 
     @property
     def forward(self) -> Callable[..., list[Array]]:
@@ -70,8 +74,13 @@ class TracedPolicy:
         """`batched`, with a masked action replaced by a legal one where the policy chose
         one (only rows whose legal logits are all -inf or NaN): what formats traced from
         JAX lower, so they keep the contract's mask promise (see `_legal.py`)."""
+        actions = tuple(i for i, n in enumerate(self.output_names) if n in _ACTIONS)
         forward = with_legal_actions(
-            jaxpr_as_fun(self.jaxpr), self.action_space, self.description.mask_input
+            jaxpr_as_fun(self.jaxpr),
+            self.action_space,
+            self.description.mask_input,
+            actions,
+            mask_index=self.input_names.index(MASK) if self.description.mask_input else -1,
         )
         return jax.vmap(forward)
 
@@ -85,7 +94,7 @@ class TracedPolicy:
 
     @property
     def observation_inputs(self) -> tuple[TensorSpec, ...]:
-        return tuple(s for s in self.inputs if s.name != MASK)
+        return tuple(s for s in self.inputs if s.name not in (MASK, NOISE))
 
     @property
     def discrete(self) -> bool:
@@ -102,6 +111,9 @@ class TracedPolicy:
             spec.name: np.asarray(leaf, np.float32).reshape(spec.shape)
             for spec, leaf in zip(self.observation_inputs, leaves, strict=True)
         }
+
+
+_ACTIONS = (ACTION, SAMPLED_ACTION)
 
 
 def _spaces(policy: Any) -> tuple[AbstractSpace, AbstractSpace]:
@@ -246,9 +258,15 @@ def _trace_failure(policy: Any, e: Exception) -> InputError:
     )
 
 
-def trace(policy: Any) -> TracedPolicy:
-    """Trace the policy's deterministic action and its heads for one observation."""
+def trace(policy: Any, *, sample: bool = False) -> TracedPolicy:
+    """Trace the policy's deterministic action and its heads for one observation.
+
+    With `sample=True`, also its sampled action and that action's log-probability, with
+    the randomness as the input `noise` (`_sampling.py`).
+    """
     if isinstance(policy, TracedPolicy):
+        if sample and policy.sampling is None:
+            raise InputError("This trace was made without sample=True: trace the policy again.")
         return policy
     observation_space, action_space = _spaces(policy)
     _check_stateless(policy)
@@ -287,6 +305,7 @@ def trace(policy: Any) -> TracedPolicy:
             raise _trace_failure(policy, e) from e
         closed = simplify(raw)
     nonfinite = _first_nonfinite(policy, raw)
+    deterministic = closed
     outputs = (
         _action_spec(action_space),
         *(
@@ -296,6 +315,22 @@ def trace(policy: Any) -> TracedPolicy:
             for i, name in enumerate(heads)
         ),
     )
+    sampling = None
+    margins_input_count = len(inputs)
+    if sample:
+        sampling = trace_sampling(
+            policy,
+            observation_space,
+            action_space,
+            observations,
+            inputs[-1] if inputs[-1].name == MASK else None,
+            lambda a: _action_layout(a, action_space, outputs[0]),
+            lambda m: _mask_argument(action_space, m),
+        )
+        closed = _with_sampling(closed, sampling, inputs)
+        inputs = (*inputs, sampling.noise_spec)
+        outputs = (*outputs, TensorSpec(SAMPLED_ACTION, outputs[0].shape, outputs[0].dtype))
+        outputs = (*outputs, TensorSpec(LOG_PROB, (), "float32"))
     kwargs = getattr(policy, "constructor_kwargs", None)
     description = PolicyDescription(
         policy_class=type(policy).__name__,
@@ -303,16 +338,42 @@ def trace(policy: Any) -> TracedPolicy:
         action_space=action_space.to_json(),
         policy_kwargs=kwargs() if callable(kwargs) else None,
         weights_sha256=_weights_hash(policy, closed),
-        mask_input=inputs[-1].name == MASK,
+        mask_input=any(s.name == MASK for s in inputs),
         heads=heads,
+        noise=None if sampling is None else tuple(b.to_json() for b in sampling.blocks),
     )
     margins = None
     if not isinstance(action_space, Box):
         kind = "compare" if isinstance(action_space, MultiBinary) else "argmax"
-        margins = decision_margins(closed, outputs[0].shape, kind)
+        margins = decision_margins(deterministic, outputs[0].shape, kind)
+        if sampling is not None:  # the deterministic jaxpr does not take the noise
+            margins = _without_noise(margins, margins_input_count)
     return TracedPolicy(
-        closed, inputs, outputs, observation_space, action_space, description, margins, nonfinite
+        closed,
+        inputs,
+        outputs,
+        observation_space,
+        action_space,
+        description,
+        margins,
+        nonfinite,
+        sampling,
     )
+
+
+def _with_sampling(
+    closed: ClosedJaxpr, sampling: Sampling, inputs: tuple[TensorSpec, ...]
+) -> ClosedJaxpr:
+    """One jaxpr: the deterministic outputs, then the sampled action and its log-prob."""
+
+    def both(*arrays: Array) -> tuple[Array, ...]:
+        return (*jaxpr_as_fun(closed)(*arrays[:-1]), *jaxpr_as_fun(sampling.sample)(*arrays))
+
+    return simplify(jax.make_jaxpr(both)(*_avals((*inputs, sampling.noise_spec))))
+
+
+def _without_noise(margins: Callable[..., Array], count: int) -> Callable[..., Array]:
+    return lambda *args: margins(*args[:count])
 
 
 def _avals(specs: tuple[TensorSpec, ...]) -> list[jax.ShapeDtypeStruct]:
