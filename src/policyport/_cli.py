@@ -66,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--rollout-steps", type=int, default=500, metavar="T", help="steps per episode (500)"
     )
+    parser.add_argument(
+        "--sample",
+        action="store_true",
+        help="add the stochastic path: input `noise`, outputs `sampled_action` and `log_prob`",
+    )
     return parser
 
 
@@ -161,6 +166,7 @@ def _run(args: argparse.Namespace) -> int:
             rollouts=args.rollouts,
             env=import_env(args.env) if args.rollouts else None,
             rollout_steps=args.rollout_steps,
+            sample=args.sample,
             progress=_progress,
         )
     except ParityError as e:

@@ -124,6 +124,7 @@ def export(
     rollouts: int = 0,
     env: Any = None,
     rollout_steps: int = 500,
+    sample: bool = False,
     progress: Progress | None = None,
 ) -> list[ExportResult]:
     """Export `policy` to one format (or `"all"`), checking parity in each format's runtime.
@@ -141,6 +142,8 @@ def export(
     - `force`: replace existing artifacts.
     - `rollouts`: also run this many closed-loop episodes of at most `rollout_steps` steps in
       `env` with the JAX policy and with the artifact, and fail unless they agree.
+    - `sample`: add the stochastic path (input `noise`, outputs `sampled_action` and
+      `log_prob`; docs/artifact.md); `sampling_noise(policy, key)` gives the noise for a key.
 
     **Returns:** one `ExportResult` per format, in the order exported.
     """
@@ -167,7 +170,7 @@ def export(
 
     seconds: dict[str, float] = {}
     with _stage("trace", seconds, progress):
-        traced = trace(policy)
+        traced = trace(policy, sample=sample)
     if not allow_nonfinite:
         _check_finite(traced)
     first = primaries[formats[0]]

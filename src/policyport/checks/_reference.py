@@ -19,6 +19,9 @@ def _batched_with_margins(traced: TracedPolicy):
     def row(*inputs):
         outputs = traced.forward(*inputs)
         margins = traced.margins(*inputs) if traced.margins is not None else jnp.zeros(0)
+        sampling = traced.sampling
+        if sampling is not None and sampling.margins is not None:
+            margins = jnp.concatenate([margins, sampling.margins(*inputs)])
         return outputs, margins
 
     return jax.jit(jax.vmap(row))
@@ -28,7 +31,8 @@ def reference_and_margins(
     traced: TracedPolicy, inputs: dict[str, np.ndarray]
 ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     """The JAX policy's outputs (contract dtypes) and, for discrete actions, margins
-    `[batch, action components]`."""
+    `[batch, action components]` (with sampling: `[batch, 2 * action components]`, the
+    sampled action's after the action's)."""
     arrays = [jnp.asarray(inputs[name]) for name in traced.input_names]
     outputs, margins = _batched_with_margins(traced)(*arrays)
     expected = {
