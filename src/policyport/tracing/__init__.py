@@ -10,10 +10,10 @@ from ._contract import TensorSpec as TensorSpec
 from ._contract import check_contract as check_contract
 from ._contract import metadata as metadata
 from ._contract import numpy_dtype as numpy_dtype
-from ._trace import TracedPolicy as TracedPolicy
-from ._trace import trace as trace
 from ._sampling import LOG_PROB as LOG_PROB
 from ._sampling import NOISE as NOISE
 from ._sampling import SAMPLED_ACTION as SAMPLED_ACTION
 from ._sampling import NoiseBlock as NoiseBlock
 from ._sampling import Sampling as Sampling
+from ._trace import TracedPolicy as TracedPolicy
+from ._trace import trace as trace

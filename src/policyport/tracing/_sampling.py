@@ -131,9 +131,7 @@ def _frontier(jaxpr: Jaxpr, noise: set[Var]) -> list[Var]:
         read = [v for v in _var_inputs(eqn) if v not in consts]
         if any(v not in noise for v in read):
             found.extend(v for v in read if v in noise and v not in found)
-    found.extend(
-        v for v in jaxpr.outvars if isinstance(v, Var) and v in noise and v not in found
-    )
+    found.extend(v for v in jaxpr.outvars if isinstance(v, Var) and v in noise and v not in found)
     return found
 
 
@@ -169,7 +167,7 @@ def _sub_jaxpr(
         outvars=outvars,
         eqns=eqns,
         effects=frozenset().union(*(e.effects for e in eqns)),
-        debug_info=None,
+        debug_info=jaxpr.debug_info._replace(arg_names=None, result_paths=None),
     )
     return ClosedJaxpr(sub, list(closed.consts))
 
@@ -289,5 +287,8 @@ def _closed_sample(
 
 def _action_only(sample: ClosedJaxpr) -> ClosedJaxpr:
     """The sampled action alone (its decisions are what the margins read)."""
-    jaxpr = sample.jaxpr.replace(outvars=sample.jaxpr.outvars[:1], debug_info=None)
+    jaxpr = sample.jaxpr.replace(
+        outvars=sample.jaxpr.outvars[:1],
+        debug_info=sample.jaxpr.debug_info._replace(result_paths=None),
+    )
     return simplify(ClosedJaxpr(jaxpr, list(sample.consts)))
