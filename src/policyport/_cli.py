@@ -71,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="add the stochastic path: input `noise`, outputs `sampled_action` and `log_prob`",
     )
+    parser.add_argument(
+        "--clip-actions",
+        action="store_true",
+        help="clip Box actions to the action space's finite bounds inside the artifact",
+    )
     return parser
 
 
@@ -167,6 +172,7 @@ def _run(args: argparse.Namespace) -> int:
             env=import_env(args.env) if args.rollouts else None,
             rollout_steps=args.rollout_steps,
             sample=args.sample,
+            clip_actions=args.clip_actions,
             progress=_progress,
         )
     except ParityError as e:

@@ -125,6 +125,7 @@ def export(
     env: Any = None,
     rollout_steps: int = 500,
     sample: bool = False,
+    clip_actions: bool = False,
     progress: Progress | None = None,
 ) -> list[ExportResult]:
     """Export `policy` to one format (or `"all"`), checking parity in each format's runtime.
@@ -144,6 +145,7 @@ def export(
       `env` with the JAX policy and with the artifact, and fail unless they agree.
     - `sample`: add the stochastic path (input `noise`, outputs `sampled_action` and
       `log_prob`; docs/artifact.md); `sampling_noise(policy, key)` gives the noise for a key.
+    - `clip_actions`: clip Box actions to the action space's finite bounds in the artifact.
 
     **Returns:** one `ExportResult` per format, in the order exported.
     """
@@ -170,7 +172,7 @@ def export(
 
     seconds: dict[str, float] = {}
     with _stage("trace", seconds, progress):
-        traced = trace(policy, sample=sample)
+        traced = trace(policy, sample=sample, clip_actions=clip_actions)
     if not allow_nonfinite:
         _check_finite(traced)
     first = primaries[formats[0]]

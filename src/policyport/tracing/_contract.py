@@ -66,6 +66,8 @@ class PolicyDescription:
     heads: tuple[str, ...]
     # With sampling: the blocks of the `noise` input (`_sampling.NoiseBlock.to_json`).
     noise: tuple[dict[str, Any], ...] | None = None
+    # With clip_actions: the bounds Box actions are clipped to (None: unbounded there).
+    action_clip: dict[str, Any] | None = None
 
 
 def metadata(
@@ -94,6 +96,8 @@ def metadata(
     }
     if description.noise is not None:
         fields["noise"] = list(description.noise)
+    if description.action_clip is not None:
+        fields["action_clip"] = description.action_clip
     if parity is not None:
         fields["parity"] = parity
     return {

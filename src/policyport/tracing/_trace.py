@@ -24,6 +24,7 @@ from jaxtyping import Array
 from .._errors import InputError, UnsupportedError
 from ..policy import AbstractSpace, Box, Dict, Discrete, MultiBinary, Tuple, as_space
 from ..policy._serialization import weights_sha256
+from ._clip import action_clipper, clip_bounds
 from ._contract import ACTION, HEADS, MASK, PolicyDescription, TensorSpec
 from ._decisions import decision_margins
 from ._legal import with_legal_actions
@@ -196,6 +197,7 @@ def _forward(
     action_space: AbstractSpace,
     heads: tuple[str, ...],
     with_mask: bool,
+    finish: Callable[[Array], Array],
 ) -> Callable[..., tuple[Array, ...]]:
     leaf_count = len(observation_space.leaves())
     action = _action_spec(action_space)
@@ -204,7 +206,7 @@ def _forward(
         observation = observation_space.unflatten(list(arrays[:leaf_count]))
         mask = _mask_argument(action_space, arrays[leaf_count]) if with_mask else None
         _, chosen = policy(None, observation, action_mask=mask)
-        outputs = [_action_layout(chosen, action_space, action)]
+        outputs = [finish(_action_layout(chosen, action_space, action))]
         for name in heads:
             _, out = getattr(policy, name)(None, observation)
             outputs.append(_head_layout(name, out))
@@ -258,19 +260,23 @@ def _trace_failure(policy: Any, e: Exception) -> InputError:
     )
 
 
-def trace(policy: Any, *, sample: bool = False) -> TracedPolicy:
+def trace(policy: Any, *, sample: bool = False, clip_actions: bool = False) -> TracedPolicy:
     """Trace the policy's deterministic action and its heads for one observation.
 
     With `sample=True`, also its sampled action and that action's log-probability, with
-    the randomness as the input `noise` (`_sampling.py`).
+    the randomness as the input `noise` (`_sampling.py`). With `clip_actions=True`, Box
+    actions (sampled ones too) are clipped to the action space's finite bounds (`_clip.py`).
     """
     if isinstance(policy, TracedPolicy):
         if sample and policy.sampling is None:
             raise InputError("This trace was made without sample=True: trace the policy again.")
+        if clip_actions and policy.description.action_clip is None:
+            raise InputError("This trace was made without clip_actions=True: trace again.")
         return policy
     observation_space, action_space = _spaces(policy)
     _check_stateless(policy)
     heads = _heads(policy)
+    finish = action_clipper(action_space) if clip_actions else (lambda a: a)
     observations = tuple(
         TensorSpec(name, tuple(space.shape), "float32")
         for name, space in observation_space.leaves()
@@ -285,7 +291,7 @@ def trace(policy: Any, *, sample: bool = False) -> TracedPolicy:
     inputs = observations
     if mask is not None:
         specs = (*observations, mask)
-        forward = _forward(policy, observation_space, action_space, heads, with_mask=True)
+        forward = _forward(policy, observation_space, action_space, heads, True, finish)
         try:
             raw = jax.make_jaxpr(forward)(*_avals(specs))
             closed = simplify(raw)
@@ -296,7 +302,7 @@ def trace(policy: Any, *, sample: bool = False) -> TracedPolicy:
         else:
             raw = closed = None  # the mask is never read: no mask input
     if raw is None:
-        forward = _forward(policy, observation_space, action_space, heads, with_mask=False)
+        forward = _forward(policy, observation_space, action_space, heads, False, finish)
         try:
             raw = jax.make_jaxpr(forward)(*_avals(observations))
         except (InputError, UnsupportedError):
@@ -324,7 +330,7 @@ def trace(policy: Any, *, sample: bool = False) -> TracedPolicy:
             action_space,
             observations,
             inputs[-1] if inputs[-1].name == MASK else None,
-            lambda a: _action_layout(a, action_space, outputs[0]),
+            lambda a: finish(_action_layout(a, action_space, outputs[0])),
             lambda m: _mask_argument(action_space, m),
         )
         closed = _with_sampling(closed, sampling, inputs)
@@ -341,6 +347,7 @@ def trace(policy: Any, *, sample: bool = False) -> TracedPolicy:
         mask_input=any(s.name == MASK for s in inputs),
         heads=heads,
         noise=None if sampling is None else tuple(b.to_json() for b in sampling.blocks),
+        action_clip=_clip_json(action_space) if clip_actions else None,
     )
     margins = None
     if not isinstance(action_space, Box):
@@ -359,6 +366,12 @@ def trace(policy: Any, *, sample: bool = False) -> TracedPolicy:
         nonfinite,
         sampling,
     )
+
+
+def _clip_json(space: Box) -> dict[str, Any]:
+    low, high = clip_bounds(space)
+    as_json = lambda x: [v if np.isfinite(v) else None for v in x.reshape(-1).tolist()]  # noqa: E731
+    return {"low": as_json(low), "high": as_json(high)}
 
 
 def _with_sampling(
