@@ -29,7 +29,7 @@ from policyport.policy import Discrete, MLPActorCriticPolicy, SpacesEnv
 from policyport.tracing import trace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from kinds import BENCH, observation_space  # noqa: E402
+from kinds import BENCH, observation_space
 
 ROUNDS, CALLS = 30, {1: 400, 4096: 4}
 
@@ -59,9 +59,9 @@ def main() -> None:
         }
         noise = {**inputs, "noise": rng.gumbel(size=(batch, traced.sampling.size)).astype("f4")}
         calls = {
-            "plain: action": lambda: plain.run(["action"], inputs),
-            "sample artifact: action": lambda: sampled.run(["action"], noise),
-            "sample artifact: all outputs": lambda: sampled.run(None, noise),
+            "plain: action": lambda inputs=inputs: plain.run(["action"], inputs),
+            "sample artifact: action": lambda noise=noise: sampled.run(["action"], noise),
+            "sample artifact: all outputs": lambda noise=noise: sampled.run(None, noise),
         }
         times: dict[str, list[float]] = {name: [] for name in calls}
         for _ in range(ROUNDS):

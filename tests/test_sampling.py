@@ -7,11 +7,14 @@ with that key. Then a distribution check with noise the runtime side draws (nump
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import onnx
 import pytest
 from scipy import stats
 
@@ -115,6 +118,36 @@ def test_noise_blocks_are_the_documented_distributions(exported):
     assert [b.distribution for b in blocks] == expected
     sizes = {"Box": [2], "Discrete": [5], "MultiDiscrete": [3, 4, 2], "MultiBinary": [4]}
     assert [b.size for b in blocks] == sizes[name]
+
+
+def test_metadata_and_check(exported):
+    _, policy, paths = exported
+    meta = {p.key: p.value for p in onnx.load(paths["onnx"]).metadata_props}
+    assert meta["policyport.contract_version"] == "3"
+    blocks = trace(policy, sample=True).sampling.blocks
+    assert json.loads(meta["policyport.noise"]) == [b.to_json() for b in blocks]
+    names = [s["name"] for s in json.loads(meta["policyport.inputs"])]
+    assert names[-1] == "noise"
+    outputs = [s["name"] for s in json.loads(meta["policyport.outputs"])]
+    assert outputs[-2:] == ["sampled_action", "log_prob"]
+    # `check` re-traces with the sampling path because the artifact has one.
+    report = policyport.check(policy, paths["onnx"], batch_sizes=(1, 64))
+    assert report.passed, report.to_table()
+
+
+def test_sampling_needs_a_log_prob(tmp_path):
+    class NoLogProb(eqx.Module):
+        inner: object
+        observation_space = property(lambda self: self.inner.observation_space)
+        action_space = property(lambda self: self.inner.action_space)
+
+        def __call__(self, state, observation, *, key=None, action_mask=None):
+            return self.inner(state, observation, key=key, action_mask=action_mask)
+
+    policy = NoLogProb(make_policy("Discrete", **SMALL))
+    with pytest.raises(policyport.UnsupportedError, match="has no `evaluate_action"):
+        policyport.export(policy, "onnx", tmp_path / "p.onnx", sample=True)
+    assert not list(tmp_path.iterdir())
 
 
 def numpy_noise(blocks, rng: np.random.Generator, count: int) -> np.ndarray:

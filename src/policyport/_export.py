@@ -383,10 +383,17 @@ def check(
         remove_stale_staging(artifact.parent)  # finish (or undo) what a killed export left
     if not artifact.exists():
         raise InputError(f"Artifact not found: {artifact}. Give the path export wrote.")
-    check_contract(FORMATS[format].read_metadata(artifact), artifact)
+    meta = FORMATS[format].read_metadata(artifact)
+    check_contract(meta, artifact)
     runtime = runtime or FORMATS[format].runtime
     runner = _open(runtime, artifact, format)
-    return _parity(trace(policy), runner, artifact, format, seed, batch_sizes, runtime)
+    # Traced as it was exported: with the sampling path and clipping when the artifact has them.
+    traced = trace(
+        policy,
+        sample="policyport.noise" in meta,
+        clip_actions="policyport.action_clip" in meta,
+    )
+    return _parity(traced, runner, artifact, format, seed, batch_sizes, runtime)
 
 
 def _stage_one(

@@ -4,6 +4,7 @@ from ._contract import ACTION as ACTION
 from ._contract import CONTRACT_VERSION as CONTRACT_VERSION
 from ._contract import HEADS as HEADS
 from ._contract import MASK as MASK
+from ._contract import SAMPLING_CONTRACT_VERSION as SAMPLING_CONTRACT_VERSION
 from ._contract import SUPPORTED_CONTRACT_VERSIONS as SUPPORTED_CONTRACT_VERSIONS
 from ._contract import PolicyDescription as PolicyDescription
 from ._contract import TensorSpec as TensorSpec
