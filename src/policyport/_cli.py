@@ -76,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="clip Box actions to the action space's finite bounds inside the artifact",
     )
+    parser.add_argument(
+        "--bake-wrappers",
+        action="store_true",
+        help="put --env's pure lerax wrapper transforms inside (base env's spaces in and out)",
+    )
     return parser
 
 
@@ -169,10 +174,11 @@ def _run(args: argparse.Namespace) -> int:
             seed=args.seed,
             allow_nonfinite=args.allow_nonfinite,
             rollouts=args.rollouts,
-            env=import_env(args.env) if args.rollouts else None,
+            env=import_env(args.env) if args.rollouts or args.bake_wrappers else None,
             rollout_steps=args.rollout_steps,
             sample=args.sample,
             clip_actions=args.clip_actions,
+            bake_wrappers=args.bake_wrappers,
             progress=_progress,
         )
     except ParityError as e:

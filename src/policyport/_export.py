@@ -27,7 +27,7 @@ from .checks import (
 )
 from .checks import compare_rollouts as _closed_loop
 from .formats import ALL, FORMATS, MAX_OPSET, MIN_OPSET, RUNTIMES, ExportOptions, Runner
-from .tracing import TracedPolicy, check_contract, metadata, trace
+from .tracing import TracedPolicy, check_contract, metadata, trace, unwrap
 
 Progress = Callable[[str], None]
 
@@ -126,6 +126,7 @@ def export(
     rollout_steps: int = 500,
     sample: bool = False,
     clip_actions: bool = False,
+    bake_wrappers: bool = False,
     progress: Progress | None = None,
 ) -> list[ExportResult]:
     """Export `policy` to one format (or `"all"`), checking parity in each format's runtime.
@@ -146,6 +147,8 @@ def export(
     - `sample`: add the stochastic path (input `noise`, outputs `sampled_action` and
       `log_prob`; docs/artifact.md); `sampling_noise(policy, key)` gives the noise for a key.
     - `clip_actions`: clip Box actions to the action space's finite bounds in the artifact.
+    - `bake_wrappers`: `env` is a lerax wrapper chain; its pure observation and action
+      transforms go inside the artifact, which then takes and returns the base env's.
 
     **Returns:** one `ExportResult` per format, in the order exported.
     """
@@ -168,11 +171,19 @@ def export(
         _check_destination(FORMATS[name].destinations(primary), force, name)
     if rollouts and env is None:
         raise InputError("Closed-loop rollouts need the env to step: pass --env MODULE:ATTR.")
-    closed_loop = ClosedLoop(rollouts, env, rollout_steps)
+    if bake_wrappers and env is None:
+        raise InputError("--bake-wrappers needs the wrapped env: pass --env MODULE:ATTR.")
+    wrappers = unwrap(env) if bake_wrappers else None
+    if wrappers is not None and wrappers.left_out and progress is not None:
+        progress(f"wrappers left out (not pure): {', '.join(wrappers.left_out)}")
+    # With baked wrappers the artifact drives the base env (JAX applies them on its side).
+    closed_loop = ClosedLoop(
+        rollouts, env if wrappers is None else wrappers.base_env, rollout_steps
+    )
 
     seconds: dict[str, float] = {}
     with _stage("trace", seconds, progress):
-        traced = trace(policy, sample=sample, clip_actions=clip_actions)
+        traced = trace(policy, sample=sample, clip_actions=clip_actions, wrappers=wrappers)
     if not allow_nonfinite:
         _check_finite(traced)
     first = primaries[formats[0]]

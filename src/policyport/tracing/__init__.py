@@ -18,3 +18,5 @@ from ._sampling import NoiseBlock as NoiseBlock
 from ._sampling import Sampling as Sampling
 from ._trace import TracedPolicy as TracedPolicy
 from ._trace import trace as trace
+from ._wrappers import BakedWrappers as BakedWrappers
+from ._wrappers import unwrap as unwrap

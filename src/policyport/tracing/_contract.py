@@ -75,6 +75,8 @@ class PolicyDescription:
     noise: tuple[dict[str, Any], ...] | None = None
     # With clip_actions: the bounds Box actions are clipped to (None: unbounded there).
     action_clip: dict[str, Any] | None = None
+    # With bake_wrappers: the transforms inside, in the order they run (`_wrappers.py`).
+    wrappers: tuple[dict[str, Any], ...] | None = None
 
 
 def metadata(
@@ -107,6 +109,8 @@ def metadata(
         fields["noise"] = list(description.noise)
     if description.action_clip is not None:
         fields["action_clip"] = description.action_clip
+    if description.wrappers is not None:
+        fields["wrappers"] = list(description.wrappers)
     if parity is not None:
         fields["parity"] = parity
     return {

@@ -185,13 +185,16 @@ def trace_sampling(
     action_space: AbstractSpace,
     observations: tuple[TensorSpec, ...],
     mask: TensorSpec | None,
+    prepare: Callable[[Any], Any],
     layout: Callable[[Any], Array],
     mask_argument: Callable[[Array], Array],
 ) -> Sampling:
     """Split the policy's sampled action and its log-probability at the noise frontier.
 
-    `layout` puts an action in the contract's layout; `mask_argument` shapes the mask as
-    the policy takes it. `mask` is None when the artifact has no mask input.
+    `prepare` maps the input observation to the policy's (baked observation wrappers);
+    `layout` maps the policy's action to the contract's layout (baked action wrappers,
+    clipping); the log-probability is the policy's, of its own action. `mask_argument`
+    shapes the mask as the policy takes it. `mask` is None when there is no mask input.
     """
     if not callable(getattr(policy, "evaluate_action", None)):
         raise UnsupportedError(_NO_LOG_PROB.format(name=type(policy).__name__))
@@ -200,7 +203,7 @@ def trace_sampling(
 
     def stochastic(params: Any, *arrays: Array) -> tuple[Array, Array]:
         module = static if params is None else eqx.combine(params, static)
-        observation = observation_space.unflatten(list(arrays[:leaf_count]))
+        observation = prepare(observation_space.unflatten(list(arrays[:leaf_count])))
         action_mask = mask_argument(arrays[leaf_count]) if mask is not None else None
         key = jax.random.wrap_key_data(arrays[-1])
         _, action = module(None, observation, key=key, action_mask=action_mask)

@@ -30,6 +30,7 @@ from ._decisions import decision_margins
 from ._legal import with_legal_actions
 from ._sampling import LOG_PROB, NOISE, SAMPLED_ACTION, Sampling, trace_sampling
 from ._simplify import simplify
+from ._wrappers import BakedWrappers
 
 _NOT_A_POLICY = (
     "{found} policyport exports objects that follow lerax's policy protocol: "
@@ -197,16 +198,18 @@ def _forward(
     action_space: AbstractSpace,
     heads: tuple[str, ...],
     with_mask: bool,
-    finish: Callable[[Array], Array],
+    prepare: Callable[[Any], Any],
+    finish: Callable[[Any], Array],
 ) -> Callable[..., tuple[Array, ...]]:
+    """The deterministic outputs; `prepare` maps the input observation to the policy's,
+    `finish` the policy's action to the contract's layout (baked wrappers, clipping)."""
     leaf_count = len(observation_space.leaves())
-    action = _action_spec(action_space)
 
     def forward(*arrays: Array) -> tuple[Array, ...]:
-        observation = observation_space.unflatten(list(arrays[:leaf_count]))
+        observation = prepare(observation_space.unflatten(list(arrays[:leaf_count])))
         mask = _mask_argument(action_space, arrays[leaf_count]) if with_mask else None
         _, chosen = policy(None, observation, action_mask=mask)
-        outputs = [finish(_action_layout(chosen, action_space, action))]
+        outputs = [finish(chosen)]
         for name in heads:
             _, out = getattr(policy, name)(None, observation)
             outputs.append(_head_layout(name, out))
@@ -260,12 +263,20 @@ def _trace_failure(policy: Any, e: Exception) -> InputError:
     )
 
 
-def trace(policy: Any, *, sample: bool = False, clip_actions: bool = False) -> TracedPolicy:
+def trace(
+    policy: Any,
+    *,
+    sample: bool = False,
+    clip_actions: bool = False,
+    wrappers: BakedWrappers | None = None,
+) -> TracedPolicy:
     """Trace the policy's deterministic action and its heads for one observation.
 
     With `sample=True`, also its sampled action and that action's log-probability, with
     the randomness as the input `noise` (`_sampling.py`). With `clip_actions=True`, Box
     actions (sampled ones too) are clipped to the action space's finite bounds (`_clip.py`).
+    With `wrappers` (`_wrappers.unwrap(env)`), the artifact takes the base env's observation
+    and returns the base env's action, the wrappers' pure transforms inside.
     """
     if isinstance(policy, TracedPolicy):
         if sample and policy.sampling is None:
@@ -276,7 +287,16 @@ def trace(policy: Any, *, sample: bool = False, clip_actions: bool = False) -> T
     observation_space, action_space = _spaces(policy)
     _check_stateless(policy)
     heads = _heads(policy)
-    finish = action_clipper(action_space) if clip_actions else (lambda a: a)
+    prepare, transform = (lambda o: o), (lambda a: a)
+    if wrappers is not None:
+        observation_space, action_space = wrappers.observation_space, wrappers.action_space
+        prepare, transform = wrappers.prepare, wrappers.finish
+    clip = action_clipper(action_space) if clip_actions else (lambda a: a)
+    action_spec = _action_spec(action_space)
+
+    def finish(chosen: Any) -> Array:
+        return clip(_action_layout(transform(chosen), action_space, action_spec))
+
     observations = tuple(
         TensorSpec(name, tuple(space.shape), "float32")
         for name, space in observation_space.leaves()
@@ -291,7 +311,7 @@ def trace(policy: Any, *, sample: bool = False, clip_actions: bool = False) -> T
     inputs = observations
     if mask is not None:
         specs = (*observations, mask)
-        forward = _forward(policy, observation_space, action_space, heads, True, finish)
+        forward = _forward(policy, observation_space, action_space, heads, True, prepare, finish)
         try:
             raw = jax.make_jaxpr(forward)(*_avals(specs))
             closed = simplify(raw)
@@ -302,7 +322,7 @@ def trace(policy: Any, *, sample: bool = False, clip_actions: bool = False) -> T
         else:
             raw = closed = None  # the mask is never read: no mask input
     if raw is None:
-        forward = _forward(policy, observation_space, action_space, heads, False, finish)
+        forward = _forward(policy, observation_space, action_space, heads, False, prepare, finish)
         try:
             raw = jax.make_jaxpr(forward)(*_avals(observations))
         except (InputError, UnsupportedError):
@@ -330,7 +350,8 @@ def trace(policy: Any, *, sample: bool = False, clip_actions: bool = False) -> T
             action_space,
             observations,
             inputs[-1] if inputs[-1].name == MASK else None,
-            lambda a: finish(_action_layout(a, action_space, outputs[0])),
+            prepare,
+            finish,
             lambda m: _mask_argument(action_space, m),
         )
         closed = _with_sampling(closed, sampling, inputs)
@@ -348,6 +369,7 @@ def trace(policy: Any, *, sample: bool = False, clip_actions: bool = False) -> T
         heads=heads,
         noise=None if sampling is None else tuple(b.to_json() for b in sampling.blocks),
         action_clip=_clip_json(action_space) if clip_actions else None,
+        wrappers=None if wrappers is None else wrappers.inside,
     )
     margins = None
     if not isinstance(action_space, Box):
