@@ -8,6 +8,7 @@ from ._errors import PolicyportError as PolicyportError
 from ._errors import UnsupportedError as UnsupportedError
 from ._export import check as check
 from ._export import export as export
+from ._noise import sampling_noise as sampling_noise
 from ._sweep import ModelResult as ModelResult
 from ._sweep import export_many as export_many
 from ._version import __version__ as __version__

@@ -97,6 +97,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--rollout-steps", type=int, default=500, metavar="T", help="steps per episode (500)"
     )
+    parser.add_argument(
+        "--sample",
+        action="store_true",
+        help="add the stochastic path: input `noise`, outputs `sampled_action` and `log_prob`",
+    )
+    parser.add_argument(
+        "--clip-actions",
+        action="store_true",
+        help="clip Box actions to the action space's finite bounds inside the artifact",
+    )
+    parser.add_argument(
+        "--bake-wrappers",
+        action="store_true",
+        help="put --env's pure lerax wrapper transforms inside (base env's spaces in and out)",
+    )
     add_sweep_arguments(parser)
     return parser
 
@@ -207,8 +222,11 @@ def _run(args: argparse.Namespace) -> int:
             seed=args.seed,
             allow_nonfinite=args.allow_nonfinite,
             rollouts=args.rollouts,
-            env=import_env(args.env) if args.rollouts else None,
+            env=import_env(args.env) if args.rollouts or args.bake_wrappers else None,
             rollout_steps=args.rollout_steps,
+            sample=args.sample,
+            clip_actions=args.clip_actions,
+            bake_wrappers=args.bake_wrappers,
             progress=_progress,
             check_in=[name.strip() for name in args.check_in.split(",") if name.strip()],
             target=args.target,

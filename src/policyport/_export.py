@@ -39,7 +39,7 @@ from .formats import (
     fixed_batch_of,
     in_rows,
 )
-from .tracing import TracedPolicy, check_contract, metadata, trace
+from .tracing import TracedPolicy, check_contract, metadata, trace, unwrap
 
 Progress = Callable[[str], None]
 
@@ -138,6 +138,9 @@ def export(
     rollouts: int = 0,
     env: Any = None,
     rollout_steps: int = 500,
+    sample: bool = False,
+    clip_actions: bool = False,
+    bake_wrappers: bool = False,
     progress: Progress | None = None,
     check_in: Sequence[str] = (),
     target: str | None = None,
@@ -164,6 +167,11 @@ def export(
       `mobile`, `sentis`, `tract`, `openvino`) for `onnx`/`ort`: its opset (unless `opset`
       is given, up to the target's maximum), batch and operator choices, recorded as the
       metadata key `policyport.target`; also checked in the target's runtimes installed here.
+    - `sample`: add the stochastic path (input `noise`, outputs `sampled_action` and
+      `log_prob`; docs/artifact.md); `sampling_noise(policy, key)` gives the noise for a key.
+    - `clip_actions`: clip Box actions to the action space's finite bounds in the artifact.
+    - `bake_wrappers`: `env` is a lerax wrapper chain; its pure observation and action
+      transforms go inside the artifact, which then takes and returns the base env's.
 
     **Returns:** one `ExportResult` per format, in the order exported.
     """
@@ -192,11 +200,19 @@ def export(
         _check_destination(FORMATS[name].destinations(primary), force, name)
     if rollouts and env is None:
         raise InputError("Closed-loop rollouts need the env to step: pass --env MODULE:ATTR.")
-    closed_loop = ClosedLoop(rollouts, env, rollout_steps)
+    if bake_wrappers and env is None:
+        raise InputError("--bake-wrappers needs the wrapped env: pass --env MODULE:ATTR.")
+    wrappers = unwrap(env) if bake_wrappers else None
+    if wrappers is not None and wrappers.left_out and progress is not None:
+        progress(f"wrappers left out (not pure): {', '.join(wrappers.left_out)}")
+    # With baked wrappers the artifact drives the base env (JAX applies them on its side).
+    closed_loop = ClosedLoop(
+        rollouts, env if wrappers is None else wrappers.base_env, rollout_steps
+    )
 
     seconds: dict[str, float] = {}
     with _stage("trace", seconds, progress):
-        traced = trace(policy)
+        traced = trace(policy, sample=sample, clip_actions=clip_actions, wrappers=wrappers)
     if not allow_nonfinite:
         _check_finite(traced)
     first = primaries[formats[0]]
@@ -412,12 +428,19 @@ def check(
         remove_stale_staging(artifact.parent)  # finish (or undo) what a killed export left
     if not artifact.exists():
         raise InputError(f"Artifact not found: {artifact}. Give the path export wrote.")
-    check_contract(FORMATS[format].read_metadata(artifact), artifact)
+    meta = FORMATS[format].read_metadata(artifact)
+    check_contract(meta, artifact)
     runtime = runtime or FORMATS[format].runtime
     if (missing := RUNTIMES[runtime].missing()) is not None:
         raise MissingDependencyError(missing)
     runner = _open(runtime, artifact, format)
-    return _parity(trace(policy), runner, artifact, format, seed, batch_sizes, runtime)
+    # Traced as it was exported: with the sampling path and clipping when the artifact has them.
+    traced = trace(
+        policy,
+        sample="policyport.noise" in meta,
+        clip_actions="policyport.action_clip" in meta,
+    )
+    return _parity(traced, runner, artifact, format, seed, batch_sizes, runtime)
 
 
 def _stage_one(

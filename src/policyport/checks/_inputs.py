@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax
 import numpy as np
 
 from ..policy import HUGE_BOUND
-from ..tracing import TracedPolicy, trace
+from ..tracing import NOISE, TracedPolicy, trace
 
 # A check's batch sizes: one observation, and a batch large enough to expose rare rows.
 DEFAULT_BATCH_SIZES = (1, 4096)
@@ -40,6 +41,10 @@ def sample_inputs(
         masks = traced.action_space.random_masks(rng, batch)
         masks[: min(all_false_rows, batch)] = False
         inputs["action_mask"] = masks
+    if traced.sampling is not None:
+        # One key per row, its noise drawn by jax.random as the policy draws it.
+        keys = jax.random.split(jax.random.key(seed), batch)
+        inputs[NOISE] = traced.sampling.noise_batch(jax.random.key_data(keys))
     return inputs
 
 

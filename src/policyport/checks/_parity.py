@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..formats import Runner
-from ..tracing import MASK, TracedPolicy
+from ..tracing import ACTION, LOG_PROB, MASK, SAMPLED_ACTION, TracedPolicy
 from ._inputs import DEFAULT_BATCH_SIZES, INPUT_RULE, check_batches
 from ._reference import reference_and_margins
 from ._report import ParityReport, compare_output, tolerances
@@ -30,10 +30,16 @@ def compare_runner(
     everything = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
     all_expected, all_margins = reference_and_margins(traced, everything)
     bounds = np.cumsum([0, *batch_sizes])
-    expected, actual, margins, masks = [], [], [], []
+    expected, actual, masks = [], [], []
+    margins: dict[str, list] = {ACTION: [], SAMPLED_ACTION: []}
+    width = None if all_margins is None else all_margins.shape[1]
+    if traced.sampling is not None and width is not None:
+        width //= 2  # the sampled action's margins follow the action's
     for inputs, start, stop in zip(batches, bounds[:-1], bounds[1:], strict=True):
         expected.append({k: v[start:stop] for k, v in all_expected.items()})
-        margins.append(None if all_margins is None else all_margins[start:stop])
+        for i, name in enumerate((ACTION, SAMPLED_ACTION)):
+            rows = None if width is None else all_margins[start:stop, i * width : (i + 1) * width]
+            margins[name].append(rows)
         actual.append(run(inputs))
         masks.append(inputs.get(MASK))
     nothing = [None] * len(batches)
@@ -44,8 +50,9 @@ def compare_runner(
             spec.dtype,
             [e[spec.name] for e in expected],
             [a.get(spec.name) for a in actual],
-            margins if spec.name == "action" else nothing,
-            masks if spec.name == "action" else nothing,
+            margins.get(spec.name, nothing),
+            masks if spec.name in margins else nothing,
+            nan_where_expected=spec.name == LOG_PROB,
         )
         for spec in traced.outputs
     ]

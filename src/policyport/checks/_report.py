@@ -129,8 +129,13 @@ def compare_output(
     actual: list[np.ndarray | None],
     margins: list[np.ndarray | None],
     masks: list[np.ndarray | None],
+    nan_where_expected: bool = False,
 ) -> OutputCheck:
-    """Compare one output over every checked batch."""
+    """Compare one output over every checked batch.
+
+    `nan_where_expected`: a NaN where JAX gives NaN agrees (the log-probability of a row
+    whose mask leaves nothing legal is NaN in JAX; docs/artifact.md).
+    """
     problems: list[str] = []
     shape: list[int] = []
     dtype = "missing"
@@ -167,6 +172,9 @@ def compare_output(
                 illegal += int(action_space.illegal_rows(got, mask).sum())
         else:
             diff = np.abs(want.astype(np.float64) - got.astype(np.float64))
+            if nan_where_expected:
+                both = np.isnan(want) & np.isnan(got)
+                want, got, diff = want[~both], got[~both], diff[~both]
             if not np.all(np.isfinite(got)):
                 problems.append("non-finite values in the artifact's output")
             max_abs = max(max_abs, float(np.nanmax(diff, initial=0)))

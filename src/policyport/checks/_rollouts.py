@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..formats import Runner
-from ..tracing import MASK, TracedPolicy
+from ..tracing import MASK, NOISE, TracedPolicy
 
 # Continuous tasks: per-step action differences of ~1e-7 (float32 sums reordered) feed
 # back through the dynamics. On the bundled Pendulum policy (200 steps, onnxruntime) they
@@ -152,6 +152,8 @@ def _jax_actor(traced: TracedPolicy, shape: tuple[int, ...]) -> Act:
         arrays = [*traced.observation_arrays(observation).values()]
         if traced.description.mask_input:
             arrays.append(_full_mask(traced, mask))
+        if traced.sampling is not None:  # the deterministic action does not read it
+            arrays.append(np.zeros(traced.sampling.size, np.float32))
         return np.asarray(forward(*arrays)[0]).reshape(shape)
 
     return act
@@ -167,6 +169,8 @@ def _artifact_actor(traced: TracedPolicy, run: Runner, shape: tuple[int, ...]) -
         inputs = {k: v[None] for k, v in traced.observation_arrays(observation).items()}
         if traced.description.mask_input:
             inputs[MASK] = _full_mask(traced, mask)[None]
+        if traced.sampling is not None:
+            inputs[NOISE] = np.zeros((1, traced.sampling.size), np.float32)
         action = run(inputs)["action"][0]
         if traced.discrete:
             action = action.astype(np.int32)

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .._errors import missing_dependency
-from ..tracing import TracedPolicy
+from ..tracing import HEADS, TracedPolicy
 from ._base import ArtifactFormat, ExportOptions, Runner, Runtime
 
 METADATA_FILE = Path("assets.extra") / "policyport.json"
@@ -87,7 +87,7 @@ class SavedModelFormat(ArtifactFormat):
         ]
         names = traced.output_names
         observations = len(traced.observation_inputs)
-        heads = [i for i, n in enumerate(names) if n != "action"]
+        heads = [i for i, n in enumerate(names) if n in HEADS]
 
         @tf.function(input_signature=specs, autograph=False)
         def serving_default(*inputs):
@@ -99,9 +99,12 @@ class SavedModelFormat(ArtifactFormat):
 
         @tf.function(input_signature=specs[:observations], autograph=False)
         def heads_only(*observation):
-            # The heads never read the mask: an all-True one stands in (XLA drops the action).
+            # The heads never read the mask (nor the noise): ones stand in (XLA drops the rest).
             rows = tf.shape(observation[0])[0]
-            filler = [tf.ones([rows, *s.shape], tf.bool) for s in traced.inputs[observations:]]
+            filler = [
+                tf.ones([rows, *s.shape], tf.dtypes.as_dtype(s.dtype))
+                for s in traced.inputs[observations:]
+            ]
             outputs = forward(*observation, *filler)
             return {names[i]: outputs[i] for i in heads}
 

@@ -14,6 +14,11 @@ Contract versions (bump when a consumer would need to change):
   heads by name, only those it has: `value` float32 `[batch]`, `q_values` float32
   `[batch, n]`. Metadata `inputs` / `outputs` list them all; a consumer reads them
   instead of assuming names.
+- 3 (2026-12-02): the sampling path (`sample=True`): a last input `noise` float32
+  `[batch, noise_size]` (blocks in metadata `noise`) and last outputs `sampled_action`
+  (as `action`) and `log_prob` float32 `[batch]`. Artifacts without it keep declaring 2,
+  so every version-2 consumer still runs them. Optional metadata `action_clip` (with
+  `clip_actions=True`) changes no input or output and needs no version.
 """
 
 from __future__ import annotations
@@ -28,9 +33,11 @@ from .._errors import InputError
 from .._version import __version__
 
 CONTRACT_VERSION = 2
+# What an artifact with the sampling path declares (a consumer must feed `noise`).
+SAMPLING_CONTRACT_VERSION = 3
 # The contract versions a consumer of this release understands (`check` refuses others).
 # tests/golden/contract_v1 holds artifacts written at version 1; they must keep checking.
-SUPPORTED_CONTRACT_VERSIONS = (1, 2)
+SUPPORTED_CONTRACT_VERSIONS = (1, 2, 3)
 VERSION_KEY = "policyport.contract_version"
 # The extra heads a policy may have: method name -> (output name, per-sample rank).
 HEADS = {"value": 0, "q_values": 1}
@@ -64,6 +71,12 @@ class PolicyDescription:
     weights_sha256: str
     mask_input: bool
     heads: tuple[str, ...]
+    # With sampling: the blocks of the `noise` input (`_sampling.NoiseBlock.to_json`).
+    noise: tuple[dict[str, Any], ...] | None = None
+    # With clip_actions: the bounds Box actions are clipped to (None: unbounded there).
+    action_clip: dict[str, Any] | None = None
+    # With bake_wrappers: the transforms inside, in the order they run (`_wrappers.py`).
+    wrappers: tuple[dict[str, Any], ...] | None = None
 
 
 def metadata(
@@ -77,7 +90,9 @@ def metadata(
     """The key/value metadata embedded in every artifact (values are strings, JSON inside)."""
     fields: dict[str, Any] = {
         "policyport_version": __version__,
-        "contract_version": CONTRACT_VERSION,
+        "contract_version": CONTRACT_VERSION
+        if description.noise is None
+        else SAMPLING_CONTRACT_VERSION,
         "format": format_name,
         "policy_class": description.policy_class,
         "observation_space": description.observation_space,
@@ -90,6 +105,12 @@ def metadata(
         "weights_sha256": description.weights_sha256,
         "all_masked_row_action": 0,
     }
+    if description.noise is not None:
+        fields["noise"] = list(description.noise)
+    if description.action_clip is not None:
+        fields["action_clip"] = description.action_clip
+    if description.wrappers is not None:
+        fields["wrappers"] = list(description.wrappers)
     if parity is not None:
         fields["parity"] = parity
     return {

@@ -44,14 +44,22 @@ def legal_action(
 
 
 def with_legal_actions(
-    forward: Callable[..., list[Array]], space: AbstractSpace, mask_input: bool
+    forward: Callable[..., list[Array]],
+    space: AbstractSpace,
+    mask_input: bool,
+    actions: tuple[int, ...] = (0,),
+    mask_index: int = -1,
 ) -> Callable[..., list[Array]]:
-    """`forward` (per sample: inputs -> [action, *heads]) with `legal_action` applied."""
+    """`forward` (per sample: inputs -> outputs) with `legal_action` applied to the outputs
+    at `actions` (the action, and the sampled action when there is one); the mask is the
+    input at `mask_index`."""
     if not mask_input:
         return forward
 
     def legal(*inputs: Array) -> list[Array]:
         outputs = list(forward(*inputs))
-        return [legal_action(space, outputs[0], inputs[-1]), *outputs[1:]]
+        for i in actions:
+            outputs[i] = legal_action(space, outputs[i], inputs[mask_index])
+        return outputs
 
     return legal

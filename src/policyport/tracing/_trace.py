@@ -25,10 +25,13 @@ from .._errors import InputError, UnsupportedError
 from ..policy import AbstractSpace, Box, Dict, Discrete, MultiBinary, Tuple, as_space
 from ..policy._function import FunctionPolicy
 from ..policy._serialization import weights_sha256
+from ._clip import action_clipper, clip_bounds
 from ._contract import ACTION, HEADS, MASK, PolicyDescription, TensorSpec
 from ._decisions import decision_margins
 from ._legal import with_legal_actions
+from ._sampling import LOG_PROB, NOISE, SAMPLED_ACTION, Sampling, trace_sampling
 from ._simplify import simplify
+from ._wrappers import BakedWrappers
 
 _NOT_A_POLICY = (
     "{found} policyport exports objects that follow lerax's policy protocol: "
@@ -57,6 +60,9 @@ class TracedPolicy:
     margins: Callable[..., Array] | None
     # Where the policy's weights first hold NaN or inf (before dead code is dropped), if so.
     nonfinite_weights: str | None = None
+    # With `sample=True`: the stochastic path split at its noise (`_sampling.py`); then the
+    # last input is `noise` and the last outputs `sampled_action` and `log_prob`.
+    sampling: Sampling | None = None
 
     @property
     def forward(self) -> Callable[..., list[Array]]:
@@ -71,8 +77,13 @@ class TracedPolicy:
         """`batched`, with a masked action replaced by a legal one where the policy chose
         one (only rows whose legal logits are all -inf or NaN): what formats traced from
         JAX lower, so they keep the contract's mask promise (see `_legal.py`)."""
+        actions = tuple(i for i, n in enumerate(self.output_names) if n in _ACTIONS)
         forward = with_legal_actions(
-            jaxpr_as_fun(self.jaxpr), self.action_space, self.description.mask_input
+            jaxpr_as_fun(self.jaxpr),
+            self.action_space,
+            self.description.mask_input,
+            actions,
+            mask_index=self.input_names.index(MASK) if self.description.mask_input else -1,
         )
         return jax.vmap(forward)
 
@@ -86,7 +97,7 @@ class TracedPolicy:
 
     @property
     def observation_inputs(self) -> tuple[TensorSpec, ...]:
-        return tuple(s for s in self.inputs if s.name != MASK)
+        return tuple(s for s in self.inputs if s.name not in (MASK, NOISE))
 
     @property
     def discrete(self) -> bool:
@@ -103,6 +114,9 @@ class TracedPolicy:
             spec.name: np.asarray(leaf, np.float32).reshape(spec.shape)
             for spec, leaf in zip(self.observation_inputs, leaves, strict=True)
         }
+
+
+_ACTIONS = (ACTION, SAMPLED_ACTION)
 
 
 def _spaces(policy: Any) -> tuple[AbstractSpace, AbstractSpace]:
@@ -185,15 +199,18 @@ def _forward(
     action_space: AbstractSpace,
     heads: tuple[str, ...],
     with_mask: bool,
+    prepare: Callable[[Any], Any],
+    finish: Callable[[Any], Array],
 ) -> Callable[..., tuple[Array, ...]]:
+    """The deterministic outputs; `prepare` maps the input observation to the policy's,
+    `finish` the policy's action to the contract's layout (baked wrappers, clipping)."""
     leaf_count = len(observation_space.leaves())
-    action = _action_spec(action_space)
 
     def forward(*arrays: Array) -> tuple[Array, ...]:
-        observation = observation_space.unflatten(list(arrays[:leaf_count]))
+        observation = prepare(observation_space.unflatten(list(arrays[:leaf_count])))
         mask = _mask_argument(action_space, arrays[leaf_count]) if with_mask else None
         _, chosen = policy(None, observation, action_mask=mask)
-        outputs = [_action_layout(chosen, action_space, action)]
+        outputs = [finish(chosen)]
         for name in heads:
             _, out = getattr(policy, name)(None, observation)
             outputs.append(_head_layout(name, out))
@@ -247,13 +264,40 @@ def _trace_failure(policy: Any, e: Exception) -> InputError:
     )
 
 
-def trace(policy: Any) -> TracedPolicy:
-    """Trace the policy's deterministic action and its heads for one observation."""
+def trace(
+    policy: Any,
+    *,
+    sample: bool = False,
+    clip_actions: bool = False,
+    wrappers: BakedWrappers | None = None,
+) -> TracedPolicy:
+    """Trace the policy's deterministic action and its heads for one observation.
+
+    With `sample=True`, also its sampled action and that action's log-probability, with
+    the randomness as the input `noise` (`_sampling.py`). With `clip_actions=True`, Box
+    actions (sampled ones too) are clipped to the action space's finite bounds (`_clip.py`).
+    With `wrappers` (`_wrappers.unwrap(env)`), the artifact takes the base env's observation
+    and returns the base env's action, the wrappers' pure transforms inside.
+    """
     if isinstance(policy, TracedPolicy):
+        if sample and policy.sampling is None:
+            raise InputError("This trace was made without sample=True: trace the policy again.")
+        if clip_actions and policy.description.action_clip is None:
+            raise InputError("This trace was made without clip_actions=True: trace again.")
         return policy
     observation_space, action_space = _spaces(policy)
     _check_stateless(policy)
     heads = _heads(policy)
+    prepare, transform = (lambda o: o), (lambda a: a)
+    if wrappers is not None:
+        observation_space, action_space = wrappers.observation_space, wrappers.action_space
+        prepare, transform = wrappers.prepare, wrappers.finish
+    clip = action_clipper(action_space) if clip_actions else (lambda a: a)
+    action_spec = _action_spec(action_space)
+
+    def finish(chosen: Any) -> Array:
+        return clip(_action_layout(transform(chosen), action_space, action_spec))
+
     observations = tuple(
         TensorSpec(name, tuple(space.shape), "float32")
         for name, space in observation_space.leaves()
@@ -268,7 +312,7 @@ def trace(policy: Any) -> TracedPolicy:
     inputs = observations
     if mask is not None:
         specs = (*observations, mask)
-        forward = _forward(policy, observation_space, action_space, heads, with_mask=True)
+        forward = _forward(policy, observation_space, action_space, heads, True, prepare, finish)
         try:
             raw = jax.make_jaxpr(forward)(*_avals(specs))
             closed = simplify(raw)
@@ -279,7 +323,7 @@ def trace(policy: Any) -> TracedPolicy:
         else:
             raw = closed = None  # the mask is never read: no mask input
     if raw is None:
-        forward = _forward(policy, observation_space, action_space, heads, with_mask=False)
+        forward = _forward(policy, observation_space, action_space, heads, False, prepare, finish)
         try:
             raw = jax.make_jaxpr(forward)(*_avals(observations))
         except (InputError, UnsupportedError):
@@ -288,6 +332,7 @@ def trace(policy: Any) -> TracedPolicy:
             raise _trace_failure(policy, e) from e
         closed = simplify(raw)
     nonfinite = _first_nonfinite(policy, raw)
+    deterministic = closed
     outputs = (
         _action_spec(action_space),
         *(
@@ -297,6 +342,23 @@ def trace(policy: Any) -> TracedPolicy:
             for i, name in enumerate(heads)
         ),
     )
+    sampling = None
+    margins_input_count = len(inputs)
+    if sample:
+        sampling = trace_sampling(
+            policy,
+            observation_space,
+            action_space,
+            observations,
+            inputs[-1] if inputs[-1].name == MASK else None,
+            prepare,
+            finish,
+            lambda m: _mask_argument(action_space, m),
+        )
+        closed = _with_sampling(closed, sampling, inputs)
+        inputs = (*inputs, sampling.noise_spec)
+        outputs = (*outputs, TensorSpec(SAMPLED_ACTION, outputs[0].shape, outputs[0].dtype))
+        outputs = (*outputs, TensorSpec(LOG_PROB, (), "float32"))
     kwargs = getattr(policy, "constructor_kwargs", None)
     description = PolicyDescription(
         # A wrapped function is described by its name (e.g. "brax.ppo"), not its wrapper.
@@ -305,16 +367,50 @@ def trace(policy: Any) -> TracedPolicy:
         action_space=action_space.to_json(),
         policy_kwargs=kwargs() if callable(kwargs) else None,
         weights_sha256=_weights_hash(policy, closed),
-        mask_input=inputs[-1].name == MASK,
+        mask_input=any(s.name == MASK for s in inputs),
         heads=heads,
+        noise=None if sampling is None else tuple(b.to_json() for b in sampling.blocks),
+        action_clip=_clip_json(action_space) if clip_actions else None,
+        wrappers=None if wrappers is None else wrappers.inside,
     )
     margins = None
     if not isinstance(action_space, Box):
         kind = "compare" if isinstance(action_space, MultiBinary) else "argmax"
-        margins = decision_margins(closed, outputs[0].shape, kind)
+        margins = decision_margins(deterministic, outputs[0].shape, kind)
+        if sampling is not None:  # the deterministic jaxpr does not take the noise
+            margins = _without_noise(margins, margins_input_count)
     return TracedPolicy(
-        closed, inputs, outputs, observation_space, action_space, description, margins, nonfinite
+        closed,
+        inputs,
+        outputs,
+        observation_space,
+        action_space,
+        description,
+        margins,
+        nonfinite,
+        sampling,
     )
+
+
+def _clip_json(space: Box) -> dict[str, Any]:
+    low, high = clip_bounds(space)
+    as_json = lambda x: [v if np.isfinite(v) else None for v in x.reshape(-1).tolist()]  # noqa: E731
+    return {"low": as_json(low), "high": as_json(high)}
+
+
+def _with_sampling(
+    closed: ClosedJaxpr, sampling: Sampling, inputs: tuple[TensorSpec, ...]
+) -> ClosedJaxpr:
+    """One jaxpr: the deterministic outputs, then the sampled action and its log-prob."""
+
+    def both(*arrays: Array) -> tuple[Array, ...]:
+        return (*jaxpr_as_fun(closed)(*arrays[:-1]), *jaxpr_as_fun(sampling.sample)(*arrays))
+
+    return simplify(jax.make_jaxpr(both)(*_avals((*inputs, sampling.noise_spec))))
+
+
+def _without_noise(margins: Callable[..., Array], count: int) -> Callable[..., Array]:
+    return lambda *args: margins(*args[:count])
 
 
 def _avals(specs: tuple[TensorSpec, ...]) -> list[jax.ShapeDtypeStruct]:

@@ -1,0 +1,82 @@
+"""Does the `--sample` artifact make the deterministic `action` dearer? (issue #15)
+
+Run from the repository root, pinned to one core:
+
+    taskset -c 0 .venv/bin/python bench/sampling.py
+
+Exports the default actor-critic policy (27-dim observation, 9 masked actions: the
+`BENCH` size of tests/kinds.py) without and with `sample=True`, then times onnxruntime
+(one thread) in interleaved rounds: the plain artifact's `action`, the sampling
+artifact's `action` alone (noise fed, only `action` fetched) and its every output. Prints
+the median seconds per call and each ratio against the plain artifact, at batch 1 and 4096.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import onnxruntime as ort
+
+import policyport
+from policyport.policy import Discrete, MLPActorCriticPolicy, SpacesEnv
+from policyport.tracing import trace
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from kinds import BENCH, observation_space
+
+ROUNDS, CALLS = 30, {1: 400, 4096: 4}
+
+
+def _session(path: Path) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def main() -> None:
+    policy = MLPActorCriticPolicy(
+        SpacesEnv(observation_space(BENCH), Discrete(9)), key=jax.random.key(0)
+    )
+    folder = Path(tempfile.mkdtemp())
+    plain = _session(policyport.export(policy, "onnx", folder / "plain.onnx")[0].paths[0])
+    sampled = _session(
+        policyport.export(policy, "onnx", folder / "sample.onnx", sample=True)[0].paths[0]
+    )
+    traced = trace(policy, sample=True)
+    results = {}
+    for batch in (1, 4096):
+        rng = np.random.default_rng(0)
+        inputs = {
+            "observation": traced.observation_space.sample_numpy(rng, batch),
+            "action_mask": traced.action_space.random_masks(rng, batch),
+        }
+        noise = {**inputs, "noise": rng.gumbel(size=(batch, traced.sampling.size)).astype("f4")}
+        calls = {
+            "plain: action": lambda inputs=inputs: plain.run(["action"], inputs),
+            "sample artifact: action": lambda noise=noise: sampled.run(["action"], noise),
+            "sample artifact: all outputs": lambda noise=noise: sampled.run(None, noise),
+        }
+        times: dict[str, list[float]] = {name: [] for name in calls}
+        for _ in range(ROUNDS):
+            for name, call in calls.items():
+                start = time.perf_counter()
+                for _ in range(CALLS[batch]):
+                    call()
+                times[name].append((time.perf_counter() - start) / CALLS[batch])
+        medians = {name: statistics.median(t) for name, t in times.items()}
+        base = medians["plain: action"]
+        results[batch] = {
+            name: {"seconds": m, "ratio_to_plain": m / base} for name, m in medians.items()
+        }
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
