@@ -56,6 +56,11 @@ class SweepJob:
     allow_nonfinite: bool = False
     rollouts: int = 0
     rollout_steps: int = 500
+    sample: bool = False
+    clip_actions: bool = False
+    bake_wrappers: bool = False
+    check_in: tuple[str, ...] = ()
+    target: str | None = None
 
 
 @dataclass(frozen=True)
@@ -109,8 +114,13 @@ def export_one(job: SweepJob) -> ModelResult:
             seed=job.seed,
             allow_nonfinite=job.allow_nonfinite,
             rollouts=job.rollouts,
-            env=import_env(job.env) if job.rollouts and job.env else None,
+            env=import_env(job.env) if (job.rollouts or job.bake_wrappers) and job.env else None,
             rollout_steps=job.rollout_steps,
+            sample=job.sample,
+            clip_actions=job.clip_actions,
+            bake_wrappers=job.bake_wrappers,
+            check_in=job.check_in,
+            target=job.target,
         )
     except ParityError as e:
         if e.report is not None and hasattr(e.report, "to_json"):
@@ -285,6 +295,10 @@ def export_many(
     force: bool = False,
     seed: int = 0,
     allow_nonfinite: bool = False,
+    sample: bool = False,
+    clip_actions: bool = False,
+    check_in: Sequence[str] = (),
+    target: str | None = None,
 ) -> list[ModelResult]:
     """Export every model file named by `models`, each checked, one result per model.
 
@@ -316,5 +330,9 @@ def export_many(
         force=force,
         seed=seed,
         allow_nonfinite=allow_nonfinite,
+        sample=sample,
+        clip_actions=clip_actions,
+        check_in=tuple(check_in),
+        target=target,
     )
     return run_jobs(jobs, workers=workers, client=client, progress=progress)

@@ -97,6 +97,11 @@ def run_sweep(args: argparse.Namespace) -> int:
             allow_nonfinite=args.allow_nonfinite,
             rollouts=args.rollouts,
             rollout_steps=args.rollout_steps,
+            sample=args.sample,
+            clip_actions=args.clip_actions,
+            bake_wrappers=args.bake_wrappers,
+            check_in=tuple(name.strip() for name in args.check_in.split(",") if name.strip()),
+            target=args.target,
         )
         workers = args.workers or 1
         if workers < 1:
