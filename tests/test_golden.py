@@ -19,7 +19,10 @@ from policyport.policy import MLPActorCriticPolicy
 from policyport.tracing import SUPPORTED_CONTRACT_VERSIONS
 
 GOLDEN = Path(__file__).parent / "golden" / "contract_v1"
-ARTIFACTS = {name: GOLDEN / f"policy{fmt.suffix}" for name, fmt in FORMATS.items()}
+# The formats released while contract 1 was current (4642b6f); a format added later (tflite)
+# never wrote contract 1, so it has no golden artifact of that version.
+CONTRACT_1_FORMATS = ("onnx", "ort", "savedmodel", "stablehlo")
+ARTIFACTS = {name: GOLDEN / f"policy{FORMATS[name].suffix}" for name in CONTRACT_1_FORMATS}
 
 
 def _io() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -35,13 +38,14 @@ def _policy() -> MLPActorCriticPolicy:
 
 def test_every_format_has_a_golden_artifact():
     assert 1 in SUPPORTED_CONTRACT_VERSIONS
+    assert set(CONTRACT_1_FORMATS) <= set(FORMATS)
     for name, path in ARTIFACTS.items():
         assert path.exists(), f"no contract-1 golden artifact for format {name}"
         meta = FORMATS[name].read_metadata(path)
         assert meta["policyport.contract_version"] == "1", name
 
 
-@pytest.mark.parametrize("format", list(FORMATS))
+@pytest.mark.parametrize("format", CONTRACT_1_FORMATS)
 def test_contract_1_artifacts_still_compute_what_they_computed(format):
     inputs, expected = _io()
     run = RUNTIMES[FORMATS[format].runtime].load(ARTIFACTS[format])
@@ -59,7 +63,7 @@ def test_todays_policy_code_computes_the_stored_outputs():
     np.testing.assert_allclose(today["value"], expected["value"], atol=ATOL, rtol=RTOL)
 
 
-@pytest.mark.parametrize("format", list(FORMATS))
+@pytest.mark.parametrize("format", CONTRACT_1_FORMATS)
 def test_contract_1_artifacts_pass_todays_check(format):
     report = policyport.check(_policy(), ARTIFACTS[format], batch_sizes=(1, 256))
     assert report.passed, report.to_table()

@@ -27,12 +27,10 @@ from typing import Any, ClassVar
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.extend.core import jaxpr_as_fun
 from jaxtyping import Array
 
 from .._errors import MissingDependencyError, UnsupportedError, missing_dependency
 from ..tracing import TracedPolicy, without_argmax
-from ..tracing._legal import with_legal_actions
 from ._base import ArtifactFormat, ExportOptions, Runner, Runtime
 from ._runtime_io import missing_package
 from ._savedmodel import _tf_name, import_tensorflow
@@ -52,9 +50,7 @@ def import_litert() -> Any:
 
 def tflite_function(traced: TracedPolicy) -> Callable[..., list[Array]]:
     """The batched function converted: `legal_batched`, its argmaxes single-operand."""
-    per_sample = with_legal_actions(
-        jaxpr_as_fun(traced.jaxpr), traced.action_space, traced.description.mask_input
-    )
+    per_sample = traced.legal_forward
     avals = [jax.ShapeDtypeStruct(s.shape, jnp.dtype(s.dtype)) for s in traced.inputs]
     return jax.vmap(without_argmax(per_sample, avals))
 

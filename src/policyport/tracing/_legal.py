@@ -46,14 +46,14 @@ def legal_action(
 def with_legal_actions(
     forward: Callable[..., list[Array]],
     space: AbstractSpace,
-    mask_input: bool,
-    actions: tuple[int, ...] = (0,),
-    mask_index: int = -1,
+    mask_index: int | None,
+    actions: tuple[int, ...],
 ) -> Callable[..., list[Array]]:
     """`forward` (per sample: inputs -> outputs) with `legal_action` applied to the outputs
     at `actions` (the action, and the sampled action when there is one); the mask is the
-    input at `mask_index`."""
-    if not mask_input:
+    input at `mask_index` (None: the policy takes no mask, nothing to do). Both are named
+    by the caller: with sampling, the mask is not the last input (`noise` is)."""
+    if mask_index is None:
         return forward
 
     def legal(*inputs: Array) -> list[Array]:

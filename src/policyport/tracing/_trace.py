@@ -73,19 +73,23 @@ class TracedPolicy:
         return jax.vmap(jaxpr_as_fun(self.jaxpr))
 
     @property
-    def legal_batched(self) -> Callable[..., list[Array]]:
-        """`batched`, with a masked action replaced by a legal one where the policy chose
-        one (only rows whose legal logits are all -inf or NaN): what formats traced from
-        JAX lower, so they keep the contract's mask promise (see `_legal.py`)."""
+    def legal_forward(self) -> Callable[..., list[Array]]:
+        """`forward`, with a masked action (and sampled action) replaced by a legal one
+        where the policy chose one (only rows whose legal logits are all -inf or NaN): what
+        formats traced from JAX lower, so they keep the contract's mask promise (see
+        `_legal.py`)."""
         actions = tuple(i for i, n in enumerate(self.output_names) if n in _ACTIONS)
-        forward = with_legal_actions(
+        return with_legal_actions(
             jaxpr_as_fun(self.jaxpr),
             self.action_space,
-            self.description.mask_input,
+            self.input_names.index(MASK) if self.description.mask_input else None,
             actions,
-            mask_index=self.input_names.index(MASK) if self.description.mask_input else -1,
         )
-        return jax.vmap(forward)
+
+    @property
+    def legal_batched(self) -> Callable[..., list[Array]]:
+        """`legal_forward` vmapped over a leading batch axis."""
+        return jax.vmap(self.legal_forward)
 
     @property
     def input_names(self) -> tuple[str, ...]:
