@@ -75,6 +75,14 @@ def default_report_path() -> Path:
     return Path(f"policyport-sweep-{stamp}.json")
 
 
+def _columns(stream: TextIO) -> int:
+    """The terminal's width (0 when it reports none: a bar would draw nothing there)."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (OSError, ValueError):
+        return 0
+
+
 class SweepProgress:
     """A tqdm bar with counts and rate on a terminal; one plain line per model otherwise
     (logs and CI keep every outcome)."""
@@ -82,7 +90,7 @@ class SweepProgress:
     def __init__(self, total: int, stream: TextIO | None = None):
         self.stream = stream or sys.stderr
         self.bar = None
-        if self.stream.isatty():
+        if self.stream.isatty() and _columns(self.stream) > 0:
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, file=self.stream, unit="model", dynamic_ncols=True)
