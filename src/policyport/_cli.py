@@ -160,7 +160,11 @@ def _run(args: argparse.Namespace) -> int:
             raise InputError("--rollouts needs the env to step: pass --env MODULE:ATTR.")
         start = time.perf_counter()
         policy = load_policy(
-            args.model, args.env, parse_policy_kwargs(args.policy_kwargs), args.policy_class
+            args.model,
+            args.env,
+            parse_policy_kwargs(args.policy_kwargs),
+            args.policy_class,
+            args.bake_wrappers,
         )
         _progress(f"load   {time.perf_counter() - start:6.2f} s  {args.model}")
         results = export(
