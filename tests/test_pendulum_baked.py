@@ -18,7 +18,11 @@ import pytest
 
 pytest.importorskip("lerax.env", reason="the test install includes lerax")
 
+from lerax.env import Pendulum
+from lerax.wrapper import ClipAction
+
 from policyport._cli import run
+from policyport.policy import MLPActorCriticPolicy
 from test_examples import NO_JAX
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -122,3 +126,27 @@ def test_drive_numpy_runs_without_jax(artifact):
     returns = re.findall(r"^(deterministic|sampled) +mean return +(-?[\d.]+)", done.stdout, re.M)
     assert [kind for kind, _ in returns] == ["deterministic", "sampled"], done.stdout
     assert all(float(value) > -250 for _, value in returns), done.stdout
+
+
+def weaker_pendulum():
+    """A chain whose spaces fit policy.eqx neither wrapped (unbounded) nor at its base."""
+    return ClipAction(compare.envs.TimeLimit(Pendulum(max_torque=1.0), 200))
+
+
+def test_a_policy_built_against_the_base_env_loads_only_when_baking(tmp_path, capsys):
+    out = ["--format", "onnx", "-o", str(tmp_path / "p.onnx")]
+    wrapped = "examples.pendulum.envs:trained_env"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(ROOT)
+        # Without --bake-wrappers the env must be the one the policy carries.
+        assert run([EXPORT_ARGS[0], "--env", wrapped, "--rollouts", "1", *out]) == 2
+        assert "action_space Box(low=-2.0, high=2.0)" in capsys.readouterr().err
+        weaker = "test_pendulum_baked:weaker_pendulum"
+        assert run([EXPORT_ARGS[0], "--env", weaker, "--bake-wrappers", *out]) == 2
+        assert "but the env given has Box(low=-inf, high=inf)" in capsys.readouterr().err
+        assert not (tmp_path / "p.onnx").exists()
+        # A self-describing file built against the base env agrees with the chain too.
+        own = tmp_path / "own.eqx"
+        MLPActorCriticPolicy.deserialize(EXAMPLE / "policy.eqx", Pendulum()).serialize(own)
+        assert run([str(own), "--env", wrapped, "--bake-wrappers", "--no-check", *out]) == 0
+    assert (tmp_path / "p.onnx").is_file()

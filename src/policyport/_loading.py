@@ -184,8 +184,8 @@ def _spaces_envs(env: Any, bake_wrappers: bool) -> list[Any]:
 
     A policy trained in `ClipAction(Pendulum())` but built against `Pendulum()` carries
     `Pendulum()`'s Box(-2, 2) action space, not the wrapper's unbounded one. Either is
-    right for a baked export: the artifact's spaces are the base env's, and a policy's
-    bounds do not change what it computes (its layer sizes are checked either way).
+    right for a baked export: the artifact's spaces are the base env's, the policy keeps
+    the spaces it was saved with, and its layer sizes are checked either way.
     """
     if not bake_wrappers:
         return [env]
