@@ -208,7 +208,11 @@ def _run(args: argparse.Namespace) -> int:
             policy = load_checkpoint(args.source, args.model)
         else:
             policy = load_policy(
-                args.model, args.env, parse_policy_kwargs(args.policy_kwargs), args.policy_class
+                args.model,
+                args.env,
+                parse_policy_kwargs(args.policy_kwargs),
+                args.policy_class,
+                args.bake_wrappers,
             )
         _progress(f"load   {time.perf_counter() - start:6.2f} s  {args.model}")
         results = export(

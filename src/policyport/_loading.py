@@ -12,7 +12,7 @@ from typing import Any
 
 import equinox as eqx
 
-from ._errors import InputError
+from ._errors import InputError, ModelFileError
 from .policy import MLPActorCriticPolicy
 from .policy._lerax_files import read_lerax_file
 from .policy._serialization import MAGIC, accepted_kwargs, read_bytes, saved_class
@@ -141,10 +141,14 @@ def load_policy(
     env_spec: str | None = None,
     policy_kwargs: dict[str, Any] | None = None,
     class_spec: str | None = None,
+    bake_wrappers: bool = False,
 ) -> Any:
     """A self-describing file needs nothing else; a lerax-written one needs the env, and
     the class (`class_spec`, default policyport's MLPActorCriticPolicy) and kwargs it was
-    built with."""
+    built with.
+
+    With `bake_wrappers` the env is a wrapper chain, and a policy built against its base
+    env (as lerax users often do, training in the chain) loads too: see `_spaces_envs`."""
     cls = MLPActorCriticPolicy if class_spec is None else import_policy_class(class_spec)
     data = read_bytes(model)
     if data.startswith(MAGIC):
@@ -157,15 +161,46 @@ def load_policy(
             )
         policy_kwargs = check_policy_kwargs(saved, policy_kwargs or {})
         policy = saved.deserialize(model)
-        _check_agrees(policy, model, env_spec, policy_kwargs)
+        _check_agrees(policy, model, env_spec, policy_kwargs, bake_wrappers)
         return policy
     policy_kwargs = check_policy_kwargs(cls, policy_kwargs or {})
-    # Without an env, read_lerax_file says what to pass.
-    env = () if env_spec is None else (import_env(env_spec),)
-    return read_lerax_file(cls, model, data, env, policy_kwargs)
+    if env_spec is None:  # read_lerax_file says what to pass
+        return read_lerax_file(cls, model, data, (), policy_kwargs)
+    wrapped, *base = _spaces_envs(import_env(env_spec), bake_wrappers)
+    try:
+        return read_lerax_file(cls, model, data, (wrapped,), policy_kwargs)
+    except ModelFileError:
+        if not base:
+            raise
+        try:
+            return read_lerax_file(cls, model, data, (base[0],), policy_kwargs)
+        except ModelFileError:
+            pass
+        raise  # the wrapped env's complaint: neither env's spaces fit
 
 
-def _check_agrees(policy: Any, model: Path, env_spec: str | None, kwargs: dict[str, Any]) -> None:
+def _spaces_envs(env: Any, bake_wrappers: bool) -> list[Any]:
+    """The envs whose spaces a policy may carry: the env, and with `bake_wrappers` its base.
+
+    A policy trained in `ClipAction(Pendulum())` but built against `Pendulum()` carries
+    `Pendulum()`'s Box(-2, 2) action space, not the wrapper's unbounded one. Either is
+    right for a baked export: the artifact's spaces are the base env's, the policy keeps
+    the spaces it was saved with, and its layer sizes are checked either way.
+    """
+    if not bake_wrappers:
+        return [env]
+    from .tracing import unwrap
+
+    return [env, unwrap(env).base_env]
+
+
+def _check_agrees(
+    policy: Any,
+    model: Path,
+    env_spec: str | None,
+    kwargs: dict[str, Any],
+    bake_wrappers: bool = False,
+) -> None:
     """A self-describing file may be given --env/--policy-kwargs, but they must agree."""
     saved = policy.constructor_kwargs()
     differ = {k: v for k, v in kwargs.items() if k in saved and saved[k] != v}
@@ -177,7 +212,12 @@ def _check_agrees(policy: Any, model: Path, env_spec: str | None, kwargs: dict[s
     if env_spec is not None:
         from .policy import as_space
 
-        env = import_env(env_spec)
+        env, *base = _spaces_envs(import_env(env_spec), bake_wrappers)
+        if base and all(
+            as_space(getattr(base[0], name)) == getattr(policy, name)
+            for name in ("observation_space", "action_space")
+        ):
+            return
         for name in ("observation_space", "action_space"):
             if as_space(getattr(env, name)) != getattr(policy, name):
                 raise InputError(

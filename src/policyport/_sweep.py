@@ -101,7 +101,13 @@ def export_one(job: SweepJob) -> ModelResult:
         return ModelResult(job.label, status, paths, message, seconds, parity, _worker())
 
     try:
-        policy = load_policy(Path(job.model), job.env, dict(job.policy_kwargs), job.policy_class)
+        policy = load_policy(
+            Path(job.model),
+            job.env,
+            dict(job.policy_kwargs),
+            job.policy_class,
+            job.bake_wrappers,
+        )
         seconds["load"] = time.perf_counter() - start
         results = export(
             policy,
