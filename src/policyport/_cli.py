@@ -8,7 +8,6 @@ Exit codes: 0 success, 1 parity failure, 2 usage or input error (a full disk inc
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -18,6 +17,7 @@ from pathlib import Path
 
 from ._errors import ParityError, PolicyportError
 from ._sweep_cli import add_sweep_arguments, is_sweep, run_sweep
+from ._sweep_report import write_json
 from .formats import ALL, DEFAULT_OPSET, FORMATS, MAX_OPSET, MIN_OPSET, RUNTIMES, TARGETS
 
 EXIT_PARITY, EXIT_INPUT, EXIT_INTERNAL = 1, 2, 3
@@ -118,17 +118,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _progress(line: str) -> None:
     print(f"[policyport] {line}", file=sys.stderr, flush=True)
-
-
-def _write_report(path: Path, reports: list[dict]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(reports, f, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _result_json(result) -> dict:
@@ -238,7 +227,7 @@ def _run(args: argparse.Namespace) -> int:
     except ParityError as e:
         print(f"export-policy: parity check failed: {e}", file=sys.stderr)
         if args.report is not None and e.report is not None:
-            _write_report(args.report, [{"failed": e.report.to_json()}])
+            write_json(args.report, [{"failed": e.report.to_json()}])
         return EXIT_PARITY
     except PolicyportError as e:
         print(f"export-policy: error: {e}", file=sys.stderr)
@@ -252,7 +241,7 @@ def _run(args: argparse.Namespace) -> int:
             print(result.rollouts.to_table())
         print(f"wrote {', '.join(str(p) for p in result.paths)}")
     if args.report is not None:
-        _write_report(args.report, [_result_json(r) for r in results])
+        write_json(args.report, [_result_json(r) for r in results])
     return 0
 
 
