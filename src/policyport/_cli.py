@@ -123,6 +123,7 @@ def _progress(line: str) -> None:
 def _result_json(result) -> dict:
     return {
         "format": result.format,
+        "entry": result.entry,
         "paths": [str(p) for p in result.paths],
         "seconds": result.seconds,
         "parity": None if result.report is None else result.report.to_json(),

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -39,7 +40,17 @@ from .formats import (
     fixed_batch_of,
     in_rows,
 )
-from .tracing import TracedPolicy, check_contract, metadata, trace, unwrap
+from .tracing import (
+    DEFAULT_ENTRY,
+    ENTRIES_KEY,
+    ENTRY_KEY,
+    SAMPLE_ENTRY,
+    TracedPolicy,
+    check_contract,
+    metadata,
+    trace,
+    unwrap,
+)
 
 Progress = Callable[[str], None]
 
@@ -55,6 +66,9 @@ class ExportResult:
     rollouts: RolloutReport | None = None  # when closed-loop episodes were asked for
     # One report per runtime of `check_in` that reads this format, in the order asked.
     check_in: tuple[ParityReport, ...] = ()
+    # Which entry point this artifact is: `default` (the deterministic outputs), or, with
+    # `sample=True`, `sample` (the same outputs plus the sampling path), written beside it.
+    entry: str = DEFAULT_ENTRY
 
 
 @contextmanager
@@ -78,6 +92,39 @@ def resolve_formats(format: str) -> list[str]:
 def default_output(model_path: Path, format: str) -> Path:
     """`model.eqx` -> `model.onnx`, `model.ort`, `model.savedmodel`, `model.stablehlo`."""
     return model_path.with_suffix(FORMATS[format].suffix)
+
+
+def sample_entry(primary: Path, format: str) -> Path:
+    """Where the sample entry of the artifact at `primary` goes: `policy.onnx` ->
+    `policy.sample.onnx` (`policy.savedmodel` -> `policy.sample.savedmodel`, ...)."""
+    suffix = FORMATS[format].suffix
+    return primary.with_name(f"{primary.name.removesuffix(suffix)}.{SAMPLE_ENTRY}{suffix}")
+
+
+def entry_points(primary: Path, format: str, sample: bool) -> dict[str, Path]:
+    """Each entry point an export writes for `format`, by name, with its primary path."""
+    entries = {DEFAULT_ENTRY: primary}
+    if sample:
+        entries[SAMPLE_ENTRY] = sample_entry(primary, format)
+    return entries
+
+
+def destinations(primary: Path, format: str, sample: bool) -> tuple[Path, ...]:
+    """Every path an export of `format` to `primary` occupies, every entry's companions too."""
+    fmt = FORMATS[format]
+    return tuple(
+        path
+        for entry in entry_points(primary, format, sample).values()
+        for path in fmt.destinations(entry)
+    )
+
+
+def _entry_metadata(entries: dict[str, Path], entry: str) -> dict[str, str]:
+    """Metadata naming a multi-entry artifact's entries (file names, relative to each other)."""
+    if len(entries) == 1:
+        return {}  # a plain export: one entry, its metadata unchanged
+    names = {name: path.name for name, path in entries.items()}
+    return {ENTRY_KEY: entry, ENTRIES_KEY: json.dumps(names, sort_keys=True)}
 
 
 def _replaceable(path: Path, format: str) -> str | None:
@@ -197,7 +244,8 @@ def export(
     if base.parent.is_dir():
         remove_stale_staging(base.parent)  # finish (or undo) what a killed export left
     for name, primary in primaries.items():
-        _check_destination(FORMATS[name].destinations(primary), force, name)
+        for entry in entry_points(primary, name, sample).values():
+            _check_destination(FORMATS[name].destinations(entry), force, name)
     if rollouts and env is None:
         raise InputError("Closed-loop rollouts need the env to step: pass --env MODULE:ATTR.")
     if bake_wrappers and env is None:
@@ -222,22 +270,28 @@ def export(
     with staging_dir(first) as staging:
         for name in formats:
             fmt = FORMATS[name]
-            result, staged = _stage_one(
-                traced,
-                name,
-                primaries[name],
-                staging / name,
-                options,
-                check,
-                seed,
-                closed_loop,
-                progress,
-                dict(seconds),
-                tuple(r for r in also if name in RUNTIMES[r].formats),
-            )
-            results.append(result)
-            pairs = zip(staged, fmt.destinations(primaries[name]), strict=True)
-            moves.extend(reversed(list(pairs)))  # companions first, the primary last
+            entries = entry_points(primaries[name], name, sample)
+            # The default entry is the trace without its sampling path: a runtime computes
+            # every output of a graph, so the deterministic one gets its own.
+            traces = {DEFAULT_ENTRY: traced.deterministic, SAMPLE_ENTRY: traced}
+            for entry, primary in entries.items():
+                result, staged = _stage_one(
+                    traces[entry],
+                    name,
+                    primary,
+                    staging / (name if entry == DEFAULT_ENTRY else f"{name}.{entry}"),
+                    options,
+                    check,
+                    seed,
+                    closed_loop,
+                    progress,
+                    dict(seconds),
+                    tuple(r for r in also if name in RUNTIMES[r].formats),
+                    entry_metadata=_entry_metadata(entries, entry),
+                )
+                results.append(dataclasses.replace(result, entry=entry))
+                pairs = zip(staged, fmt.destinations(primary), strict=True)
+                moves.extend(reversed(list(pairs)))  # companions first, the primary last
         test_pause("checked")
         start = time.perf_counter()
         try:
@@ -455,18 +509,22 @@ def _stage_one(
     progress: Progress | None,
     seconds: dict[str, float],
     check_in: tuple[str, ...] = (),
+    entry_metadata: dict[str, str] | None = None,
 ) -> tuple[ExportResult, tuple[Path, ...]]:
-    """Write and check one format inside `folder` (in the staging folder); publish nothing.
+    """Write and check one format (one entry) inside `folder` (in the staging folder);
+    publish nothing.
 
     Returns the result and the staged paths, in the format's `destinations` order.
     """
     fmt = FORMATS[name]
-    say = (lambda line: progress(f"{name}: {line}")) if progress else None
+    entry_metadata = entry_metadata or {}
+    label = name if traced.sampling is None else f"{name} ({SAMPLE_ENTRY} entry)"
+    say = (lambda line: progress(f"{label}: {line}")) if progress else None
     folder.mkdir()
     try:
         with _stage("lower", seconds, say):
             meta = metadata(traced.description, traced.inputs, traced.outputs, format_name=name)
-            meta |= _target_key(options)
+            meta |= _target_key(options) | entry_metadata
             staged = fmt.write(traced, folder, primary.name.removesuffix(fmt.suffix), options, meta)
     except OSError as e:
         if (clear := disk_error(e, f"the {name} artifact", primary.parent)) is None:
@@ -513,9 +571,13 @@ def _stage_one(
         parity = report.summary()
         if rollouts is not None:
             parity["closed_loop"] = rollouts.summary()
-        final = metadata(
-            traced.description, traced.inputs, traced.outputs, format_name=name, parity=parity
-        ) | _target_key(options)
+        final = (
+            metadata(
+                traced.description, traced.inputs, traced.outputs, format_name=name, parity=parity
+            )
+            | _target_key(options)
+            | entry_metadata
+        )
         try:
             fmt.set_metadata(staged, final)
         except OSError as e:

@@ -27,8 +27,8 @@ from typing import Any, Literal
 
 from ._errors import InputError, ParityError, PolicyportError
 from ._export import default_output, resolve_formats
+from ._export import destinations as destinations_of
 from ._sweep_paths import expand_models, find_collisions, output_paths
-from .formats import FORMATS
 
 Status = Literal["exported", "failed", "refused", "error"]
 STATUSES: tuple[Status, ...] = ("exported", "failed", "refused", "error")
@@ -169,8 +169,10 @@ def plan_jobs(
             [
                 path
                 for name in formats
-                for path in FORMATS[name].destinations(
-                    base if len(formats) == 1 and out is not None else default_output(base, name)
+                for path in destinations_of(
+                    base if len(formats) == 1 and out is not None else default_output(base, name),
+                    name,
+                    bool(options.get("sample")),
                 )
             ]
         )

@@ -1,9 +1,12 @@
 """Closed-loop parity: drive the same environment with the JAX policy and with an artifact.
 
 Both rollouts start from the same seeds and use the same per-step keys, so any difference
-comes from the policy's outputs alone. Discrete tasks must produce identical action
-sequences and returns; continuous tasks report the largest state divergence and return
-difference, bounded by the tolerances below.
+comes from the policy's outputs alone. A trace with the sampling path (the sample entry)
+is compared on its sampled actions: both sides get, per step, the noise of the same policy
+key (`Sampling.noise_batch`, `jax.random` as the policy draws it), from a key stream apart
+from the env's, so the env's keys are those of the deterministic comparison. Discrete
+tasks must produce identical action sequences and returns; continuous tasks report the
+largest state divergence and return difference, bounded by the tolerances below.
 
 The environment is anything with lerax's functional API: `initial`, `observation`,
 `action_mask`, `transition`, `reward`, `terminal`, `truncate` (lerax's envs and wrappers).
@@ -21,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..formats import Runner
-from ..tracing import MASK, NOISE, TracedPolicy
+from ..tracing import ACTION, MASK, NOISE, SAMPLED_ACTION, TracedPolicy
 
 # Continuous tasks: per-step action differences of ~1e-7 (float32 sums reordered) feed
 # back through the dynamics. On the bundled Pendulum policy (200 steps, onnxruntime) they
@@ -54,6 +57,7 @@ class RolloutReport:
     episodes: list[EpisodeComparison]
     tolerances: dict[str, float]
     passed: bool
+    sampled: bool = False  # compared on sampled actions (the sample entry)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -76,8 +80,9 @@ class RolloutReport:
         mismatched = sum(e.first_action_mismatch is not None for e in self.episodes)
         mean = np.mean([e.return_artifact for e in self.episodes])
         mean_jax = np.mean([e.return_jax for e in self.episodes])
+        actions = "sampled actions, " if self.sampled else ""
         lines = [
-            f"Closed loop {status}: {self.format} artifact {self.artifact}, "
+            f"Closed loop {status}: {self.format} artifact {self.artifact}, {actions}"
             f"{len(self.episodes)} episodes of at most {self.max_steps} steps",
             f"  mean return {mean:.3f} (jax {mean_jax:.3f}); worst return difference "
             f"{worst_return:.3g}; worst state divergence {worst_state:.3g}; "
@@ -123,17 +128,28 @@ class _Stepper(eqx.Module):
         return next_state, reward, done, *self._look(next_state, obs_key, mask_key)
 
 
-Act = Callable[[np.ndarray, np.ndarray | None], np.ndarray]
+# (observation, mask, noise) -> action; the noise is None for deterministic actions.
+Act = Callable[[np.ndarray, np.ndarray | None, np.ndarray | None], np.ndarray]
 
 
-def _episode(stepper: _Stepper, act: Act, seed: int, max_steps: int):
+def _step_noise(traced: TracedPolicy, seed: int, max_steps: int) -> np.ndarray | list[None]:
+    """Per step, the noise of that step's policy key (None without a sampling path)."""
+    if traced.sampling is None:
+        return [None] * max_steps
+    policy_key = jax.random.fold_in(jax.random.key(seed), 1)  # apart from the env's keys
+    return traced.sampling.noise_batch(jax.random.split(policy_key, max_steps))
+
+
+def _episode(stepper: _Stepper, act: Act, seed: int, noise: Any, max_steps: int):
     key = jax.random.key(seed)
     reset_key, key = jax.random.split(key)
     state, observation, mask = stepper.reset(reset_key)
     actions, states, total = [], [_flat_state(state)], 0.0
-    for _ in range(max_steps):
+    for step in range(max_steps):
         action = act(
-            jax.tree.map(np.asarray, observation), None if mask is None else np.asarray(mask)
+            jax.tree.map(np.asarray, observation),
+            None if mask is None else np.asarray(mask),
+            noise[step],
         )
         step_key, key = jax.random.split(key)
         state, reward, done, observation, mask = stepper.step(state, jnp.asarray(action), step_key)
@@ -145,16 +161,22 @@ def _episode(stepper: _Stepper, act: Act, seed: int, max_steps: int):
     return actions, np.stack(states), total
 
 
+def _chosen(traced: TracedPolicy) -> str:
+    """The output compared: the sampled action when the trace has the sampling path."""
+    return ACTION if traced.sampling is None else SAMPLED_ACTION
+
+
 def _jax_actor(traced: TracedPolicy, shape: tuple[int, ...]) -> Act:
     forward = jax.jit(traced.forward)
+    index = traced.output_names.index(_chosen(traced))
 
-    def act(observation, mask):
+    def act(observation, mask, noise):
         arrays = [*traced.observation_arrays(observation).values()]
         if traced.description.mask_input:
             arrays.append(_full_mask(traced, mask))
-        if traced.sampling is not None:  # the deterministic action does not read it
-            arrays.append(np.zeros(traced.sampling.size, np.float32))
-        return np.asarray(forward(*arrays)[0]).reshape(shape)
+        if noise is not None:
+            arrays.append(noise)
+        return np.asarray(forward(*arrays)[index]).reshape(shape)
 
     return act
 
@@ -165,13 +187,15 @@ def _full_mask(traced: TracedPolicy, mask: np.ndarray | None) -> np.ndarray:
 
 
 def _artifact_actor(traced: TracedPolicy, run: Runner, shape: tuple[int, ...]) -> Act:
-    def act(observation, mask):
+    chosen = _chosen(traced)
+
+    def act(observation, mask, noise):
         inputs = {k: v[None] for k, v in traced.observation_arrays(observation).items()}
         if traced.description.mask_input:
             inputs[MASK] = _full_mask(traced, mask)[None]
-        if traced.sampling is not None:
-            inputs[NOISE] = np.zeros((1, traced.sampling.size), np.float32)
-        action = run(inputs)["action"][0]
+        if noise is not None:
+            inputs[NOISE] = np.asarray(noise, np.float32)[None]
+        action = run(inputs)[chosen][0]
         if traced.discrete:
             action = action.astype(np.int32)
         return action.reshape(shape)
@@ -198,8 +222,9 @@ def compare_rollouts(
     results = []
     for episode in range(episodes):
         seed_i = seed + episode
-        ja, js, jr = _episode(stepper, jax_act, seed_i, max_steps)
-        aa, as_, ar = _episode(stepper, artifact_act, seed_i, max_steps)
+        noise = _step_noise(traced, seed_i, max_steps)
+        ja, js, jr = _episode(stepper, jax_act, seed_i, noise, max_steps)
+        aa, as_, ar = _episode(stepper, artifact_act, seed_i, noise, max_steps)
         n = min(len(js), len(as_))
         mismatch = next(
             (i for i, (a, b) in enumerate(zip(ja, aa, strict=False)) if not np.array_equal(a, b)),
@@ -235,4 +260,5 @@ def compare_rollouts(
         episodes=results,
         tolerances={} if discrete else {"state_atol": STATE_ATOL, "return_atol": RETURN_ATOL},
         passed=passed,
+        sampled=traced.sampling is not None,
     )

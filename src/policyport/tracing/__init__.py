@@ -2,8 +2,12 @@
 
 from ._contract import ACTION as ACTION
 from ._contract import CONTRACT_VERSION as CONTRACT_VERSION
+from ._contract import DEFAULT_ENTRY as DEFAULT_ENTRY
+from ._contract import ENTRIES_KEY as ENTRIES_KEY
+from ._contract import ENTRY_KEY as ENTRY_KEY
 from ._contract import HEADS as HEADS
 from ._contract import MASK as MASK
+from ._contract import SAMPLE_ENTRY as SAMPLE_ENTRY
 from ._contract import SAMPLING_CONTRACT_VERSION as SAMPLING_CONTRACT_VERSION
 from ._contract import SUPPORTED_CONTRACT_VERSIONS as SUPPORTED_CONTRACT_VERSIONS
 from ._contract import PolicyDescription as PolicyDescription

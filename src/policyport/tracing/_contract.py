@@ -14,10 +14,13 @@ Contract versions (bump when a consumer would need to change):
   heads by name, only those it has: `value` float32 `[batch]`, `q_values` float32
   `[batch, n]`. Metadata `inputs` / `outputs` list them all; a consumer reads them
   instead of assuming names.
-- 3 (2026-12-02): the sampling path (`sample=True`): a last input `noise` float32
+- 3 (2026-12-02): the sampling path (`sample=True`), as its own entry point: beside the
+  default entry `<stem><suffix>` (version 2, the deterministic outputs only) goes the
+  sample entry `<stem>.sample<suffix>`, with a last input `noise` float32
   `[batch, noise_size]` (blocks in metadata `noise`) and last outputs `sampled_action`
-  (as `action`) and `log_prob` float32 `[batch]`. Artifacts without it keep declaring 2,
-  so every version-2 consumer still runs them. Optional metadata `action_clip` (with
+  (as `action`) and `log_prob` float32 `[batch]`. Both name the entries in metadata
+  `entry` and `entries`. Artifacts without the sampling path keep declaring 2, so every
+  version-2 consumer still runs them. Optional metadata `action_clip` (with
   `clip_actions=True`) changes no input or output and needs no version.
 """
 
@@ -43,6 +46,10 @@ VERSION_KEY = "policyport.contract_version"
 HEADS = {"value": 0, "q_values": 1}
 ACTION = "action"
 MASK = "action_mask"
+# Entry points: a `sample=True` export writes two artifacts, since a runtime computes every
+# output of a graph; their metadata names both (file names, which sit side by side).
+DEFAULT_ENTRY, SAMPLE_ENTRY = "default", "sample"
+ENTRY_KEY, ENTRIES_KEY = "policyport.entry", "policyport.entries"
 
 
 @dataclass(frozen=True)
