@@ -23,7 +23,8 @@ def clipped(tmp_path_factory):
     # log-std 1.0: samples (std e) leave the [-1, 1] bounds in most rows, so clipping shows.
     policy = make_policy("Box", log_std_init=1.0, **SMALL)
     path = tmp_path_factory.mktemp("clip") / "policy.onnx"
-    [result] = policyport.export(policy, "onnx", path, sample=True, clip_actions=True)
+    [_, result] = policyport.export(policy, "onnx", path, sample=True, clip_actions=True)
+    assert result.entry == "sample"
     assert result.report.passed
     return policy, result.paths[0]
 

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 
 pytest.importorskip("lerax.env", reason="the test install includes lerax")
@@ -97,12 +96,18 @@ def test_artifact_bakes_clip_action_and_names_the_time_limit(artifact):
     ]
     assert json.loads(meta["policyport.action_clip"]) == {"low": [-2.0], "high": [2.0]}
     assert json.loads(meta["policyport.parity"])["passed"]
+    # --sample wrote the sample entry beside it, named in both entries' metadata.
+    entries = {"default": "pendulum.onnx", "sample": "pendulum.sample.onnx"}
+    assert json.loads(meta["policyport.entries"]) == entries
+    sample = {p.key: p.value for p in onnx.load(artifact.parent / entries["sample"]).metadata_props}
+    assert json.loads(sample["policyport.entries"]) == entries
+    assert sample["policyport.wrappers"] == meta["policyport.wrappers"]
 
 
 def test_deterministic_returns_equal_jax(artifact, jax_episodes):
     _, starts, _, deterministic, _ = jax_episodes
-    session = ort.InferenceSession(artifact, providers=["CPUExecutionProvider"])
-    got = drive.run_episodes(session, starts)
+    default, _ = drive.open_entries(artifact)
+    got = drive.run_episodes(default, starts)
     np.testing.assert_allclose(got, deterministic, rtol=RETURN_RTOL, atol=RETURN_ATOL)
     assert deterministic.mean() > -250  # the policy does swing up (training.json: -165)
 
@@ -111,8 +116,8 @@ def test_sampled_returns_equal_jax_for_the_same_keys(artifact, jax_episodes):
     policy, starts, step_keys, deterministic, sampled = jax_episodes
     noise = compare.noise_for(policy, step_keys)  # policyport.sampling_noise per step key
     assert noise.shape == (drive.EPISODE_STEPS, EPISODES, 1)
-    session = ort.InferenceSession(artifact, providers=["CPUExecutionProvider"])
-    got = drive.run_episodes(session, starts, noise)
+    _, sample = drive.open_entries(artifact)
+    got = drive.run_episodes(sample, starts, noise)
     np.testing.assert_allclose(got, sampled, rtol=RETURN_RTOL, atol=RETURN_ATOL)
     assert not np.allclose(sampled, deterministic, rtol=1e-2)  # the noise does act
 

@@ -59,10 +59,11 @@ def baked(tmp_path_factory):
     env = chain()
     policy = MLPActorCriticPolicy(env, key=jax.random.key(0), log_std_init=0.5, **SMALL)
     path = tmp_path_factory.mktemp("baked") / "policy.onnx"
-    [result] = policyport.export(
+    [default, result] = policyport.export(
         policy, "onnx", path, env=env, bake_wrappers=True, sample=True, clip_actions=True
     )
-    assert result.report.passed, result.report.to_table()
+    assert (default.entry, result.entry) == ("default", "sample")
+    assert default.report.passed and result.report.passed, result.report.to_table()
     return env, policy, result.paths[0]
 
 

@@ -19,7 +19,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import onnxruntime as ort
 from jax import random as jr
 from lerax.env import Pendulum
 from lerax.policy import MLPActorCriticPolicy
@@ -91,10 +90,10 @@ def main() -> None:
 
     policy = load_policy()
     starts, step_keys, deterministic, sampled = jax_episodes(policy, args.episodes, args.seed)
-    session = ort.InferenceSession(args.artifact, providers=["CPUExecutionProvider"])
+    default, sample = drive.open_entries(args.artifact)
     artifact = {
-        "deterministic": drive.run_episodes(session, starts),
-        "sampled": drive.run_episodes(session, starts, noise_for(policy, step_keys)),
+        "deterministic": drive.run_episodes(default, starts),
+        "sampled": drive.run_episodes(sample, starts, noise_for(policy, step_keys)),
     }
     print(f"{args.episodes} episodes of {drive.EPISODE_STEPS} steps, seed {args.seed}")
     for kind, want in (("deterministic", deterministic), ("sampled", sampled)):

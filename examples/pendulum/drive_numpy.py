@@ -1,9 +1,11 @@
 """Drive the baked, sampled Pendulum artifact with NumPy and onnxruntime only: no JAX.
 
 The artifact (see README.md for the export command) takes Pendulum's observation and
-returns a torque already clipped to [-2, 2] (`ClipAction` is baked in). Its `noise` input
-is one standard normal per row (metadata `policyport.noise`), drawn here with NumPy.
-Run from the repository root:
+returns a torque already clipped to [-2, 2] (`ClipAction` is baked in). `--sample` wrote
+it as two entry points, named in its metadata `policyport.entries`: `pendulum.onnx` (the
+deterministic action) and `pendulum.sample.onnx`, whose `noise` input is one standard
+normal per row (metadata `policyport.noise`), drawn here with NumPy. Run from the
+repository root:
 
     python examples/pendulum/drive_numpy.py pendulum.onnx --episodes 100 --seed 0
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -69,40 +72,51 @@ def run_episodes(
 ) -> np.ndarray:
     """Each row's undiscounted return over EPISODE_STEPS, all rows as one batch.
 
-    Without `noise` the artifact's `action` (the Gaussian mean) drives; with `noise`
-    (shape [EPISODE_STEPS, episodes, 1], standard normal) its `sampled_action` does.
+    Without `noise`, `session` is the default entry and its `action` (the Gaussian mean)
+    drives; with `noise` (shape [EPISODE_STEPS, episodes, 1], standard normal) `session`
+    is the sample entry and its `sampled_action` does.
     """
     returns = np.zeros(len(states))
     output = "action" if noise is None else "sampled_action"
-    noise_t = np.zeros((len(states), 1), np.float32)
     for t in range(EPISODE_STEPS):
+        feeds = {"observation": observe(states)}
         if noise is not None:
-            noise_t = noise[t].astype(np.float32)
-        feeds = {"observation": observe(states), "noise": noise_t}
+            feeds["noise"] = noise[t].astype(np.float32)
         [action] = session.run([output], feeds)
         states, reward = step(states, action.reshape(len(states)))
         returns += reward
     return returns
 
 
+def open_entries(artifact: str | Path) -> tuple[ort.InferenceSession, ort.InferenceSession]:
+    """The default and the sample entry of an artifact exported with --sample."""
+    default = ort.InferenceSession(str(artifact), providers=["CPUExecutionProvider"])
+    meta = default.get_modelmeta().custom_metadata_map
+    if "policyport.entries" not in meta:
+        raise SystemExit(f"{artifact}: no sample entry; export it with --sample")
+    entries = json.loads(meta["policyport.entries"])
+    sample_path = Path(artifact).parent / entries["sample"]
+    sample = ort.InferenceSession(str(sample_path), providers=["CPUExecutionProvider"])
+    blocks = json.loads(sample.get_modelmeta().custom_metadata_map["policyport.noise"])
+    if [b["distribution"] for b in blocks] != ["standard_normal"]:
+        raise SystemExit(f"{sample_path}: expected one standard normal noise block, got {blocks}")
+    return default, sample
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("artifact", help="the ONNX file exported with --sample")
+    parser.add_argument("artifact", help="the ONNX file exported with --sample (default entry)")
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    session = ort.InferenceSession(args.artifact, providers=["CPUExecutionProvider"])
-    meta = session.get_modelmeta().custom_metadata_map
-    blocks = json.loads(meta["policyport.noise"])
-    if [b["distribution"] for b in blocks] != ["standard_normal"]:
-        raise SystemExit(f"{args.artifact}: expected one standard normal noise block, got {blocks}")
+    default, sample = open_entries(args.artifact)
 
     rng = np.random.default_rng(args.seed)
     states = initial_states(rng, args.episodes)
     noise = rng.standard_normal((EPISODE_STEPS, args.episodes, 1))
-    deterministic = run_episodes(session, states)
-    sampled = run_episodes(session, states, noise)
+    deterministic = run_episodes(default, states)
+    sampled = run_episodes(sample, states, noise)
     print(f"{args.episodes} episodes of {EPISODE_STEPS} steps, seed {args.seed}")
     print(
         f"deterministic mean return {deterministic.mean():8.2f}  (worst {deterministic.min():.1f})"

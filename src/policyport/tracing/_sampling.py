@@ -96,8 +96,9 @@ class Sampling:
         return np.asarray(jaxpr_as_fun(self.draw)(_key_data(key))[0])
 
     def noise_batch(self, keys: Array) -> np.ndarray:
-        """The flat noise for a batch of keys, `[batch, size]`."""
-        return np.asarray(jax.jit(jax.vmap(lambda k: jaxpr_as_fun(self.draw)(k)[0]))(keys))
+        """The flat noise for a batch of keys (typed or raw uint32 data), `[batch, size]`."""
+        draw = jax.jit(jax.vmap(lambda k: jaxpr_as_fun(self.draw)(k)[0]))
+        return np.asarray(draw(_key_data(keys)))
 
 
 def _key_data(key: Array) -> Array:
