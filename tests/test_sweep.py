@@ -115,6 +115,16 @@ def test_name_collisions_are_refused_before_anything_runs(runs, tmp_path, capsys
     assert _files(out) == []
 
 
+def test_a_sample_entry_colliding_with_another_model_is_refused(tmp_path, capsys):
+    """`x.eqx`'s sample entry is `x.sample.onnx`: what `x.sample.eqx` exports to."""
+    for name in ("x.eqx", "x.sample.eqx"):
+        make_policy("Box").serialize(tmp_path / name)
+    models = [str(tmp_path / "x.eqx"), str(tmp_path / "x.sample.eqx")]
+    assert run([*models, "--format", "onnx", "--sample"]) == 2
+    assert "would both write" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.eqx", "x.sample.eqx"]
+
+
 @pytest.mark.parametrize(
     ("output", "message"),
     [
