@@ -244,8 +244,7 @@ def export(
     if base.parent.is_dir():
         remove_stale_staging(base.parent)  # finish (or undo) what a killed export left
     for name, primary in primaries.items():
-        for entry in entry_points(primary, name, sample).values():
-            _check_destination(FORMATS[name].destinations(entry), force, name)
+        _check_destination(destinations(primary, name, sample), force, name)
     if rollouts and env is None:
         raise InputError("Closed-loop rollouts need the env to step: pass --env MODULE:ATTR.")
     if bake_wrappers and env is None:
