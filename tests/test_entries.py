@@ -177,3 +177,13 @@ def test_cli_prints_and_reports_both_entries(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"wrote {tmp_path / 'm.onnx'}" in out and f"wrote {tmp_path / 'm.sample.onnx'}" in out
     assert [r["entry"] for r in json.loads(report.read_text())] == ["default", "sample"]
+
+
+def test_a_sampling_trace_exports_both_entries(tmp_path):
+    """A trace made with `sample=True` carries the sampling path: exporting it writes both
+    entries, so the default path never holds a graph with a `noise` input."""
+    traced = trace(make_policy("Discrete", **SMALL), sample=True)
+    results = policyport.export(traced, "onnx", tmp_path / "p.onnx", check=False)
+    assert [r.entry for r in results] == ["default", "sample"]
+    assert "noise" not in [i.name for i in onnx.load(tmp_path / "p.onnx").graph.input]
+    assert _meta(tmp_path / "p.sample.onnx")["policyport.entry"] == "sample"

@@ -220,9 +220,12 @@ def export(
     - `bake_wrappers`: `env` is a lerax wrapper chain; its pure observation and action
       transforms go inside the artifact, which then takes and returns the base env's.
 
-    **Returns:** one `ExportResult` per format, in the order exported.
+    **Returns:** one `ExportResult` per format and entry point (with `sample`, the
+    default entry, then the sample entry), in the order exported.
     """
     formats = resolve_formats(format)
+    # A trace made with `sample=True` carries the sampling path: it gets both entries.
+    sample = sample or (isinstance(policy, TracedPolicy) and policy.sampling is not None)
     if seed < 0:
         raise InputError(f"--seed must be a non-negative integer, found {seed}.")
     if opset is not None and not MIN_OPSET <= opset <= MAX_OPSET:

@@ -561,8 +561,7 @@ def _bits_as_int64(graph: _Graph, node: onnx.NodeProto) -> bool:
     test = graph.producer.get(narrow.input[0])
     if test is None or test.op_type not in _BOOL_OPS or graph.only_consumer(node.input[0]) is None:
         return False
-    opset = next(o.version for o in graph.model.opset_import if o.domain in ("", "ai.onnx"))
-    if opset >= 15:
+    if _opset(graph) >= 15:
         like = graph.add_constant(f"{node.output[0]}_int64", np.array(0, np.int64))
         replacement = helper.make_node("CastLike", [narrow.input[0], like], [node.output[0]])
     else:
@@ -571,6 +570,27 @@ def _bits_as_int64(graph: _Graph, node: onnx.NodeProto) -> bool:
         replacement = helper.make_node("Where", [narrow.input[0], one, zero], [node.output[0]])
     _replace(graph, [narrow, node], replacement)
     return True
+
+
+def _int64_through_cast_like(graph: _Graph, node: onnx.NodeProto) -> bool:
+    """Any `Cast(to=INT64)` left -> `CastLike(x, int64)` (opset 15+): the same values.
+
+    tract types `Cast(to=INT64)` as a symbolic dimension (TDim) and cannot return it; the
+    sample entry's `sampled_action` is the int32 sample (a `Where` for all-masked rows, so
+    the rules above do not reach it) cast to int64. Last in `RULES`, after the rules that
+    drop such casts altogether.
+    """
+    if node.op_type != "Cast" or _attrs(node).get("to") != TensorProto.INT64:
+        return False
+    if _opset(graph) < 15:
+        return False
+    like = graph.add_constant(f"{node.output[0]}_int64", np.array(0, np.int64))
+    _replace(graph, [node], helper.make_node("CastLike", [node.input[0], like], [node.output[0]]))
+    return True
+
+
+def _opset(graph: _Graph) -> int:
+    return next(o.version for o in graph.model.opset_import if o.domain in ("", "ai.onnx"))
 
 
 def _linear(graph: _Graph, node: onnx.NodeProto | None) -> tuple | None:
@@ -655,6 +675,7 @@ RULES = (
     _bits_as_int64,
     _fold_linear_pairs,
     _no_identity,
+    _int64_through_cast_like,
 )
 
 
