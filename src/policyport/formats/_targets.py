@@ -16,6 +16,7 @@ import numpy as np
 import onnx
 
 from .._errors import InputError
+from ..tracing import NOISE
 from ._base import DEFAULT_OPSET, Runner
 
 TARGET_KEY = "policyport.target"
@@ -108,12 +109,20 @@ def check_ops(model: onnx.ModelProto, target: Target) -> None:
     if target.ops is None:
         return
     extra = sorted({n.op_type for n in model.graph.node} - target.ops)
-    if extra:
+    if not extra:
+        return
+    if any(i.name == NOISE for i in model.graph.input):
+        # Only the sample entry has a `noise` input; the default entry passed this check.
         raise InputError(
-            f"--target {target.name}: the graph uses {', '.join(extra)}, which "
-            f"{target.name} does not list among its supported operators. Export without "
-            "--target (or another target), or simplify the policy."
+            f"--target {target.name}: the sample entry (--sample) uses {', '.join(extra)}, "
+            f"which {target.name} does not list among its supported operators. Export "
+            f"for {target.name} without --sample, or use another target for sampling."
         )
+    raise InputError(
+        f"--target {target.name}: the graph uses {', '.join(extra)}, which "
+        f"{target.name} does not list among its supported operators. Export without "
+        "--target (or another target), or simplify the policy."
+    )
 
 
 def apply_target(model: onnx.ModelProto, target: Target) -> None:
