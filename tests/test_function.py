@@ -243,3 +243,86 @@ def test_functions_that_do_not_fit_are_refused(make, match):
 def test_composite_action_spaces_are_unsupported_not_bad_input():
     with pytest.raises(UnsupportedError):
         _make(unmasked_act, action_space=Dict({"a": Discrete(2)}))
+
+
+# ---------------------------------------------------------------- sample=
+
+
+def masked_sample(observation, action_mask, key):
+    """A Gumbel-max draw from the masked softmax, and its log-probability."""
+    logits = jnp.where(action_mask, _apply(ACTOR, observation), -jnp.inf)
+    action = jax.random.categorical(key, logits)
+    return action, jax.nn.log_softmax(logits)[action]
+
+
+def box_sample(observation, key):
+    """A diagonal Gaussian around `box_act`'s mean, and its log-density."""
+    mean, scale = box_act(observation), jnp.array([0.3, 0.5], jnp.float32)
+    action = mean + scale * jax.random.normal(key, (2,))
+    log_prob = jax.scipy.stats.norm.logpdf(action, mean, scale).sum()
+    return action, log_prob
+
+
+SAMPLE_CASES = {
+    "masked": lambda: _make(masked_act, sample=masked_sample),
+    "box": lambda: _make(box_act, action_space=ACTION_BOX, sample=box_sample),
+}
+
+
+@pytest.mark.parametrize("name", list(SAMPLE_CASES))
+def test_a_sample_function_exports_the_stochastic_path(name, tmp_path):
+    """`sample` gives the policy's keyed action and the sample entry, checked for parity
+    (identical discrete samples, Gaussian samples and log-probs within 1e-5 + 1e-5|x|)."""
+    policy = SAMPLE_CASES[name]()
+    results = policyport.export(policy, "onnx", tmp_path / "p.onnx", sample=True)
+    assert [r.entry for r in results] == ["default", "sample"]
+    assert all(r.report.passed for r in results), results[1].report.to_table()
+    key = jax.random.key(5)
+    observation = jnp.array([0.2, -0.4, 0.9, 0.1], jnp.float32)
+    mask = jnp.array([False, True, True, False, True])
+    kwargs = {"action_mask": mask} if name == "masked" else {}
+    _, want = policy(None, observation, key=key, **kwargs)
+    if name == "masked":
+        assert want == masked_sample(observation, mask, key)[0] and bool(mask[want])
+    else:
+        np.testing.assert_array_equal(want, box_sample(observation, key)[0])
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(results[1].paths[0])
+    feeds = {"observation": np.asarray(observation)[None]}
+    if name == "masked":
+        feeds["action_mask"] = np.asarray(mask)[None]
+    feeds["noise"] = policyport.sampling_noise(policy, key)[None]
+    got = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds), strict=True))
+    np.testing.assert_allclose(got["sampled_action"][0], want, rtol=1e-5, atol=1e-5)
+
+
+def test_without_sample_the_key_is_ignored_and_sampling_is_refused(tmp_path):
+    policy = _make(masked_act)
+    observation = jnp.zeros(4, jnp.float32)
+    assert policy(None, observation, key=jax.random.key(0))[1] == masked_act(
+        observation, jnp.ones(5, bool)
+    )
+    with pytest.raises(UnsupportedError, match=r"sample_and_log_prob.*from_function"):
+        policyport.export(policy, "onnx", tmp_path / "p.onnx", sample=True)
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("sample", "match"),
+    [
+        (lambda obs, mask, key: masked_act(obs, mask), r"`sample` must return the pair"),
+        (
+            lambda obs, mask, key: (jnp.argmax(obs).astype(jnp.float32), jnp.float32(0)),
+            r"`sample` returns float32 .* a discrete action must be an integer",
+        ),
+        (
+            lambda obs, mask, key: (masked_act(obs, mask), jnp.zeros(5)),
+            r"`sample`'s log_prob is float32\[5\]",
+        ),
+        (lambda obs, key: (masked_act(obs, None), 0.0), r"calling `sample` .* mask and key"),
+    ],
+)
+def test_sample_functions_that_do_not_fit_are_refused(sample, match):
+    with pytest.raises(InputError, match=match):
+        _make(masked_act, sample=sample)

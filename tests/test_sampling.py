@@ -145,7 +145,7 @@ def test_sampling_needs_a_log_prob(tmp_path):
             return self.inner(state, observation, key=key, action_mask=action_mask)
 
     policy = NoLogProb(make_policy("Discrete", **SMALL))
-    with pytest.raises(policyport.UnsupportedError, match="has no `evaluate_action"):
+    with pytest.raises(policyport.UnsupportedError, match="has neither `evaluate_action"):
         policyport.export(policy, "onnx", tmp_path / "p.onnx", sample=True)
     assert not list(tmp_path.iterdir())
 

@@ -84,7 +84,8 @@ class FunctionPolicy:
 
     Made by `from_function`, which checks the functions; not an equinox module, so the
     weights an artifact records the hash of are the constants its trace closes over.
-    `key` is ignored: `act` is the deterministic action.
+    With a `key`, the action is `sample`'s when one was given; otherwise `key` is ignored
+    and the action is `act`'s, the deterministic one.
     """
 
     def __init__(
@@ -97,6 +98,7 @@ class FunctionPolicy:
         value: Callable[[Any], Any] | None,
         q_values: Callable[[Any], Any] | None,
         name: str,
+        sample: Callable[..., tuple[Any, Any]] | None = None,
     ):
         self.act = act
         self.observation_space = observation_space
@@ -108,6 +110,9 @@ class FunctionPolicy:
             self.value = lambda state, observation: (state, value(observation))
         if q_values is not None:
             self.q_values = lambda state, observation: (state, q_values(observation))
+        self._sample = sample
+        if sample is not None:  # what `trace(..., sample=True)` reads for the log-probability
+            self.sample_and_log_prob = self._sample_and_log_prob
 
     def __call__(
         self,
@@ -117,11 +122,31 @@ class FunctionPolicy:
         key: Array | None = None,
         action_mask: Array | None = None,
     ) -> tuple[None, Array]:
+        if key is not None and self._sample is not None:
+            _, action, _ = self._sample_and_log_prob(
+                state, observation, key=key, action_mask=action_mask
+            )
+            return state, action
         if not self.with_mask:
             return state, self.act(observation)
+        return state, self.act(observation, self._mask(action_mask))
+
+    def _mask(self, action_mask: Array | None) -> Array:
         if action_mask is None:  # the policy run without masks: every action allowed
-            action_mask = jnp.ones(_mask_shape(self.action_space), dtype=bool)
-        return state, self.act(observation, action_mask)
+            return jnp.ones(_mask_shape(self.action_space), dtype=bool)
+        return action_mask
+
+    def _sample_and_log_prob(
+        self, state: None, observation: Any, *, key: Array, action_mask: Array | None = None
+    ) -> tuple[None, Array, Array]:
+        """The sampled action and its log-probability, from one call of `sample` (how
+        Brax's inference function returns them: no `evaluate_action` to call after)."""
+        assert self._sample is not None
+        if self.with_mask:
+            action, log_prob = self._sample(observation, self._mask(action_mask), key)
+        else:
+            action, log_prob = self._sample(observation, key)
+        return state, action, log_prob
 
     def reset(self, *, key: Array) -> None:
         """Stateless: the protocol's state is always None."""
@@ -178,23 +203,23 @@ def _abstract_output(name: str, fn: Callable[..., Any], *args: Any) -> jax.Shape
     return out
 
 
-def _check_action(out: jax.ShapeDtypeStruct, space: AbstractSpace) -> None:
+def _check_action(out: jax.ShapeDtypeStruct, space: AbstractSpace, name: str = "act") -> None:
     want = _action_shape(space)
     if tuple(out.shape) != want:
         raise InputError(
-            f"from_function: `act` returns shape {tuple(out.shape)} for one observation, but "
+            f"from_function: `{name}` returns shape {tuple(out.shape)} for one observation, but "
             f"the action space {space!r} needs {want or 'a scalar ()'}. Return one action per "
             "observation, without a batch axis."
         )
     integer = jnp.issubdtype(out.dtype, jnp.integer) or out.dtype == jnp.bool_
     if isinstance(space, Box) and not jnp.issubdtype(out.dtype, jnp.floating):
         raise InputError(
-            f"from_function: `act` returns {out.dtype} for the Box action space {space!r}; "
+            f"from_function: `{name}` returns {out.dtype} for the Box action space {space!r}; "
             "a continuous action must be floating point."
         )
     if not isinstance(space, Box) and not integer:
         raise InputError(
-            f"from_function: `act` returns {out.dtype} for the action space {space!r}; a "
+            f"from_function: `{name}` returns {out.dtype} for the action space {space!r}; a "
             "discrete action must be an integer (e.g. `jnp.argmax(logits)`), not logits or "
             "probabilities."
         )
@@ -217,6 +242,35 @@ def _check_head(name: str, out: jax.ShapeDtypeStruct, space: AbstractSpace) -> N
             )
 
 
+def _check_sample(
+    sample: Callable[..., Any], observation: Any, space: AbstractSpace, with_mask: bool
+) -> None:
+    key = jax.eval_shape(lambda: jax.random.key(0))
+    mask = jax.ShapeDtypeStruct(_mask_shape(space), jnp.bool_)
+    args = (observation, mask) if with_mask else (observation,)
+    try:
+        out = jax.eval_shape(sample, *args, key)
+    except Exception as e:  # the user's code: any failure means the same to them
+        raise InputError(
+            f"from_function: calling `sample` on one abstract observation"
+            f"{', mask' if with_mask else ''} and key failed: {type(e).__name__}: "
+            f"{str(e)[:400]}. It must be `sample(observation{', action_mask' if with_mask else ''}"
+            ", key) -> (action, log_prob)` for one unbatched observation."
+        ) from e
+    if not (isinstance(out, tuple | list) and len(out) == 2):
+        raise InputError(
+            f"from_function: `sample` must return the pair (action, log_prob), found "
+            f"{jax.tree.structure(out)}."
+        )
+    action, log_prob = out
+    _check_action(action, space, "sample")
+    if log_prob.size != 1 or not jnp.issubdtype(log_prob.dtype, jnp.floating):
+        raise InputError(
+            f"from_function: `sample`'s log_prob is {log_prob.dtype}{list(log_prob.shape)} for "
+            "one observation; it must be one floating scalar (summed over the action's parts)."
+        )
+
+
 def from_function(
     act: Callable[..., Any],
     *,
@@ -224,6 +278,7 @@ def from_function(
     action_space: Any,
     value: Callable[[Any], Any] | None = None,
     q_values: Callable[[Any], Any] | None = None,
+    sample: Callable[..., tuple[Any, Any]] | None = None,
     name: str | None = None,
 ) -> FunctionPolicy:
     """A protocol policy from pure JAX functions of one observation.
@@ -241,11 +296,15 @@ def from_function(
       lerax's spaces are converted by `as_space`).
     - `value`: optional `value(observation) -> scalar`, exported as the `value` output.
     - `q_values`: optional `q_values(observation) -> (n,)`, exported as `q_values`.
+    - `sample`: optional `sample(observation, key) -> (action, log_prob)` (with the mask
+      between them, `sample(observation, action_mask, key)`, when `act` takes one): the
+      stochastic action, as `act` returns actions, and its log-probability. The policy
+      called with a key returns this action, and `--sample` exports it.
     - `name`: recorded as the policy's class in artifact metadata (default: `act`'s name).
 
     **Returns:** a `FunctionPolicy` that `policyport.export` / `check` take as they are.
     """
-    for arg, fn in (("act", act), ("value", value), ("q_values", q_values)):
+    for arg, fn in (("act", act), ("value", value), ("q_values", q_values), ("sample", sample)):
         if fn is None and arg != "act":
             continue
         if not callable(fn):
@@ -273,6 +332,8 @@ def from_function(
         _check_head("value", _abstract_output("value", value, observation), action_space)
     if q_values is not None:
         _check_head("q_values", _abstract_output("q_values", q_values, observation), action_space)
+    if sample is not None:
+        _check_sample(sample, observation, action_space, with_mask)
     if name is None:
         name = getattr(act, "__name__", None) or type(act).__name__
         name = "function" if name == "<lambda>" else str(name)
@@ -284,4 +345,5 @@ def from_function(
         value=value,
         q_values=q_values,
         name=str(name),
+        sample=sample,
     )

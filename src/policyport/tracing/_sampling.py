@@ -38,9 +38,11 @@ LOG_PROB = "log_prob"
 _KEY_DATA = jax.ShapeDtypeStruct(jax.random.key_data(jax.random.key(0)).shape, jnp.uint32)
 
 _NO_LOG_PROB = (
-    "{name} has no `evaluate_action(state, observation, action, *, action_mask=None)`, so "
-    "the log-probability of a sampled action is unknown; `--sample` (sample=True) exports "
-    "policies whose distribution gives one (lerax's and policyport's actor-critic policies)."
+    "{name} has neither `evaluate_action(state, observation, action, *, action_mask=None)` "
+    "nor `sample_and_log_prob(state, observation, *, key, action_mask=None)`, so the "
+    "log-probability of a sampled action is unknown; `--sample` (sample=True) exports "
+    "policies whose distribution gives one (lerax's and policyport's actor-critic policies, "
+    "`from_function(..., sample=...)`)."
 )
 
 
@@ -197,7 +199,8 @@ def trace_sampling(
     clipping); the log-probability is the policy's, of its own action. `mask_argument`
     shapes the mask as the policy takes it. `mask` is None when there is no mask input.
     """
-    if not callable(getattr(policy, "evaluate_action", None)):
+    evaluates = callable(getattr(policy, "evaluate_action", None))
+    if not evaluates and not callable(getattr(policy, "sample_and_log_prob", None)):
         raise UnsupportedError(_NO_LOG_PROB.format(name=type(policy).__name__))
     params, static = _policy_parts(policy)
     leaf_count = len(observations)
@@ -207,10 +210,15 @@ def trace_sampling(
         observation = prepare(observation_space.unflatten(list(arrays[:leaf_count])))
         action_mask = mask_argument(arrays[leaf_count]) if mask is not None else None
         key = jax.random.wrap_key_data(arrays[-1])
-        _, action = module(None, observation, key=key, action_mask=action_mask)
-        _, _, log_prob, *_ = module.evaluate_action(
-            None, observation, action, action_mask=action_mask
-        )
+        if evaluates:  # lerax's protocol: the action, then its log-probability
+            _, action = module(None, observation, key=key, action_mask=action_mask)
+            _, _, log_prob, *_ = module.evaluate_action(
+                None, observation, action, action_mask=action_mask
+            )
+        else:  # both from one call (`from_function(..., sample=...)`)
+            _, action, log_prob = module.sample_and_log_prob(
+                None, observation, key=key, action_mask=action_mask
+            )
         return layout(action), jnp.asarray(log_prob, jnp.float32).reshape(())
 
     specs = (*observations, *([mask] if mask is not None else []))
@@ -220,9 +228,11 @@ def trace_sampling(
     except (InputError, UnsupportedError):
         raise
     except Exception as e:  # the user's code: any failure means the same to them
+        how = "`__call__` with a key, then `evaluate_action`"
+        how = how if evaluates else "`sample_and_log_prob`"
         raise InputError(
-            f"Tracing {type(policy).__name__}'s sampled action (`__call__` with a key, then "
-            f"`evaluate_action`) failed: {type(e).__name__}: {str(e)[:400]}."
+            f"Tracing {type(policy).__name__}'s sampled action ({how}) failed: "
+            f"{type(e).__name__}: {str(e)[:400]}."
         ) from e
     closed = simplify(raw)
     jaxpr = closed.jaxpr
