@@ -773,7 +773,7 @@ void Policy::run_sample_into(const float* const* observations, const uint8_t* ma
                              float* continuous_actions, float* const* heads,
                              int64_t* sampled_discrete, float* sampled_continuous,
                              float* log_probs) const {
-  require_sample_entry("run_sample_into", false);
+  require_sample_entry("run_sample_into()", false);
   run_session(observations, masks, noise, batch, discrete_actions, continuous_actions, heads,
               sampled_discrete, sampled_continuous, log_probs);
 }
@@ -782,14 +782,14 @@ void Policy::require_sample_entry(const char* call, bool drawing) const {
   if (!info_.is_sample_entry()) {
     const auto it = info_.entries.find("sample");
     if (it != info_.entries.end()) {
-      throw EntryError(std::string(call) + "(): '" + info_.path +
+      throw EntryError(std::string(call) + ": '" + info_.path +
                        "' is the default entry of its policy (contract " +
                        std::to_string(info_.contract_version) +
                        ": no noise input, no sampled_action). Load its sample entry '" +
                        sibling(info_.path, it->second) +
                        "' (policyport.entries) instead; it has the default entry's outputs too.");
     }
-    throw EntryError(std::string(call) + "(): '" + info_.path +
+    throw EntryError(std::string(call) + ": '" + info_.path +
                      "' has no sampling path (contract " +
                      std::to_string(info_.contract_version) +
                      ": no noise input, no sampled_action): it was exported without --sample. "
@@ -801,7 +801,7 @@ void Policy::require_sample_entry(const char* call, bool drawing) const {
   for (const NoiseBlock& block : info_.noise_blocks) {
     if (block.distribution != kStandardNormal && block.distribution != kGumbel &&
         block.distribution != kUniform) {
-      throw EntryError(std::string(call) + "(): '" + info_.path + "' takes a noise block at " +
+      throw EntryError(std::string(call) + ": '" + info_.path + "' takes a noise block at " +
                        "offset " + std::to_string(block.offset) + " drawn from '" +
                        block.distribution + "', which this wrapper cannot draw (it draws " +
                        kStandardNormal + ", " + kGumbel + " and " + kUniform +
@@ -891,7 +891,7 @@ Action Policy::act(const std::vector<float>& observation, const std::vector<uint
 BatchSample Policy::run_sample(const float* observations, std::size_t observation_count,
                                const uint8_t* masks, std::size_t mask_count, const float* noise,
                                std::size_t noise_count) const {
-  require_sample_entry("run_sample", false);
+  require_sample_entry("run_sample()", false);
   BatchSample result;
   result.batch = check_batch(observation_count, masks, mask_count);
   if (noise == nullptr || noise_count != result.batch * info_.noise_size) {
@@ -940,7 +940,7 @@ BatchSample Policy::run_sample(const std::vector<float>& observations,
 Sample Policy::sample_with_noise(const float* observation, std::size_t observation_count,
                                  const uint8_t* mask, std::size_t mask_count, const float* noise,
                                  std::size_t noise_count) const {
-  require_sample_entry("sample_with_noise", false);
+  require_sample_entry("sample_with_noise()", false);
   if (observation_count != info_.observation_size) {
     throw InputError("sample_with_noise() takes one observation of " +
                      std::to_string(info_.observation_size) + " floats (" + layout(info_) +

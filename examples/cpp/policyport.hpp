@@ -311,7 +311,7 @@ class Policy {
   template <class URBG>
   Sample sample(const float* observation, std::size_t observation_count, const uint8_t* mask,
                 std::size_t mask_count, URBG& rng) const {
-    require_sample_entry("sample", true);
+    require_sample_entry("sample()", true);
     std::vector<float> noise = draw_noise(rng, 1);
     return sample_with_noise(observation, observation_count, mask, mask_count, noise.data(),
                              noise.size());
@@ -340,6 +340,12 @@ class Policy {
   BatchSample run_sample(const std::vector<float>& observations, const std::vector<uint8_t>& masks,
                          const std::vector<float>& noise) const;
 
+  // Throws EntryError unless this is a sample entry (and, when `drawing`, every noise block's
+  // distribution is one draw_noise() knows); the message names `call` and, on a default entry,
+  // the sample entry's file to load (policyport.entries) or how to export one. Every sampling
+  // call checks this first; call it to refuse a wrong file before doing anything else.
+  void require_sample_entry(const char* call = "sample()", bool drawing = false) const;
+
   // run_into() for a sample entry: noise [batch * noise_size]; the sampled actions into
   // sampled_discrete or sampled_continuous [batch * action_size] (the other nullptr), log_probs
   // [batch]. No allocation of its own; sizes are the caller's responsibility.
@@ -355,9 +361,6 @@ class Policy {
 
   std::size_t check_batch(std::size_t observation_count, const uint8_t* masks,
                           std::size_t mask_count) const;
-  // Throws EntryError unless this is a sample entry (and, when `drawing`, every noise block's
-  // distribution is one draw_noise() knows); `call` names the caller in the message.
-  void require_sample_entry(const char* call, bool drawing) const;
   // One Session::Run: noise and the sampled outputs only for a sample entry (`noise` nullptr
   // fetches only `action` and the heads, feeding zeros).
   void run_session(const float* const* observations, const uint8_t* masks, const float* noise,
@@ -368,7 +371,7 @@ class Policy {
 
 template <class URBG>
 void Policy::draw_noise(URBG& rng, float* noise, std::size_t rows) const {
-  require_sample_entry("draw_noise", true);
+  require_sample_entry("draw_noise()", true);
   std::normal_distribution<double> normal(0.0, 1.0);
   for (std::size_t r = 0; r < rows; ++r) {
     float* row = noise + r * info_.noise_size;
