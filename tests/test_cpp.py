@@ -539,8 +539,10 @@ def test_sample_with_noise_is_the_jax_sample(
 
 DRAWS = 20_000
 # The distribution tests' significance: each test below must give p > P_MIN, with fixed seeds
-# (so the outcome is fixed too). A wrong distribution (e.g. uniform noise where Gumbel is
-# expected, or Gumbel drawn as +log(-log(u))) gives p far below 1e-10 at DRAWS samples.
+# (so the outcome is fixed too). Measured 2026-12-02 with these seeds: the C++ draws give p
+# from 0.048 (Discrete) to 0.80; wrong noise fed to the same artifacts gives p < 1e-13
+# (Box: normal noise x 1.05, variance test), p = 0 (Discrete, MultiDiscrete: uniform where
+# Gumbel belongs), 4e-65 (MultiBinary: u ** 1.1 instead of u).
 P_MIN = 1e-3
 
 
