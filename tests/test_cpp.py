@@ -264,7 +264,9 @@ def test_not_an_onnx_file(build, artifacts, discrete_files, tmp_path, which):
 def test_usage(build):
     done = run(build / "batch_run")
     assert done.returncode == 2
-    assert "usage: batch_run MODEL OBS_FILE [MASK_FILE]" in done.stderr
+    assert "usage: batch_run [--noise NOISE_FILE | --sample SEED] MODEL OBS_FILE [MASK_FILE]" in (
+        done.stderr
+    )
 
 
 def edited_metadata(source: Path, target: Path, key: str, value: str | None) -> Path:
