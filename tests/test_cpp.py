@@ -8,6 +8,11 @@
   `observation.pos`, `observation.kind`): `batch_run` reads the names from the artifact.
 - Bad input and unknown contract versions: exit status 2, a message saying what is wrong, no
   crash; contract 1 artifacts still run.
+- Sampling (contract 3, the sample entry `--sample` writes): `batch_run --noise` fed the noise
+  of JAX keys (`policyport.sampling_noise`) gives JAX's sampled action and log-prob, on every
+  action space, `.onnx` and `.ort`; `batch_run --sample SEED` (noise drawn in C++ with
+  std::mt19937_64) is distributed as the policy says; `cartpole --noise` replays a sampled JAX
+  rollout; sampling on a default entry is refused, naming the sample entry.
 
 Skipped only where g++ or cmake is missing (the reason is printed by `-ra`).
 """
@@ -17,6 +22,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,7 +34,8 @@ import policyport
 from conftest import ACTION_SPACES, MASKABLE, make_policy
 from consumer_artifacts import CASES, assert_matches, contract1, exported
 from consumer_artifacts import make_policy as make_case_policy
-from policyport.runtime_checks import ATOL, RTOL, reference_outputs, sample_inputs
+from policyport.runtime_checks import ATOL, NEAR_TIE, RTOL, reference_outputs, sample_inputs
+from policyport.tracing import trace
 
 ROOT = Path(__file__).resolve().parents[1]
 CPP = ROOT / "examples" / "cpp"
@@ -257,7 +264,9 @@ def test_not_an_onnx_file(build, artifacts, discrete_files, tmp_path, which):
 def test_usage(build):
     done = run(build / "batch_run")
     assert done.returncode == 2
-    assert "usage: batch_run MODEL OBS_FILE [MASK_FILE]" in done.stderr
+    assert "usage: batch_run [--noise NOISE_FILE | --sample SEED] MODEL OBS_FILE [MASK_FILE]" in (
+        done.stderr
+    )
 
 
 def edited_metadata(source: Path, target: Path, key: str, value: str | None) -> Path:
@@ -279,9 +288,8 @@ def edited_metadata(source: Path, target: Path, key: str, value: str | None) -> 
         (
             "99",
             "uses policyport artifact contract version 99 (written by policyport {version}), "
-            "but this policyport.hpp/.cpp understands versions 1 to 2",
+            "but this policyport.hpp/.cpp understands versions 1 to 3",
         ),
-        ("3", "contract version 3"),
         ("0", "contract version 0"),
         ("1.0", "contract version 1.0"),
         (None, "has no 'policyport.contract_version' metadata: it is not a policyport artifact"),
@@ -394,3 +402,427 @@ def test_policy_info_discovers_inputs_and_outputs(build, tmp_path_factory, case)
     assert_matches(replace(artifact, expected=expected), acted)
     [head] = info["heads"]  # value or q_values: the call of that name gives the same numbers
     np.testing.assert_array_equal(np.ravel(info[head]), np.ravel(info["act"][head]))
+
+
+# Sampling: the sample entry (contract 3) through Policy::run_sample / sample / draw_noise.
+
+SAMPLE_KEY = 5  # the JAX keys of the exact-parity rows: jax.random.split(key(5), BATCH)
+
+
+@pytest.fixture(scope="module")
+def sample_artifacts(tmp_path_factory) -> dict[str, Path]:
+    """Per action space and format, both entries of one `sample=True` export: "Discrete.onnx"
+    (default entry) and "Discrete.sample.onnx" (sample entry), ... Not parity-checked here:
+    tests/test_sampling.py checks the artifacts; these tests check the C++ consumer of them."""
+    folder = tmp_path_factory.mktemp("cpp_sample_artifacts")
+    paths = {}
+    for action in ACTION_SPACES:
+        policy = make_policy(action, seed=3)
+        for fmt in ("onnx", "ort"):
+            results = policyport.export(
+                policy, fmt, folder / f"{action}.{fmt}", check=False, sample=True
+            )
+            for result in results:
+                suffix = ".sample" if result.entry == "sample" else ""
+                paths[f"{action}{suffix}.{fmt}"] = result.paths[0]
+    return paths
+
+
+def jax_sample(action: str, policy, observation, mask, key):
+    """What the JAX policy does with `key`: its sampled action (flat) and log-probability."""
+    if mask is not None and action == "MultiBinary":
+        mask = mask.reshape(policy.action_space.shape)
+    _, sampled = policy(None, observation, key=key, action_mask=mask)
+    _, _, log_prob, _ = policy.evaluate_action(None, observation, sampled, action_mask=mask)
+    return sampled.reshape(-1), log_prob
+
+
+def run_json(*args: object) -> dict[str, np.ndarray]:
+    done = run(*args)
+    assert done.returncode == 0, done.stderr
+    return {name: np.asarray(values) for name, values in json.loads(done.stdout).items()}
+
+
+SAMPLE_ROWS = 256  # policyport.sampling_noise runs eagerly, ~25 ms a key
+
+
+@pytest.fixture(scope="module")
+def sample_rows() -> Callable[[str], dict[str, np.ndarray]]:
+    """Per action space (cached): inputs (observation, mask, noise: the noise of key i from
+    policyport.sampling_noise, row by row), the keys' JAX samples and the sampled decisions'
+    margins."""
+    cache: dict[str, dict[str, np.ndarray]] = {}
+
+    def rows(action: str) -> dict[str, np.ndarray]:
+        if action in cache:
+            return cache[action]
+        policy = make_policy(action, seed=3)
+        traced = trace(policy, sample=True)
+        inputs = sample_inputs(policy, seed=1, batch=SAMPLE_ROWS)
+        if action in MASKABLE:
+            inputs["action_mask"][:ALL_FALSE_ROWS] = False
+        keys = jax.random.split(jax.random.key(SAMPLE_KEY), SAMPLE_ROWS)
+        inputs["noise"] = np.stack([policyport.sampling_noise(traced, key) for key in keys])
+        masks = inputs.get("action_mask")
+        want_action, want_log_prob = jax.vmap(
+            lambda o, m, k: jax_sample(action, policy, o, m, k),
+            in_axes=(0, None if masks is None else 0, 0),
+        )(inputs["observation"], masks, keys)
+        margins = None
+        if traced.sampling.margins is not None:
+            args = [inputs[name] for name in traced.input_names]
+            margins = np.asarray(jax.vmap(traced.sampling.margins)(*args))
+        cache[action] = {
+            **inputs,
+            "want_action": np.asarray(want_action),
+            "want_log_prob": np.asarray(want_log_prob),
+            "margins": margins,
+        }
+        return cache[action]
+
+    return rows
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "ort"])
+@pytest.mark.parametrize("action", list(ACTION_SPACES))
+def test_sample_with_noise_is_the_jax_sample(
+    build, sample_artifacts, sample_rows, tmp_path, action, fmt
+):
+    """`batch_run --noise`, row i the noise of JAX key i (`policyport.sampling_noise`), gives
+    what `policy(None, obs, key=key_i, action_mask=mask)` gives: discrete samples identical
+    except where the contract allows (the two best legal `logits + noise` within NEAR_TIE,
+    counted, rare), Box samples and log_prob within 1e-5 + 1e-5 * |jax| (the parity check's
+    rule; float32 in ONNX Runtime and XLA differ by rounding only). Masked actions never
+    sampled; all-masked rows sample 0 (Discrete, MultiDiscrete: with log_prob NaN), as in
+    JAX; `action` stays the mode."""
+    policy = make_policy(action, seed=3)
+    rows = sample_rows(action)
+    inputs = {k: rows[k] for k in ("observation", "action_mask") if k in rows}
+    masks = inputs.get("action_mask")
+    want_action, want_log_prob = rows["want_action"], rows["want_log_prob"]
+    (tmp_path / "noise.f32").write_bytes(rows["noise"].astype("<f4").tobytes())
+
+    files = write_inputs(tmp_path, inputs)
+    got = run_json(
+        build / "batch_run",
+        "--noise",
+        tmp_path / "noise.f32",
+        sample_artifacts[f"{action}.sample.{fmt}"],
+        *files,
+    )
+    sampled = got["sampled_action"].reshape(want_action.shape)
+    if action == "Box":
+        assert np.all(np.abs(sampled - want_action) <= ATOL + RTOL * np.abs(want_action))
+    else:
+        assert sampled.dtype == np.int64
+        margins = rows["margins"].reshape(sampled.shape)
+        differs = sampled != want_action
+        assert not np.any(differs & (margins > NEAR_TIE)), "sampled actions differ off near-ties"
+        assert int(differs.any(axis=1).sum()) <= SAMPLE_ROWS // 50  # near-ties are rare
+        assert not policy.action_space.illegal_rows(sampled, masks).any()
+        assert not sampled[:ALL_FALSE_ROWS].any()
+    log_prob = got["log_prob"].astype(np.float32)
+    assert log_prob.shape == (SAMPLE_ROWS,)
+    np.testing.assert_array_equal(np.isnan(log_prob), np.isnan(want_log_prob))
+    if action in ("Discrete", "MultiDiscrete"):  # MultiBinary: masked bits are 0, surely
+        assert np.isnan(log_prob[:ALL_FALSE_ROWS]).all()
+    finite = ~np.isnan(want_log_prob)
+    assert np.all(
+        np.abs(log_prob[finite] - want_log_prob[finite])
+        <= ATOL + RTOL * np.abs(want_log_prob[finite])
+    )
+    expected = reference_outputs(policy, inputs)  # the mode and the value, unchanged by noise
+    mode = got["action"].reshape(expected["action"].shape)
+    if action == "Box":
+        assert np.all(np.abs(mode - expected["action"]) <= ATOL + RTOL * np.abs(expected["action"]))
+    else:
+        np.testing.assert_array_equal(mode, expected["action"])
+
+
+DRAWS = 20_000
+# The distribution tests' significance: each test below must give p > P_MIN, with fixed seeds
+# (so the outcome is fixed too). Measured 2026-12-02 with these seeds: the C++ draws give p
+# from 0.048 (Discrete) to 0.80; wrong noise fed to the same artifacts gives p < 1e-13
+# (Box: normal noise x 1.05, variance test), p = 0 (Discrete, MultiDiscrete: uniform where
+# Gumbel belongs), 4e-65 (MultiBinary: u ** 1.1 instead of u).
+P_MIN = 1e-3
+
+
+def all_actions(action: str, space) -> np.ndarray:
+    """Every action of a discrete space, one per row (joint actions for Multi* spaces)."""
+    if action == "Discrete":
+        return np.arange(space.n)[:, None]
+    if action == "MultiDiscrete":
+        return np.array(list(np.ndindex(*space.nvec)))
+    return np.array(list(np.ndindex(*([2] * int(np.prod(space.shape))))))
+
+
+@pytest.mark.parametrize("action", list(ACTION_SPACES))
+def test_sample_draws_the_policy_distribution(build, sample_artifacts, tmp_path, action):
+    """`batch_run --sample 2026`: DRAWS samples of one observation, the noise drawn in C++
+    (Policy::draw_noise, std::mt19937_64(2026)), one mask entry forbidden (index 1).
+
+    Discrete, MultiDiscrete, MultiBinary: Pearson's chi-square goodness of fit of the counts
+    of every (joint) action against the JAX policy's probabilities, exp(evaluate_action's
+    log_prob), over the legal actions (every expected count >= 5); masked actions never
+    drawn. Box: per component, a z-test of the sample mean against the policy's mean (the
+    mode) and a chi-square test of the sample variance against exp(log_std)^2, both
+    two-sided. Each test must give p > P_MIN (1e-3). Every row's log_prob is also the
+    policy's log-probability of its action (1e-5 + 1e-5 * |jax|)."""
+    from scipy import stats
+
+    policy = make_policy(action, seed=3)
+    rng = np.random.default_rng(2026)
+    observation = trace(policy).observation_space.sample_numpy(rng, 1)
+    inputs = {"observation": np.repeat(observation, DRAWS, axis=0)}
+    mask = None
+    if action in MASKABLE:
+        mask = np.ones(policy.action_space.mask_size, bool)
+        mask[1] = False
+        inputs["action_mask"] = np.repeat(mask[None], DRAWS, axis=0)
+    model = sample_artifacts[f"{action}.sample.onnx"]
+    files = write_inputs(tmp_path, inputs)
+    got = run_json(build / "batch_run", "--sample", 2026, model, *files)
+    again = run_json(build / "batch_run", "--sample", 2026, model, *files)
+    np.testing.assert_array_equal(again["sampled_action"], got["sampled_action"])  # seeded
+    other = run_json(build / "batch_run", "--sample", 2027, model, *files)
+    assert not np.array_equal(other["sampled_action"], got["sampled_action"])
+    log_prob = got["log_prob"].astype(np.float32)
+    obs = jax.numpy.asarray(observation[0])
+    jax_mask = None if mask is None else jax.numpy.asarray(mask)
+    if action == "MultiBinary":
+        jax_mask = jax_mask.reshape(policy.action_space.shape)
+
+    def jax_log_prob(actions: np.ndarray) -> np.ndarray:
+        shape = (len(actions), *policy.action_space.shape)
+        one = lambda a: policy.evaluate_action(None, obs, a, action_mask=jax_mask)[2]  # noqa: E731
+        return np.asarray(jax.vmap(one)(jax.numpy.asarray(actions.reshape(shape))))
+
+    if action == "Box":
+        sampled = got["sampled_action"].reshape(DRAWS, -1)
+        mean = got["action"].reshape(DRAWS, -1)[0]
+        std = np.exp(np.asarray(policy.action_head.action_dist.log_std))
+        for i in range(sampled.shape[1]):
+            z = (sampled[:, i].mean() - mean[i]) / (std[i] / np.sqrt(DRAWS))
+            p_mean = 2 * stats.norm.sf(abs(z))
+            chi2 = (DRAWS - 1) * sampled[:, i].var(ddof=1) / std[i] ** 2
+            cdf = stats.chi2.cdf(chi2, DRAWS - 1)
+            p_var = 2 * min(cdf, 1 - cdf)
+            assert p_mean > P_MIN and p_var > P_MIN, (i, p_mean, p_var)
+        want = jax_log_prob(sampled[:500])
+    else:
+        sampled = got["sampled_action"].reshape(DRAWS, -1)
+        assert not policy.action_space.illegal_rows(sampled, inputs["action_mask"]).any()
+        cells = all_actions(action, policy.action_space)
+        probability = np.exp(jax_log_prob(cells).astype(np.float64))
+        legal = probability > 0
+        assert np.isclose(probability.sum(), 1.0, atol=1e-5)
+        index = {tuple(cell): i for i, cell in enumerate(cells)}
+        counts = np.bincount([index[tuple(row)] for row in sampled], minlength=len(cells))
+        assert not counts[~legal].any()  # masked (joint) actions never drawn
+        expected = DRAWS * probability[legal] / probability[legal].sum()
+        assert expected.min() >= 5  # the chi-square approximation holds
+        p = stats.chisquare(counts[legal], expected).pvalue
+        assert p > P_MIN, f"chi-square p = {p:.2e}"
+        want = jax_log_prob(sampled[:500])
+    assert np.all(np.abs(log_prob[:500] - want) <= ATOL + RTOL * np.abs(want))
+
+
+@pytest.mark.parametrize("option", [("--noise", "noise.f32"), ("--sample", "7")])
+def test_sampling_a_default_entry_names_the_sample_entry(
+    build, sample_artifacts, artifacts, discrete_files, tmp_path, option
+):
+    """A contract-2 file has no noise input: sampling it is refused (exit 2) before any file is
+    read, naming the file to load: the sample entry from policyport.entries, or, for a file
+    exported without --sample, the export to run."""
+    flag, value = option
+    default = sample_artifacts["Discrete.onnx"]
+    done = run(
+        build / "batch_run", flag, value, default, discrete_files["obs"], discrete_files["mask"]
+    )
+    assert_refused(
+        done,
+        f"'{default}' is the default entry of its policy (contract 2: no noise input, no "
+        f"sampled_action). Load its sample entry '{default.parent / 'Discrete.sample.onnx'}' "
+        "(policyport.entries) instead",
+    )
+    plain = artifacts["Discrete.onnx"]
+    done = run(
+        build / "batch_run", flag, value, plain, discrete_files["obs"], discrete_files["mask"]
+    )
+    assert_refused(
+        done,
+        "has no sampling path (contract 2: no noise input, no sampled_action): it was exported "
+        f"without --sample. Re-export with `export-policy ... --sample` (Python: export(..., "
+        f"sample=True)), which writes '{plain.parent / 'Discrete.sample.onnx'}' beside it",
+    )
+
+
+def test_noise_file_of_the_wrong_size(build, sample_artifacts, discrete_files, tmp_path):
+    (tmp_path / "noise.f32").write_bytes(b"\0" * 4 * 14)  # 3 rows of 5 need 15 floats
+    done = run(
+        build / "batch_run",
+        "--noise",
+        tmp_path / "noise.f32",
+        sample_artifacts["Discrete.sample.onnx"],
+        discrete_files["obs"],
+        discrete_files["mask"],
+    )
+    assert_refused(
+        done, "holds 56 bytes; 3 observations need 60 (5 float32 values per observation)"
+    )
+    assert_refused(
+        run(
+            build / "batch_run",
+            "--sample",
+            "-1",
+            sample_artifacts["Discrete.sample.onnx"],
+            *discrete_files.values(),
+        ),
+        "--sample takes a seed, a non-negative integer; got '-1'",
+    )
+
+
+@pytest.mark.parametrize(
+    ("entry", "version", "message"),
+    [
+        ("Discrete.onnx", "3", "declares contract version 3 and has no 'noise' input, no"),
+        ("Discrete.sample.onnx", "2", "declares contract version 2 and has a 'noise' input, a"),
+    ],
+)
+def test_sampling_path_and_version_must_agree(
+    build, sample_artifacts, discrete_files, tmp_path, entry, version, message
+):
+    edited = edited_metadata(
+        sample_artifacts[entry], tmp_path / "edited.onnx", "policyport.contract_version", version
+    )
+    assert_refused(run(build / "batch_run", edited, *discrete_files.values()), message)
+
+
+def test_noise_metadata_must_match_the_noise_input(
+    build, sample_artifacts, discrete_files, tmp_path
+):
+    blocks = json.dumps([{"distribution": "gumbel", "offset": 0, "shape": [4]}])
+    edited = edited_metadata(
+        sample_artifacts["Discrete.sample.onnx"], tmp_path / "e.onnx", "policyport.noise", blocks
+    )
+    assert_refused(
+        run(build / "batch_run", edited, *discrete_files.values()),
+        "its policyport.noise blocks hold 4 values but the noise input holds 5 per row",
+    )
+
+
+def test_a_distribution_the_wrapper_cannot_draw(build, sample_artifacts, discrete_files, tmp_path):
+    """`other` noise (a distribution the exporter could not name): --sample is refused with
+    what to do instead; --noise (the caller's own noise) still runs."""
+    blocks = json.dumps([{"distribution": "other", "offset": 0, "shape": [5]}])
+    edited = edited_metadata(
+        sample_artifacts["Discrete.sample.onnx"], tmp_path / "e.onnx", "policyport.noise", blocks
+    )
+    assert_refused(
+        run(build / "batch_run", "--sample", 1, edited, *discrete_files.values()),
+        "offset 0 drawn from 'other', which this wrapper cannot draw",
+    )
+    (tmp_path / "noise.f32").write_bytes(np.zeros((3, 5), "<f4").tobytes())
+    assert (
+        run(
+            build / "batch_run", "--noise", tmp_path / "noise.f32", edited, *discrete_files.values()
+        ).returncode
+        == 0
+    )
+
+
+@pytest.mark.parametrize("action", list(ACTION_SPACES))
+def test_policy_info_prints_the_entry_and_noise(build, sample_artifacts, action):
+    """The sample entry's noise blocks and entries are its metadata's; act() on the sample
+    entry (zero noise) is the default entry's act()."""
+    import onnx
+
+    model = sample_artifacts[f"{action}.sample.onnx"]
+    metadata = {p.key: p.value for p in onnx.load(model).metadata_props}
+    observation = ["0.1", "0", "-0.05", "0.3", "1", "0.5"]
+    info = json.loads(run(build / "policy_info", model, *observation).stdout)
+    assert info["contract_version"] == 3 and info["entry"] == "sample"
+    assert info["entries"] == json.loads(metadata["policyport.entries"])
+    assert info["noise"] == json.loads(metadata["policyport.noise"])
+    assert info["noise_size"] == sum(int(np.prod(b["shape"])) for b in info["noise"])
+    default = json.loads(
+        run(build / "policy_info", sample_artifacts[f"{action}.onnx"], *observation).stdout
+    )
+    assert (default["entry"], default["noise_size"], default["noise"]) == ("default", 0, [])
+    assert info["act"] == default["act"]
+
+
+@pytest.fixture(scope="module")
+def cartpole_entries(tmp_path_factory) -> tuple[object, Path]:
+    """The committed CartPole policy and its sample entry."""
+    import lerax.env
+
+    from policyport.policy import MLPActorCriticPolicy
+
+    policy = MLPActorCriticPolicy.deserialize(CARTPOLE_POLICY, lerax.env.CartPole())
+    folder = tmp_path_factory.mktemp("cpp_cartpole_sample")
+    results = policyport.export(policy, "onnx", folder / "cartpole.onnx", sample=True)
+    [sample] = [r.paths[0] for r in results if r.entry == "sample"]
+    return policy, sample
+
+
+def jax_sampled_cartpole(policy, start, keys) -> dict[str, object]:
+    """lerax's CartPole (Euler) driven by the JAX policy sampling with keys[t] at step t."""
+    import diffrax
+    import jax.numpy as jnp
+    import lerax.env
+    from lerax.env.classic_control.cartpole import CartPoleState
+
+    env = lerax.env.CartPole(solver=diffrax.Euler())
+    env_key = jax.random.key(0)  # unused by CartPole's transition and terminal
+
+    @jax.jit
+    def step(state, key):
+        _, action = policy(None, state.y, key=key)
+        state = env.transition(state, action, key=env_key)
+        return state, env.terminal(state, key=env_key)
+
+    state = CartPoleState(y=jnp.array(start, dtype=jnp.float32), t=jnp.array(0.0))
+    steps, terminated = 0, False
+    while not terminated and steps < 500:
+        state, done = step(state, keys[steps])
+        steps, terminated = steps + 1, bool(done)
+    return {"steps": steps, "terminated": terminated, "final_state": np.asarray(state.y)}
+
+
+@pytest.mark.parametrize("start", [DEFAULT_START, (0.0, 0.0, 0.15, 1.0)])
+def test_cartpole_sampled_replays_the_jax_rollout(build, cartpole_entries, tmp_path, start):
+    """`cartpole --noise` (row t: the noise of JAX key t) takes JAX's sampled action at every
+    step: the same step count and termination; final states within 1e-4 when the episode is
+    short (over hundreds of steps float32 rounding in libm and XLA drifts apart, as in
+    test_cartpole_matches_jax_rollout). `--sample SEED` runs the same loop with the wrapper's
+    own draws: the same seed gives the same episode."""
+    policy, model = cartpole_entries
+    keys = jax.random.split(jax.random.key(3), 500)
+    noise = trace(policy, sample=True).sampling.noise_batch(keys)
+    (tmp_path / "noise.f32").write_bytes(noise.astype("<f4").tobytes())
+    got = run_json(build / "cartpole", "--noise", tmp_path / "noise.f32", model, *start)
+    want = jax_sampled_cartpole(policy, start, keys)
+    assert (int(got["steps"]), bool(got["terminated"])) == (want["steps"], want["terminated"])
+    if want["steps"] < 100:
+        np.testing.assert_allclose(got["final_state"], want["final_state"], atol=1e-4)
+    seeded = run(build / "cartpole", "--sample", 11, model, *start)
+    assert seeded.returncode == 0, seeded.stderr
+    assert run(build / "cartpole", "--sample", 11, model, *start).stdout == seeded.stdout
+
+
+def test_cartpole_sampling_needs_the_sample_entry(build, cartpole_entries, cartpole_onnx, tmp_path):
+    _, model = cartpole_entries
+    default = model.parent / "cartpole.onnx"
+    assert_refused(
+        run(build / "cartpole", "--sample", 1, default), f"Load its sample entry '{model}'"
+    )
+    assert_refused(
+        run(build / "cartpole", "--sample", 1, cartpole_onnx), "exported without --sample"
+    )
+    (tmp_path / "short.f32").write_bytes(np.zeros((3, 2), "<f4").tobytes())
+    assert_refused(
+        run(build / "cartpole", "--noise", tmp_path / "short.f32", model, 0, 0, 0, 0),
+        "holds 3 rows; the episode reached step 4",
+    )

@@ -1,7 +1,13 @@
-// cartpole MODEL [x x_dot theta theta_dot]
+// cartpole [--sample SEED | --noise NOISE_FILE] MODEL [x x_dot theta theta_dot]
 //
 // Drives CartPole with a policy exported by policyport, in closed loop, and prints the episode
 // as one JSON object: {"return": R, "steps": S, "terminated": true|false, "final_state": [...]}.
+// By default each step takes the deterministic action (Policy::act). With a sample entry
+// (`export-policy --sample` writes `<stem>.sample.onnx`) each step can take a sampled action:
+//   --sample SEED       Policy::sample(observation, mask, rng), rng = std::mt19937_64(SEED);
+//   --noise NOISE_FILE  Policy::sample_with_noise with row t of NOISE_FILE (little-endian
+//                       float32 [rows, noise_size]) at step t, e.g. the noise of JAX keys
+//                       (policyport.sampling_noise), to replay a JAX rollout exactly.
 //
 // The dynamics are Gymnasium's CartPole equations with explicit Euler integration, which is
 // what lerax's `CartPole(solver=diffrax.Euler())` computes, in float32 as JAX does:
@@ -9,11 +15,16 @@
 //   right, 0 left), dt 0.02. The episode terminates when |x| > 2.4 or |theta| > 12 degrees,
 //   reward 1 per step including the terminal one, and is cut after 500 steps.
 // The start state defaults to 0.01 -0.02 0.03 0.04, as in examples/cartpole/deploy_onnx.py.
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <fstream>
 #include <iostream>
+#include <iterator>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -67,10 +78,55 @@ float parse_float(const char* text, const char* name) {
   return value;
 }
 
+uint64_t parse_seed(const char* text) {
+  char* end = nullptr;
+  errno = 0;
+  const unsigned long long seed = std::strtoull(text, &end, 10);
+  if (end == text || *end != '\0' || errno != 0 || text[0] == '-') {
+    throw policyport::InputError(std::string("--sample takes a seed, a non-negative integer; got '") +
+                                 text + "'");
+  }
+  return seed;
+}
+
+// NOISE_FILE's rows: float32 [rows, noise_size], at least one row.
+std::vector<float> read_noise(const std::string& path, const policyport::ModelInfo& info) {
+  std::ifstream file(path, std::ios::binary);
+  if (!file) {
+    throw policyport::InputError("cannot open noise file '" + path + "': " + std::strerror(errno));
+  }
+  const std::vector<char> bytes((std::istreambuf_iterator<char>(file)),
+                                std::istreambuf_iterator<char>());
+  const std::size_t row_bytes = info.noise_size * sizeof(float);
+  if (bytes.empty() || bytes.size() % row_bytes != 0) {
+    throw policyport::InputError("noise file '" + path + "' holds " + std::to_string(bytes.size()) +
+                                 " bytes, not a positive multiple of " +
+                                 std::to_string(row_bytes) + " (" +
+                                 std::to_string(info.noise_size) + " float32 values per step)");
+  }
+  std::vector<float> noise(bytes.size() / sizeof(float));
+  std::memcpy(noise.data(), bytes.data(), bytes.size());
+  return noise;
+}
+
 int run(int argc, char** argv) {
+  // A leading --sample SEED or --noise NOISE_FILE.
+  const char* option = nullptr;
+  const char* option_value = nullptr;
+  if (argc > 2 && (std::strcmp(argv[1], "--sample") == 0 || std::strcmp(argv[1], "--noise") == 0)) {
+    option = argv[1];
+    option_value = argv[2];
+    argc -= 2;
+    argv += 2;
+  }
   if (argc != 2 && argc != 6) {
-    std::cerr << "usage: cartpole MODEL [x x_dot theta theta_dot]\n"
-                 "  MODEL  the CartPole policy exported by policyport (.onnx or .ort)\n"
+    std::cerr << "usage: cartpole [--sample SEED | --noise NOISE_FILE] MODEL [x x_dot theta "
+                 "theta_dot]\n"
+                 "  MODEL  the CartPole policy exported by policyport (.onnx or .ort); with\n"
+                 "         --sample or --noise its sample entry (export-policy --sample)\n"
+                 "  --sample SEED       sampled actions, noise from std::mt19937_64(SEED)\n"
+                 "  --noise NOISE_FILE  sampled actions, row t of float32 [rows, noise_size]\n"
+                 "                      at step t\n"
                  "  start state defaults to 0.01 -0.02 0.03 0.04\n";
     return 2;
   }
@@ -89,15 +145,35 @@ int run(int argc, char** argv) {
   }
   // CartPole never masks an action: allow both.
   const std::vector<uint8_t> mask(info.mask_size, 1);
+  const bool seeded = option != nullptr && std::strcmp(option, "--sample") == 0;
+  std::mt19937_64 rng(seeded ? parse_seed(option_value) : 0);
+  // A default entry is refused before anything runs, naming the sample entry to load.
+  if (option != nullptr) policy.require_sample_entry(option, seeded);
+  const std::vector<float> noise =
+      option != nullptr && !seeded ? read_noise(option_value, info) : std::vector<float>();
+  const std::size_t noise_rows = noise.size() / std::max<std::size_t>(info.noise_size, 1);
+  // The step's action: deterministic, sampled with `rng`, or sampled with row `t` of `noise`.
+  auto choose = [&](const float* observation, int t) -> int64_t {
+    const uint8_t* allowed = info.has_mask() ? mask.data() : nullptr;
+    if (seeded) return policy.sample(observation, 4, allowed, mask.size(), rng).discrete[0];
+    if (option == nullptr) return policy.act(observation, 4, allowed, mask.size()).discrete[0];
+    if (static_cast<std::size_t>(t) >= noise_rows) {
+      throw policyport::InputError("noise file '" + std::string(option_value) + "' holds " +
+                                   std::to_string(noise_rows) + " rows; the episode reached step " +
+                                   std::to_string(t + 1) + " (give up to 500, one per step)");
+    }
+    return policy
+        .sample_with_noise(observation, 4, allowed, mask.size(), &noise[t * info.noise_size],
+                           info.noise_size)
+        .discrete[0];
+  };
 
   float episode_return = 0.0f;
   int steps = 0;
   bool done = false;
   while (!done && steps < kMaxSteps) {
     const float observation[4] = {state.x, state.x_dot, state.theta, state.theta_dot};
-    policyport::Action action =
-        policy.act(observation, 4, info.has_mask() ? mask.data() : nullptr, mask.size());
-    state = step(state, action.discrete[0]);
+    state = step(state, choose(observation, steps));
     episode_return += 1.0f;
     ++steps;
     done = terminal(state);

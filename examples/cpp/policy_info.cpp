@@ -3,7 +3,10 @@
 // Prints what a policyport artifact (.onnx or .ort) takes and returns, read from the file
 // itself, as one JSON object: the contract version, every input and output (name, dtype,
 // per-row shape), the observation size (the observation inputs' values concatenated in input
-// order), the mask size (0 without a mask) and the heads. Given one observation's values
+// order), the mask size (0 without a mask), the heads, and the entry point: "entry" ("default",
+// "sample", or "" when exported without --sample), "entries" (entry -> file name), and the
+// noise a sample entry takes, "noise_size" and "noise" ([{"offset", "shape", "distribution"}];
+// 0 and [] otherwise). Given one observation's values
 // (observation_size numbers), it also acts on it with every action allowed and adds
 //   "act": {"action": [...], <every head>: [...]}  and the heads' own calls
 //   "value": v (Policy::value, when the artifact has a value head),
@@ -94,6 +97,21 @@ int run(int argc, char** argv) {
               info.observation_size, info.mask_size);
   for (std::size_t i = 0; i < info.heads.size(); ++i) {
     std::printf("%s%s", i ? ", " : "", quoted(info.heads[i].name).c_str());
+  }
+  std::printf("], \"entry\": %s, \"entries\": {", quoted(info.entry).c_str());
+  const char* separator = "";
+  for (const auto& [entry, file] : info.entries) {
+    std::printf("%s%s: %s", separator, quoted(entry).c_str(), quoted(file).c_str());
+    separator = ", ";
+  }
+  std::printf("}, \"noise_size\": %zu, \"noise\": [", info.noise_size);
+  for (std::size_t i = 0; i < info.noise_blocks.size(); ++i) {
+    const policyport::NoiseBlock& block = info.noise_blocks[i];
+    std::printf("%s{\"offset\": %zu, \"shape\": [", i ? ", " : "", block.offset);
+    for (std::size_t d = 0; d < block.shape.size(); ++d) {
+      std::printf("%s%lld", d ? ", " : "", static_cast<long long>(block.shape[d]));
+    }
+    std::printf("], \"distribution\": %s}", quoted(block.distribution).c_str());
   }
   std::fputs("]", stdout);
   if (!observation.empty()) {

@@ -7,6 +7,7 @@
 #include <array>
 #include <cctype>
 #include <cerrno>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -184,6 +185,194 @@ int parse_version(const std::string& text, bool* ok) {
   return static_cast<int>(value);
 }
 
+// A JSON value: enough of JSON to read the metadata this wrapper interprets
+// (policyport.noise, policyport.entries). Strings keep \" and \\ escapes only; other
+// escapes (none in what policyport writes) are refused.
+struct Json {
+  enum class Kind { kNull, kBool, kNumber, kString, kArray, kObject } kind = Kind::kNull;
+  double number = 0;
+  std::string text;
+  std::vector<Json> items;                            // arrays
+  std::vector<std::pair<std::string, Json>> members;  // objects, in order
+
+  const Json* member(const std::string& key) const {
+    for (const auto& [name, value] : members) {
+      if (name == key) return &value;
+    }
+    return nullptr;
+  }
+};
+
+class JsonParser {
+ public:
+  explicit JsonParser(const std::string& text) : text_(text) {}
+
+  // The whole text as one value; false when it is not JSON this parser reads.
+  bool parse(Json* out) {
+    if (!value(out, 0)) return false;
+    skip_space();
+    return at_ == text_.size();
+  }
+
+ private:
+  static constexpr int kMaxDepth = 16;
+  const std::string& text_;
+  std::size_t at_ = 0;
+
+  void skip_space() {
+    while (at_ < text_.size() && std::isspace(static_cast<unsigned char>(text_[at_]))) ++at_;
+  }
+  bool take(char c) {
+    skip_space();
+    if (at_ < text_.size() && text_[at_] == c) {
+      ++at_;
+      return true;
+    }
+    return false;
+  }
+  bool word(const char* w) {
+    const std::size_t n = std::strlen(w);
+    if (text_.compare(at_, n, w) != 0) return false;
+    at_ += n;
+    return true;
+  }
+  bool string(std::string* out) {
+    if (!take('"')) return false;
+    while (at_ < text_.size() && text_[at_] != '"') {
+      char c = text_[at_++];
+      if (c == '\\') {
+        if (at_ >= text_.size() || (text_[at_] != '"' && text_[at_] != '\\')) return false;
+        c = text_[at_++];
+      }
+      out->push_back(c);
+    }
+    return take('"');
+  }
+  bool value(Json* out, int depth) {
+    if (depth > kMaxDepth) return false;
+    skip_space();
+    if (at_ >= text_.size()) return false;
+    const char c = text_[at_];
+    if (c == '"') {
+      out->kind = Json::Kind::kString;
+      return string(&out->text);
+    }
+    if (c == '[') {
+      ++at_;
+      out->kind = Json::Kind::kArray;
+      if (take(']')) return true;
+      do {
+        out->items.emplace_back();
+        if (!value(&out->items.back(), depth + 1)) return false;
+      } while (take(','));
+      return take(']');
+    }
+    if (c == '{') {
+      ++at_;
+      out->kind = Json::Kind::kObject;
+      if (take('}')) return true;
+      do {
+        std::string key;
+        if (!string(&key) || !take(':')) return false;
+        out->members.emplace_back(std::move(key), Json());
+        if (!value(&out->members.back().second, depth + 1)) return false;
+      } while (take(','));
+      return take('}');
+    }
+    if (word("null")) return true;
+    if (word("true")) {
+      out->kind = Json::Kind::kBool;
+      out->number = 1;
+      return true;
+    }
+    if (word("false")) {
+      out->kind = Json::Kind::kBool;
+      return true;
+    }
+    const char* start = text_.c_str() + at_;
+    char* end = nullptr;
+    out->number = std::strtod(start, &end);
+    if (end == start) return false;
+    out->kind = Json::Kind::kNumber;
+    at_ += static_cast<std::size_t>(end - start);
+    return true;
+  }
+};
+
+// A non-negative integer held exactly by a JSON number.
+bool json_count(const Json* value, std::size_t* out) {
+  if (value == nullptr || value->kind != Json::Kind::kNumber || value->number < 0 ||
+      value->number > 1e12 || value->number != std::floor(value->number)) {
+    return false;
+  }
+  *out = static_cast<std::size_t>(value->number);
+  return true;
+}
+
+// policyport.noise: [{"offset", "shape", "distribution"}], blocks in order, each starting where
+// the one before ends. Returns "" when the list is well formed, else what is wrong.
+std::string parse_noise_blocks(const std::string& text, std::vector<NoiseBlock>* blocks) {
+  Json json;
+  if (!JsonParser(text).parse(&json) || json.kind != Json::Kind::kArray || json.items.empty()) {
+    return "is not a non-empty JSON list of blocks";
+  }
+  std::size_t next = 0;
+  for (const Json& item : json.items) {
+    NoiseBlock block;
+    const Json* shape = item.member("shape");
+    const Json* distribution = item.member("distribution");
+    if (item.kind != Json::Kind::kObject || !json_count(item.member("offset"), &block.offset) ||
+        shape == nullptr || shape->kind != Json::Kind::kArray || distribution == nullptr ||
+        distribution->kind != Json::Kind::kString) {
+      return "has a block without an integer \"offset\", a \"shape\" list and a "
+             "\"distribution\" name";
+    }
+    block.size = 1;
+    for (const Json& dim : shape->items) {
+      std::size_t size = 0;
+      if (!json_count(&dim, &size) || size == 0) return "has a block whose shape is not sizes";
+      block.shape.push_back(static_cast<int64_t>(size));
+      block.size *= size;
+    }
+    block.distribution = distribution->text;
+    if (block.offset != next) {
+      return "has a block at offset " + std::to_string(block.offset) + " where " +
+             std::to_string(next) + " was expected (blocks are concatenated in order)";
+    }
+    next += block.size;
+    blocks->push_back(std::move(block));
+  }
+  return "";
+}
+
+// policyport.entries: {"default": "policy.onnx", "sample": "policy.sample.onnx"}; false when
+// it is not an object of strings.
+bool parse_entries(const std::string& text, std::map<std::string, std::string>* entries) {
+  Json json;
+  if (!JsonParser(text).parse(&json) || json.kind != Json::Kind::kObject) return false;
+  for (const auto& [name, file] : json.members) {
+    if (file.kind != Json::Kind::kString) return false;
+    (*entries)[name] = file.text;
+  }
+  return true;
+}
+
+// `file` in the folder of `path` (the entries name files beside each other).
+std::string sibling(const std::string& path, const std::string& file) {
+  const std::size_t slash = path.find_last_of("/\\");
+  return slash == std::string::npos ? file : path.substr(0, slash + 1) + file;
+}
+
+// The sample entry export-policy --sample would write beside `path`: <stem>.sample<suffix>.
+std::string sample_entry_name(const std::string& path) {
+  const std::size_t slash = path.find_last_of("/\\");
+  const std::size_t dot = path.find_last_of('.');
+  if (dot == std::string::npos || (slash != std::string::npos && dot < slash)) {
+    return path + ".sample";
+  }
+  return path.substr(0, dot) + ".sample" + path.substr(dot);
+}
+
 }  // namespace
 
 const TensorInfo* ModelInfo::head(const std::string& name) const {
@@ -289,7 +478,8 @@ Policy::Policy(const std::string& path, const Options& options) try : impl_(new 
   info_.action_space_type = space_type(find("policyport.action_space"));
 
   // Inputs and outputs, in the session's order (the exporter's: observation leaves, then the
-  // mask; action, then the heads). Only `action_mask` and `action` are names the wrapper knows.
+  // mask, then the noise; action, then the heads, then sampled_action and log_prob). Only the
+  // names the contract fixes are known to the wrapper; the others are read from the file.
   auto info_of = [&](const TensorSpec& spec) {
     TensorInfo tensor;
     tensor.name = spec.name;
@@ -309,6 +499,10 @@ Policy::Policy(const std::string& path, const Options& options) try : impl_(new 
                 std::to_string(n_outputs) + " outputs; policyport.cpp handles up to " +
                 std::to_string(kMaxTensors) + " of each (raise kMaxTensors in policyport.cpp).");
   }
+  // The noise input, when there is one, is last; the mask comes just before it.
+  const bool has_noise =
+      n_inputs > 0 && impl_->session.GetInputNameAllocated(n_inputs - 1, allocator).get() ==
+                          std::string(kNoiseInput);
   for (std::size_t i = 0; i < n_inputs; ++i) {
     std::string name = impl_->session.GetInputNameAllocated(i, allocator).get();
     const TensorSpec spec = spec_of(name, impl_->session.GetInputTypeInfo(i));
@@ -318,11 +512,21 @@ Policy::Policy(const std::string& path, const Options& options) try : impl_(new 
         refuse("action_mask is " + input.dtype + " " + shape_string(spec.shape) +
                ", not the contract's bool [batch, mask_size]");
       }
-      if (i + 1 != n_inputs) refuse("action_mask is not the last input");
+      if (i + 1 + (has_noise ? 1 : 0) != n_inputs) {
+        refuse("action_mask is not the last input (or the last before noise)");
+      }
       info_.mask_size = input.size;
+    } else if (name == kNoiseInput) {
+      if (spec.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || input.shape.size() != 1) {
+        refuse("noise is " + input.dtype + " " + shape_string(spec.shape) +
+               ", not the contract's float32 [batch, noise_size]");
+      }
+      if (i + 1 != n_inputs) refuse("noise is not the last input");
+      info_.noise_size = input.size;
     } else if (!is_observation_name(name) || spec.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) {
       refuse("input '" + name + "' (" + input.dtype + ") is not one of the contract's: float32 " +
-             "'observation' or 'observation.<key>', then bool 'action_mask'");
+             "'observation' or 'observation.<key>', then bool 'action_mask', then float32 "
+             "'noise'");
     } else {
       info_.observation_inputs.push_back(input);
       info_.observation_size += input.size;
@@ -333,6 +537,7 @@ Policy::Policy(const std::string& path, const Options& options) try : impl_(new 
   if (info_.observation_inputs.size() == 1) {
     info_.observation_shape = info_.observation_inputs[0].shape;
   }
+  bool has_sampled_action = false, has_log_prob = false;
   for (std::size_t i = 0; i < n_outputs; ++i) {
     std::string name = impl_->session.GetOutputNameAllocated(i, allocator).get();
     const TensorSpec spec = spec_of(name, impl_->session.GetOutputTypeInfo(i));
@@ -346,6 +551,21 @@ Policy::Policy(const std::string& path, const Options& options) try : impl_(new 
       info_.integer_actions = spec.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64;
       info_.action_shape = output.shape;
       info_.action_size = output.size;
+    } else if (name == kSampledActionOutput) {
+      const TensorInfo& action = info_.outputs[0];
+      if (i + 2 != n_outputs || output.dtype != action.dtype || output.shape != action.shape) {
+        refuse("sampled_action is " + output.dtype + " " + shape_string(spec.shape) +
+               " at output " + std::to_string(i) + "; the contract's is the second-to-last "
+               "output, of the dtype and shape of action");
+      }
+      has_sampled_action = true;
+    } else if (name == kLogProbOutput) {
+      if (!has_sampled_action || spec.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT ||
+          !output.shape.empty()) {
+        refuse("log_prob is " + output.dtype + " " + shape_string(spec.shape) +
+               "; the contract's is float32 [batch], the last output, after sampled_action");
+      }
+      has_log_prob = true;
     } else if (spec.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) {
       refuse("output '" + name + "' is " + output.dtype + "; the contract's heads are float32");
     } else {
@@ -360,7 +580,35 @@ Policy::Policy(const std::string& path, const Options& options) try : impl_(new 
   if (const TensorInfo* q = info_.head(kQValuesHead); q && q->shape.size() != 1) {
     refuse("q_values has shape " + shape_string(q->shape) + " per row, not [n]");
   }
-  // The metadata lists the same tensors (both contract versions have these keys).
+  // The sampling path: all of it (contract 3: noise in, sampled_action and log_prob out, the
+  // noise blocks in the metadata) or none of it (contracts 1 and 2).
+  const bool sampling = info_.contract_version >= kSamplingContractVersion;
+  if (sampling != has_noise || has_noise != has_sampled_action || has_noise != has_log_prob) {
+    refuse("it declares contract version " + version_text + " and has " +
+           (has_noise ? "a" : "no") + " 'noise' input, " + (has_sampled_action ? "a" : "no") +
+           " 'sampled_action' output and " + (has_log_prob ? "a" : "no") +
+           " 'log_prob' output; contract " + std::to_string(kSamplingContractVersion) +
+           " (the sample entry) has all three and earlier versions none");
+  }
+  if (has_noise) {
+    const std::string noise_text = find("policyport.noise");
+    const std::string problem = parse_noise_blocks(noise_text, &info_.noise_blocks);
+    if (!problem.empty()) {
+      refuse("its policyport.noise metadata " + problem + " (it holds '" + noise_text + "')");
+    }
+    const NoiseBlock& last = info_.noise_blocks.back();
+    if (last.offset + last.size != info_.noise_size) {
+      refuse("its policyport.noise blocks hold " + std::to_string(last.offset + last.size) +
+             " values but the noise input holds " + std::to_string(info_.noise_size) + " per row");
+    }
+  }
+  info_.entry = find("policyport.entry");
+  const std::string entries_text = find("policyport.entries");
+  if (!entries_text.empty() && !parse_entries(entries_text, &info_.entries)) {
+    refuse("its policyport.entries metadata is not a JSON object of file names ('" +
+           entries_text + "')");
+  }
+  // The metadata lists the same tensors (every contract version has these keys).
   if (!lists_in_order(find("policyport.inputs"), info_.inputs) ||
       !lists_in_order(find("policyport.outputs"), info_.outputs)) {
     refuse("its inputs (" + names_of(info_.inputs) + ") and outputs (" + names_of(info_.outputs) +
@@ -430,9 +678,10 @@ const uint8_t* as_bool_bytes(const uint8_t* masks, std::size_t count,
 }
 }  // namespace
 
-void Policy::run_into(const float* const* observations, const uint8_t* masks, std::size_t batch,
-                      int64_t* discrete_actions, float* continuous_actions,
-                      float* const* heads) const {
+void Policy::run_session(const float* const* observations, const uint8_t* masks,
+                         const float* noise, std::size_t batch, int64_t* discrete_actions,
+                         float* continuous_actions, float* const* heads, int64_t* sampled_discrete,
+                         float* sampled_continuous, float* log_probs) const {
   try {
     const auto& memory = impl_->memory;
     const int64_t rows = static_cast<int64_t>(batch);
@@ -456,30 +705,110 @@ void Policy::run_into(const float* const* observations, const uint8_t* masks, st
       ++n_in;
     }
     if (info_.has_mask()) {
-      const TensorInfo& mask = info_.inputs.back();
+      const TensorInfo& mask = info_.inputs[n_in];
       inputs[n_in++] = Ort::Value::CreateTensor(memory, const_cast<uint8_t*>(masks),
                                                 batch * mask.size, shape_of(mask),
                                                 mask.shape.size() + 1,
                                                 ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL);
     }
-    const TensorInfo& action = info_.outputs[0];
-    int64_t* action_shape = shape_of(action);
-    outputs[0] = info_.integer_actions
-                     ? Ort::Value::CreateTensor<int64_t>(memory, discrete_actions,
-                                                         batch * action.size, action_shape,
-                                                         action.shape.size() + 1)
-                     : Ort::Value::CreateTensor<float>(memory, continuous_actions,
-                                                       batch * action.size, action_shape,
-                                                       action.shape.size() + 1);
+    if (info_.is_sample_entry()) {
+      const TensorInfo& input = info_.inputs.back();
+      inputs[n_in++] = Ort::Value::CreateTensor<float>(memory, const_cast<float*>(noise),
+                                                       batch * input.size, shape_of(input),
+                                                       input.shape.size() + 1);
+    }
+    // An action-like output (`action`, `sampled_action`) into the caller's int64 or float buffer.
+    auto action_value = [&](const TensorInfo& tensor, int64_t* discrete, float* continuous) {
+      int64_t* shape = shape_of(tensor);
+      return info_.integer_actions
+                 ? Ort::Value::CreateTensor<int64_t>(memory, discrete, batch * tensor.size, shape,
+                                                     tensor.shape.size() + 1)
+                 : Ort::Value::CreateTensor<float>(memory, continuous, batch * tensor.size, shape,
+                                                   tensor.shape.size() + 1);
+    };
+    std::size_t n_out = 0;
+    outputs[n_out++] = action_value(info_.outputs[0], discrete_actions, continuous_actions);
     for (std::size_t h = 0; h < info_.heads.size(); ++h) {
       const TensorInfo& head = info_.heads[h];
-      outputs[h + 1] = Ort::Value::CreateTensor<float>(memory, heads[h], batch * head.size,
-                                                       shape_of(head), head.shape.size() + 1);
+      outputs[n_out++] = Ort::Value::CreateTensor<float>(memory, heads[h], batch * head.size,
+                                                         shape_of(head), head.shape.size() + 1);
+    }
+    // The outputs are action, the heads, then sampled_action and log_prob: fetching the first
+    // n_out leaves the sampled ones out when they are not asked for.
+    if (log_probs != nullptr) {
+      const std::size_t last = info_.outputs.size() - 1;
+      outputs[n_out++] = action_value(info_.outputs[last - 1], sampled_discrete,
+                                      sampled_continuous);
+      const TensorInfo& log_prob = info_.outputs[last];
+      outputs[n_out++] = Ort::Value::CreateTensor<float>(memory, log_probs, batch,
+                                                         shape_of(log_prob), 1);
     }
     impl_->session.Run(Ort::RunOptions{nullptr}, impl_->input_names.data(), inputs.data(), n_in,
-                       impl_->output_names.data(), outputs.data(), info_.outputs.size());
+                       impl_->output_names.data(), outputs.data(), n_out);
   } catch (const Ort::Exception& e) {
     throw Error("running '" + info_.path + "' failed: " + e.what());
+  }
+}
+
+void Policy::run_into(const float* const* observations, const uint8_t* masks, std::size_t batch,
+                      int64_t* discrete_actions, float* continuous_actions,
+                      float* const* heads) const {
+  if (info_.is_sample_entry()) {
+    const auto it = info_.entries.find("default");
+    throw EntryError(
+        "run_into(): '" + info_.path + "' is a sample entry (contract " +
+        std::to_string(info_.contract_version) +
+        "): it takes a noise input. Call run_sample_into() (zero noise leaves `action` as it "
+        "is), run() or act(), or load the default entry" +
+        (it == info_.entries.end() ? std::string()
+                                   : " '" + sibling(info_.path, it->second) + "'") +
+        " for the deterministic action alone.");
+  }
+  run_session(observations, masks, nullptr, batch, discrete_actions, continuous_actions, heads,
+              nullptr, nullptr, nullptr);
+}
+
+void Policy::run_sample_into(const float* const* observations, const uint8_t* masks,
+                             const float* noise, std::size_t batch, int64_t* discrete_actions,
+                             float* continuous_actions, float* const* heads,
+                             int64_t* sampled_discrete, float* sampled_continuous,
+                             float* log_probs) const {
+  require_sample_entry("run_sample_into()", false);
+  run_session(observations, masks, noise, batch, discrete_actions, continuous_actions, heads,
+              sampled_discrete, sampled_continuous, log_probs);
+}
+
+void Policy::require_sample_entry(const char* call, bool drawing) const {
+  if (!info_.is_sample_entry()) {
+    const auto it = info_.entries.find("sample");
+    if (it != info_.entries.end()) {
+      throw EntryError(std::string(call) + ": '" + info_.path +
+                       "' is the default entry of its policy (contract " +
+                       std::to_string(info_.contract_version) +
+                       ": no noise input, no sampled_action). Load its sample entry '" +
+                       sibling(info_.path, it->second) +
+                       "' (policyport.entries) instead; it has the default entry's outputs too.");
+    }
+    throw EntryError(std::string(call) + ": '" + info_.path +
+                     "' has no sampling path (contract " +
+                     std::to_string(info_.contract_version) +
+                     ": no noise input, no sampled_action): it was exported without --sample. "
+                     "Re-export with `export-policy ... --sample` (Python: export(..., "
+                     "sample=True)), which writes '" +
+                     sample_entry_name(info_.path) + "' beside it, and load that.");
+  }
+  if (!drawing) return;
+  for (const NoiseBlock& block : info_.noise_blocks) {
+    if (block.distribution != kStandardNormal && block.distribution != kGumbel &&
+        block.distribution != kUniform) {
+      throw EntryError(std::string(call) + ": '" + info_.path + "' takes a noise block at " +
+                       "offset " + std::to_string(block.offset) + " drawn from '" +
+                       block.distribution + "', which this wrapper cannot draw (it draws " +
+                       kStandardNormal + ", " + kGumbel + " and " + kUniform +
+                       "). Draw that noise yourself, or in Python with "
+                       "policyport.sampling_noise(policy, key), and call sample_with_noise() "
+                       "or run_sample().");
+    }
   }
 }
 
@@ -525,8 +854,11 @@ BatchResult Policy::run(const float* observations, std::size_t observation_count
     buffer.resize(result.batch * head.size);
     heads.push_back(buffer.data());
   }
-  run_into(inputs.data(), bools, result.batch, result.discrete_actions.data(),
-           result.continuous_actions.data(), heads.data());
+  // A sample entry takes noise; `action` and the heads do not depend on it.
+  const std::vector<float> zero_noise(result.batch * info_.noise_size, 0.0f);
+  run_session(inputs.data(), bools, zero_noise.data(), result.batch,
+              result.discrete_actions.data(), result.continuous_actions.data(), heads.data(),
+              nullptr, nullptr, nullptr);
   return result;
 }
 
@@ -554,6 +886,85 @@ Action Policy::act(const float* observation, std::size_t observation_count, cons
 Action Policy::act(const std::vector<float>& observation, const std::vector<uint8_t>& mask) const {
   return act(observation.data(), observation.size(), mask.empty() ? nullptr : mask.data(),
              mask.size());
+}
+
+BatchSample Policy::run_sample(const float* observations, std::size_t observation_count,
+                               const uint8_t* masks, std::size_t mask_count, const float* noise,
+                               std::size_t noise_count) const {
+  require_sample_entry("run_sample()", false);
+  BatchSample result;
+  result.batch = check_batch(observation_count, masks, mask_count);
+  if (noise == nullptr || noise_count != result.batch * info_.noise_size) {
+    throw InputError("the noise holds " + std::to_string(noise == nullptr ? 0 : noise_count) +
+                     " floats; " + std::to_string(result.batch) + " observation(s) need " +
+                     std::to_string(result.batch * info_.noise_size) + " (" +
+                     std::to_string(info_.noise_size) +
+                     " per observation, the blocks of ModelInfo::noise_blocks).");
+  }
+  std::vector<uint8_t> mask_storage;
+  const uint8_t* bools = as_bool_bytes(masks, mask_count, &mask_storage);
+  std::vector<float> input_storage;
+  const std::vector<const float*> inputs =
+      split_inputs(info_, observations, result.batch, &input_storage);
+  BatchResult& mode = result.mode;
+  mode.batch = result.batch;
+  const std::size_t actions = result.batch * info_.action_size;
+  if (info_.integer_actions) {
+    mode.discrete_actions.resize(actions);
+    result.discrete_actions.resize(actions);
+  } else {
+    mode.continuous_actions.resize(actions);
+    result.continuous_actions.resize(actions);
+  }
+  std::vector<float*> heads;
+  for (const TensorInfo& head : info_.heads) {
+    std::vector<float>& buffer = mode.heads[head.name];
+    buffer.resize(result.batch * head.size);
+    heads.push_back(buffer.data());
+  }
+  result.log_probs.resize(result.batch);
+  run_session(inputs.data(), bools, noise, result.batch, mode.discrete_actions.data(),
+              mode.continuous_actions.data(), heads.data(), result.discrete_actions.data(),
+              result.continuous_actions.data(), result.log_probs.data());
+  return result;
+}
+
+BatchSample Policy::run_sample(const std::vector<float>& observations,
+                               const std::vector<uint8_t>& masks,
+                               const std::vector<float>& noise) const {
+  return run_sample(observations.data(), observations.size(),
+                    masks.empty() ? nullptr : masks.data(), masks.size(), noise.data(),
+                    noise.size());
+}
+
+Sample Policy::sample_with_noise(const float* observation, std::size_t observation_count,
+                                 const uint8_t* mask, std::size_t mask_count, const float* noise,
+                                 std::size_t noise_count) const {
+  require_sample_entry("sample_with_noise()", false);
+  if (observation_count != info_.observation_size) {
+    throw InputError("sample_with_noise() takes one observation of " +
+                     std::to_string(info_.observation_size) + " floats (" + layout(info_) +
+                     "), got " + std::to_string(observation_count) +
+                     "; use run_sample() for a batch.");
+  }
+  BatchSample batch =
+      run_sample(observation, observation_count, mask, mask_count, noise, noise_count);
+  Sample result;
+  result.discrete = std::move(batch.discrete_actions);
+  result.continuous = std::move(batch.continuous_actions);
+  result.log_prob = batch.log_probs.at(0);
+  result.mode.discrete = std::move(batch.mode.discrete_actions);
+  result.mode.continuous = std::move(batch.mode.continuous_actions);
+  result.mode.heads = std::move(batch.mode.heads);
+  return result;
+}
+
+Sample Policy::sample_with_noise(const std::vector<float>& observation,
+                                 const std::vector<uint8_t>& mask,
+                                 const std::vector<float>& noise) const {
+  return sample_with_noise(observation.data(), observation.size(),
+                           mask.empty() ? nullptr : mask.data(), mask.size(), noise.data(),
+                           noise.size());
 }
 
 namespace {
