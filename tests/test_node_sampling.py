@@ -18,6 +18,7 @@ import pytest
 from scipy import stats
 
 from consumer_artifacts import contract1
+from policyport.policy import MultiBinary
 from policyport.tracing import trace
 from sampling_cases import SPACES, assert_samples_match, check_sampled_steps, sample_case
 from test_node import NODE_EXAMPLE, ROOT, cartpole_onnx, json_line, npm_ci, run_node
@@ -83,7 +84,8 @@ def test_draws_stay_in_their_domain_at_the_extreme_words():
         ];
         const out = {};
         for (const word of [0, 0xffffffff]) {
-          const rng = Object.assign(Object.create(Xoshiro128.prototype), { nextUint32: () => word });
+          const rng = Object.create(Xoshiro128.prototype);  // a generator stuck at `word`
+          rng.nextUint32 = () => word;
           out[word] = Array.from(drawNoise(blocks, 3, rng, 1));
         }
         console.log(JSON.stringify(out));
@@ -105,7 +107,9 @@ def test_seeds_are_refused_unless_integers():
         console.log(JSON.stringify(errors));
         """
     )
-    assert got == [f"a seed is an integer in [0, 2^64), got {s}" for s in ("-1", "1.5", "18446744073709552000")]
+    assert got == [
+        f"a seed is an integer in [0, 2^64), got {s}" for s in ("-1", "1.5", "18446744073709552000")
+    ]
 
 
 # ---- Exact parity with JAX's noise ----------------------------------------------------------
@@ -143,7 +147,10 @@ def test_info_lists_the_noise_and_the_entries(folder):
     case = sample_case("MultiDiscrete", folder)
     info = json_line(run_node("info", str(case.path)))
     assert (info["contract_version"], info["entry"]) == (3, "sample")
-    assert info["entries"] == {"default": "MultiDiscrete.onnx", "sample": "MultiDiscrete.sample.onnx"}
+    assert info["entries"] == {
+        "default": "MultiDiscrete.onnx",
+        "sample": "MultiDiscrete.sample.onnx",
+    }
     assert info["noise"] == [
         {"offset": 0, "shape": [3], "distribution": "gumbel"},
         {"offset": 3, "shape": [4], "distribution": "gumbel"},
@@ -166,9 +173,22 @@ def test_default_entry_refuses_to_sample_and_names_the_sample_entry(folder, tmp_
     )
     for args in (
         ["batch", "--observations", str(tmp_path / "obs.f32"), "--sample", "1"],
-        ["batch", "--observations", str(tmp_path / "obs.f32"), "--input", f"noise={tmp_path / 'obs.f32'}"],
+        [
+            "batch",
+            "--observations",
+            str(tmp_path / "obs.f32"),
+            "--input",
+            f"noise={tmp_path / 'obs.f32'}",
+        ],
     ):
-        process = run_node(args[0], str(case.default_path), *args[1:], "--out", str(tmp_path / "o.json"), check=False)
+        process = run_node(
+            args[0],
+            str(case.default_path),
+            *args[1:],
+            "--out",
+            str(tmp_path / "o.json"),
+            check=False,
+        )
         assert process.returncode == 2
         assert refusal in process.stderr, process.stderr
         assert process.stdout == ""
@@ -179,7 +199,14 @@ def test_plain_export_refuses_to_sample_and_says_how_to_export(node_example, tmp
     """A file without entries (here the contract-1 golden file) has no sample entry to name."""
     golden = contract1()
     golden.inputs["observation"].astype("<f4").tofile(tmp_path / "obs.f32")
-    args = ["--observations", str(tmp_path / "obs.f32"), "--sample", "1", "--out", str(tmp_path / "o.json")]
+    args = [
+        "--observations",
+        str(tmp_path / "obs.f32"),
+        "--sample",
+        "1",
+        "--out",
+        str(tmp_path / "o.json"),
+    ]
     process = run_node("batch", str(golden.path), *args, check=False)
     assert process.returncode == 2
     assert (
@@ -195,10 +222,14 @@ def test_sample_entry_needs_exactly_one_source_of_noise(folder, tmp_path):
     both = run_node("batch", str(case.path), *args, "--sample", "3", "--out", out, check=False)
     without = args[: args.index(f"noise={tmp_path / 'noise.raw'}") - 1]
     neither = run_node("batch", str(case.path), *without, "--out", out, check=False)
-    bad_seed = run_node("batch", str(case.path), *without, "--sample", "x", "--out", out, check=False)
+    bad_seed = run_node(
+        "batch", str(case.path), *without, "--sample", "x", "--out", out, check=False
+    )
     for process in (both, neither):
         assert process.returncode == 2
-        assert "takes its noise (2 float32 a row) from exactly one of --sample SEED" in process.stderr
+        assert (
+            "takes its noise (2 float32 a row) from exactly one of --sample SEED" in process.stderr
+        )
     assert bad_seed.returncode == 2
     assert '--sample takes a non-negative integer seed, got "x"' in bad_seed.stderr
 
@@ -207,9 +238,10 @@ def test_sample_entry_needs_exactly_one_source_of_noise(folder, tmp_path):
 
 DRAWS = 20_000
 SEED = 2026
-# Each assertion below is one test at significance 1e-3: p > P_MIN passes. The seeds (SEED
+# Each p-value below is one test at significance 1e-3: p > P_MIN passes. The seeds (SEED
 # for Node's generator, 2026 for the observation) are fixed, so the outcome is too. A wrong
-# distribution fails by far: uniform noise fed where Gumbel is expected gives p < 1e-10.
+# distribution fails by far: drawing uniform noise where Gumbel is expected gave p = 0
+# (the noise's KS test; tried by editing lib/random.mjs).
 P_MIN = 1e-3
 # Chi-square cells expected to hold fewer than this many draws are pooled into one cell
 # (the chi-square approximation needs about 5 per cell).
@@ -217,7 +249,7 @@ MIN_EXPECTED = 5.0
 SCIPY = {"standard_normal": "norm", "gumbel": "gumbel_r", "uniform": "uniform"}
 
 
-def _masked(space: str, policy) -> np.ndarray | None:
+def _mask(space: str, policy) -> np.ndarray | None:
     """One masked entry (the first block's second), as in tests/test_sampling.py."""
     if space == "Box":
         return None
@@ -226,101 +258,114 @@ def _masked(space: str, policy) -> np.ndarray | None:
     return mask
 
 
-def _joint_probabilities(space: str, policy, observation, mask) -> tuple[list[tuple], np.ndarray]:
-    """Every joint action of a discrete space and the JAX policy's probability of it."""
-    space_obj = policy.action_space
+def _log_probs(policy, observation, actions, mask) -> np.ndarray:
+    """The JAX policy's log-probability of each action for one observation (a MultiBinary
+    policy takes its mask in the action's shape, as tests/test_sampling.py passes it)."""
+    if mask is not None and isinstance(policy.action_space, MultiBinary):
+        mask = mask.reshape(policy.action_space.shape)
+
+    def one(action):
+        return policy.evaluate_action(None, observation, action, action_mask=mask)[2]
+
+    return np.asarray(jax.jit(jax.vmap(one))(actions), np.float64)
+
+
+def _joint_actions(space: str, action_space) -> np.ndarray:
+    """Every action of a discrete space, [count, *shape]."""
     if space == "Discrete":
-        actions = [(a,) for a in range(space_obj.n)]
-    elif space == "MultiDiscrete":
-        actions = list(itertools.product(*(range(n) for n in space_obj.nvec)))
-    else:  # MultiBinary
-        actions = list(itertools.product((0, 1), repeat=space_obj.flat_size))
-    batch = np.asarray(actions).reshape(len(actions), *space_obj.shape)
+        return np.arange(action_space.n)
+    if space == "MultiDiscrete":
+        return np.asarray(list(itertools.product(*(range(n) for n in action_space.nvec))))
+    return np.asarray(list(itertools.product((0, 1), repeat=action_space.flat_size)))
 
-    def log_prob(action):
-        _, _, lp, _ = policy.evaluate_action(None, observation, action, action_mask=mask_arg)
-        return lp
 
-    mask_arg = None if mask is None else mask.reshape(space_obj.shape if space == "MultiBinary" else mask.shape)
-    return actions, np.exp(np.asarray(jax.vmap(log_prob)(batch), np.float64))
+def _noise_p_values(blocks, noise: np.ndarray) -> dict[str, float]:
+    """KS test of each block's drawn values against its distribution."""
+    return {
+        f"noise[{b.offset}:] {b.distribution}": stats.kstest(
+            noise[:, b.offset : b.offset + b.size].ravel(), SCIPY[b.distribution]
+        ).pvalue
+        for b in blocks
+    }
+
+
+def _box_p_values(policy, observation, sampled: np.ndarray) -> dict[str, float]:
+    """Per component: z-test of the mean against the policy's mean (its mode), chi-square
+    test of the variance against exp(log_std)^2; both two-sided."""
+    mean = np.asarray(policy(None, observation)[1], np.float64)
+    std = np.exp(np.asarray(policy.action_head.action_dist.log_std, np.float64))
+    p = {}
+    for i in range(sampled.shape[1]):
+        x = sampled[:, i].astype(np.float64)
+        z = (x.mean() - mean[i]) / (std[i] / np.sqrt(len(x)))
+        p[f"component {i} mean"] = 2 * stats.norm.sf(abs(z))
+        chi = (len(x) - 1) * x.var(ddof=1) / std[i] ** 2
+        tail = min(stats.chi2.cdf(chi, len(x) - 1), stats.chi2.sf(chi, len(x) - 1))
+        p[f"component {i} std"] = 2 * tail
+    return p
+
+
+def _discrete_p_value(space: str, policy, observation, mask, sampled: np.ndarray) -> float:
+    """Chi-square goodness of fit of the joint action counts to the JAX policy's
+    probabilities; asserts that actions of probability 0 (masked) were never drawn."""
+    actions = _joint_actions(space, policy.action_space)
+    probabilities = np.exp(_log_probs(policy, observation, actions, mask))
+    assert probabilities.sum() == pytest.approx(1.0, abs=1e-5)
+    index = {tuple(np.ravel(a)): i for i, a in enumerate(actions)}
+    counts = np.bincount([index[tuple(row)] for row in sampled], minlength=len(actions))
+    assert counts[probabilities == 0].sum() == 0
+    expected = len(sampled) * probabilities
+    keep = expected >= MIN_EXPECTED
+    observed_cells, expected_cells = list(counts[keep]), list(expected[keep])
+    if expected[~keep].sum() > 0:
+        observed_cells.append(counts[~keep].sum())
+        expected_cells.append(expected[~keep].sum())
+    expected_cells = np.asarray(expected_cells) * sum(observed_cells) / sum(expected_cells)
+    return stats.chisquare(observed_cells, expected_cells).pvalue
 
 
 @pytest.mark.parametrize("space", SPACES)
 def test_own_noise_samples_the_policy_distribution(folder, tmp_path, space):
     """20,000 draws for one observation with `--sample 2026` (one action masked):
 
-    - the drawn noise follows each block's distribution (KS test, p > 1e-3);
-    - discrete spaces: the joint action frequencies follow the JAX policy's probabilities
-      (exp of `evaluate_action`'s log_prob for every joint action; chi-square goodness of
-      fit, p > 1e-3); masked actions never sampled;
+    - the drawn noise follows each block's distribution (KS test);
+    - discrete spaces: the joint action counts follow the JAX policy's probabilities (exp
+      of `evaluate_action`'s log_prob for every joint action; chi-square goodness of fit,
+      cells expected below 5 pooled); masked actions never sampled;
     - Box: per component, the mean is the policy's mean (z-test) and the standard deviation
-      its exp(log_std) (chi-square test of the variance), each p > 1e-3 two-sided;
+      its exp(log_std) (chi-square test of the variance), two-sided;
     - every draw's log_prob is the JAX policy's for that action (1e-5 + 1e-5 * |jax|).
+
+    Every p-value must exceed P_MIN = 1e-3.
     """
     case = sample_case(space, folder)
-    policy = case.policy
-    observation = trace(policy, sample=True).observation_space.sample_numpy(np.random.default_rng(2026), 1)
+    policy, traced = case.policy, trace(case.policy, sample=True)
+    observation = traced.observation_space.sample_numpy(np.random.default_rng(2026), 1)
     np.repeat(observation, DRAWS, axis=0).astype("<f4").tofile(tmp_path / "obs.f32")
-    args = ["batch", str(case.path), "--observations", str(tmp_path / "obs.f32"), "--sample", str(SEED)]
-    mask = _masked(space, policy)
+    args = ["--observations", str(tmp_path / "obs.f32"), "--sample", str(SEED)]
+    mask = _mask(space, policy)
     if mask is not None:
         np.repeat(mask[None], DRAWS, axis=0).astype(np.uint8).tofile(tmp_path / "masks.u8")
         args += ["--masks", str(tmp_path / "masks.u8")]
-    run_node(*args, "--out", str(tmp_path / "out.json"))
+    run_node("batch", str(case.path), *args, "--out", str(tmp_path / "out.json"))
     got = json.loads((tmp_path / "out.json").read_text())
-    noise = np.asarray(got["noise"], np.float32)
     sampled = np.asarray(got["sampled_action"]).reshape(DRAWS, -1)
-    report = []
-
-    for block in trace(policy, sample=True).sampling.blocks:
-        values = noise[:, block.offset : block.offset + block.size].ravel()
-        p = stats.kstest(values, SCIPY[block.distribution]).pvalue
-        report.append(f"noise {block.distribution} KS p={p:.3g}")
-        assert p > P_MIN, report[-1]
 
     obs = observation[0]
+    p = _noise_p_values(traced.sampling.blocks, np.asarray(got["noise"], np.float32))
     if space == "Box":
-        mean = np.asarray(policy(None, obs)[1], np.float64)
-        std = np.exp(np.asarray(policy.action_head.action_dist.log_std, np.float64))
-        for i in range(sampled.shape[1]):
-            x = sampled[:, i].astype(np.float64)
-            z = (x.mean() - mean[i]) / (std[i] / np.sqrt(DRAWS))
-            p_mean = 2 * stats.norm.sf(abs(z))
-            chi = (DRAWS - 1) * x.var(ddof=1) / std[i] ** 2
-            p_std = 2 * min(stats.chi2.cdf(chi, DRAWS - 1), stats.chi2.sf(chi, DRAWS - 1))
-            report.append(f"component {i}: mean p={p_mean:.3g}, std p={p_std:.3g}")
-            assert p_mean > P_MIN and p_std > P_MIN, report[-1]
-        actions = sampled.reshape(DRAWS, *policy.action_space.shape)
+        p |= _box_p_values(policy, obs, sampled)
     else:
-        joint, probabilities = _joint_probabilities(space, policy, obs, mask)
-        assert probabilities.sum() == pytest.approx(1.0, abs=1e-5)
-        index = {a: i for i, a in enumerate(joint)}
-        counts = np.bincount([index[tuple(row)] for row in sampled], minlength=len(joint))
-        assert counts[probabilities == 0].sum() == 0  # masked actions: probability 0, never drawn
+        p["joint actions chi-square"] = _discrete_p_value(space, policy, obs, mask, sampled)
         assert not policy.action_space.illegal_rows(sampled, np.repeat(mask[None], DRAWS, 0)).any()
-        expected = DRAWS * probabilities
-        keep = expected >= MIN_EXPECTED
-        observed_cells = [*counts[keep], counts[~keep].sum()]
-        expected_cells = [*expected[keep], expected[~keep].sum()]
-        if expected_cells[-1] == 0:
-            observed_cells, expected_cells = observed_cells[:-1], expected_cells[:-1]
-        expected_cells = np.asarray(expected_cells) * sum(observed_cells) / sum(expected_cells)
-        p = stats.chisquare(observed_cells, expected_cells).pvalue
-        report.append(f"chi-square over {len(observed_cells)} cells p={p:.3g}")
-        assert p > P_MIN, report[-1]
-        actions = sampled.reshape(DRAWS, *policy.action_space.shape)
+    summary = ", ".join(f"{name} p={value:.3g}" for name, value in p.items())
+    print(f"node own noise {space}: {summary}")
+    assert all(value > P_MIN for value in p.values()), summary
 
-    mask_arg = None
-    if mask is not None:
-        mask_arg = mask.reshape(policy.action_space.shape) if space == "MultiBinary" else mask
-
-    def log_prob(action):
-        return policy.evaluate_action(None, obs, action, action_mask=mask_arg)[2]
-
-    want = np.asarray(jax.jit(jax.vmap(log_prob))(actions))
+    actions = sampled.reshape(DRAWS, *policy.action_space.shape)
+    want = _log_probs(policy, obs, actions, mask).astype(np.float32)
     diff = np.abs(np.asarray(got["log_prob"], np.float32) - want)
     assert np.all(diff <= 1e-5 + 1e-5 * np.abs(want)), diff.max()
-    print(f"node own noise {space}: " + "; ".join(report))
 
 
 # ---- Sampled CartPole -----------------------------------------------------------------------
@@ -336,7 +381,10 @@ def test_sampled_cartpole_steps_are_jax_samples(folder):
     assert episode["sample_seed"] == "7" and episode["contract_version"] == 3
     assert len(episode["noise"]) == episode["steps"] == len(episode["actions"])
     off_mode = check_sampled_steps(cartpole_policy(), episode)
-    print(f"node sampled CartPole: return {episode['return']}, {off_mode} of {episode['steps']} steps off the mode")
+    steps = episode["steps"]
+    print(
+        f"node sampled CartPole: return {episode['return']}, {off_mode}/{steps} steps off the mode"
+    )
     assert off_mode > 0
     again = json_line(run_node("cartpole", str(sample_entry), "--sample", "7"))
     assert (again["actions"], again["noise"]) == (episode["actions"], episode["noise"])

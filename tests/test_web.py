@@ -96,7 +96,9 @@ def models(tmp_path_factory) -> Path:
     grid = MLPActorCriticPolicy.deserialize(GRIDWORLD / "policy.eqx")
     policyport.export(grid, "onnx", folder / "gridworld.onnx", check=False, force=True)
     # CartPole without --sample: no sample entry to find.
-    policyport.export(cartpole_policy(), "onnx", folder / "cartpole-plain.onnx", check=False, force=True)
+    policyport.export(
+        cartpole_policy(), "onnx", folder / "cartpole-plain.onnx", check=False, force=True
+    )
     return folder
 
 
@@ -299,4 +301,7 @@ def test_check_page_samples_like_jax(server, models, tmp_path, space):
     [got] = result["check"]["cases"]
     assert got["inputs"][-1] == "noise"
     outputs = got["outputs"]
-    print("page", assert_samples_match(case, outputs["sampled_action"]["data"], outputs["log_prob"]["data"]))
+    print(
+        "page",
+        assert_samples_match(case, outputs["sampled_action"]["data"], outputs["log_prob"]["data"]),
+    )

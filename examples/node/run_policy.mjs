@@ -208,7 +208,11 @@ async function main() {
   const result = { command, model, ...summary(policy.spec) };
   if (command === 'cartpole') Object.assign(result, await cartpole(policy, values));
   if (command === 'batch') Object.assign(result, await batch(policy, values));
-  console.log(JSON.stringify(result));
+  // Written, not logged: a pipe takes stdout asynchronously, and process.exit() would cut a
+  // line longer than 64 KiB (a sampled episode's record) short. Exit once it is flushed.
+  await new Promise((resolve, reject) =>
+    process.stdout.write(`${JSON.stringify(result)}\n`, (error) => (error ? reject(error) : resolve())),
+  );
   return 0;
 }
 
