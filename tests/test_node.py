@@ -61,7 +61,8 @@ def npm_ci(folder: Path) -> None:
 
 @functools.cache
 def cartpole_onnx(basetemp: Path) -> Path:
-    """The bundled CartPole policy exported once per test session (shared with test_web)."""
+    """The bundled CartPole policy exported once per test session (shared with test_web and
+    test_node_sampling), with its sample entry `cartpole.sample.onnx` beside it."""
     import lerax.env
 
     from policyport.policy import MLPActorCriticPolicy
@@ -69,7 +70,7 @@ def cartpole_onnx(basetemp: Path) -> Path:
     policy = MLPActorCriticPolicy.deserialize(CARTPOLE_POLICY, lerax.env.CartPole())
     path = basetemp / "consumers" / "cartpole.onnx"
     path.parent.mkdir(parents=True, exist_ok=True)
-    policyport.export(policy, "onnx", path, check=False, force=True)
+    policyport.export(policy, "onnx", path, check=False, force=True, sample=True)
     return path
 
 
@@ -155,13 +156,13 @@ def with_contract_version(source: Path, target: Path, version: str) -> Path:
     return target
 
 
-@pytest.mark.parametrize("version", ["3", "0", "2.0"])
+@pytest.mark.parametrize("version", ["4", "0", "2.0"])
 def test_refuses_an_unknown_contract_version(cartpole_model, tmp_path, version):
     future = with_contract_version(cartpole_model, tmp_path / "future.onnx", version)
     process = run_node("info", str(future), check=False)
     assert process.returncode == 2
     assert f"unsupported artifact contract version {version} " in process.stderr
-    assert "this consumer knows versions 1, 2" in process.stderr
+    assert "this consumer knows versions 1, 2, 3:" in process.stderr
     assert process.stdout == ""
 
 

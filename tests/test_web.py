@@ -24,6 +24,7 @@ import pytest
 
 import policyport
 from consumer_artifacts import CASES, Case, assert_matches, contract1, exported
+from sampling_cases import SPACES, assert_samples_match, check_sampled_steps, sample_case
 from test_node import (
     CARTPOLE_FAILING_INIT,
     CARTPOLE_INIT,
@@ -31,7 +32,9 @@ from test_node import (
     cartpole_onnx,
     jax_cartpole_return,
     npm_ci,
+    run_node,
 )
+from test_node_sampling import cartpole_policy
 
 WEB_EXAMPLE = ROOT / "examples" / "web"
 GRIDWORLD = ROOT / "examples" / "gridworld"
@@ -92,6 +95,10 @@ def models(tmp_path_factory) -> Path:
     # The gridworld policy is policyport's self-describing file: no env needed to load it.
     grid = MLPActorCriticPolicy.deserialize(GRIDWORLD / "policy.eqx")
     policyport.export(grid, "onnx", folder / "gridworld.onnx", check=False, force=True)
+    # CartPole without --sample: no sample entry to find.
+    policyport.export(
+        cartpole_policy(), "onnx", folder / "cartpole-plain.onnx", check=False, force=True
+    )
     return folder
 
 
@@ -238,3 +245,63 @@ def test_check_page_reads_inputs_and_outputs_from_the_artifact(
             assert output["shape"] == list(artifact.expected[name].shape), (case, name)
         assert_matches(artifact, outputs)
     assert set(cases["q"].expected) == {"action", "q_values"}  # no value head to fall back on
+
+
+# ---- Sampling (sample entries, contract 3) -----------------------------------------------------
+
+SAMPLE_SEED = "7"
+
+
+def test_page_cartpole_samples_with_the_seed(server, models, tmp_path):
+    """`?sample=7`: the page finds the sample entry through the default entry's
+    policyport.entries and drives CartPole with sampled actions. Its episode is Node's
+    `cartpole --sample 7` step for step (the same generator in lib/random.mjs, the same
+    noise), each step's action is the traced JAX policy's sample for that observation and
+    noise (near-ties excepted), and some steps leave the mode."""
+    result = drive(page_url(server, sample=SAMPLE_SEED), tmp_path / "sampled.png")
+    page = result["cartpole"]
+    assert "error" not in page, result
+    assert not [line for line in result["console"] if line.startswith(("error", "pageerror"))]
+    assert page["sampled"] and page["sample_seed"] == int(SAMPLE_SEED)
+    sample_entry = models / "cartpole.sample.onnx"  # written beside cartpole.onnx
+    node = json.loads(run_node("cartpole", str(sample_entry), "--sample", SAMPLE_SEED).stdout)
+    assert page["noise"] == node["noise"]
+    assert page["actions"] == node["actions"]
+    assert page["return"] == node["return"]
+    off_mode = check_sampled_steps(cartpole_policy(), page)
+    print(f"page sampled CartPole: return {page['return']}, {off_mode} steps off the mode")
+    assert off_mode > 0
+
+
+def test_page_sampling_without_a_sample_entry_says_how_to_get_one(server, models, tmp_path):
+    """A CartPole model exported without --sample: the panel fails with the export to run."""
+    url = page_url(server, cartpole=f"{MODELS_URL}cartpole-plain.onnx", sample="1")
+    result = drive(url, tmp_path / "plain.png")
+    assert "it cannot sample; export the policy with `export-policy ... --sample`" in result[
+        "cartpole"
+    ].get("error", ""), result["cartpole"]
+
+
+@pytest.mark.parametrize("space", SPACES)
+def test_check_page_samples_like_jax(server, models, tmp_path, space):
+    """check.html on a sample entry fed `policyport.sampling_noise`'s noise for 128 keys:
+    onnxruntime-web's sampled actions and log_probs are the JAX policy's for those keys
+    (tolerances: sampling_cases.assert_samples_match)."""
+    case = sample_case(space, models.parent)
+    shutil.copyfile(case.path, models / f"sample-{space}.onnx")
+    inputs = {
+        name: {"shape": list(values.shape), "data": values.astype(float).ravel().tolist()}
+        for name, values in case.inputs.items()
+    }
+    spec = {"model": f"{MODELS_URL}sample-{space}.onnx", "inputs": inputs}
+    (models / f"sample-{space}.json").write_text(json.dumps(spec))
+    url = f"{server}/check.html?case={MODELS_URL}sample-{space}.json"
+    result = drive(url, tmp_path / "check.png", "checkResult")
+    assert "error" not in result["check"], result
+    [got] = result["check"]["cases"]
+    assert got["inputs"][-1] == "noise"
+    outputs = got["outputs"]
+    print(
+        "page",
+        assert_samples_match(case, outputs["sampled_action"]["data"], outputs["log_prob"]["data"]),
+    )

@@ -2,9 +2,9 @@
 // Runs a policyport ONNX artifact from Node.js with onnxruntime-node.
 //
 //   node run_policy.mjs info MODEL.onnx
-//   node run_policy.mjs cartpole MODEL.onnx [--init x,x_dot,theta,theta_dot] [--max-steps 500]
-//   node run_policy.mjs batch MODEL.onnx --observations OBS.f32 [--masks MASKS.u8] --out OUT.json
-//   node run_policy.mjs batch MODEL.onnx --input NAME=FILE [--input NAME=FILE ...] --out OUT.json
+//   node run_policy.mjs cartpole MODEL.onnx [--init x,x_dot,theta,theta_dot] [--max-steps 500] [--sample SEED]
+//   node run_policy.mjs batch MODEL.onnx --observations OBS.f32 [--masks MASKS.u8] [--sample SEED] --out OUT.json
+//   node run_policy.mjs batch MODEL.onnx --input NAME=FILE [--input NAME=FILE ...] [--sample SEED] --out OUT.json
 //
 // Each command prints a summary to stderr and exactly one JSON line to stdout.
 // Batch files are raw and row-major. --observations: float32 little-endian [N, observation
@@ -13,6 +13,12 @@
 // (float32 [N, *shape] for observation inputs, uint8 0/1 [N, mask_size] for action_mask);
 // --masks FILE is --input action_mask=FILE. N comes from the files' sizes. OUT.json holds every
 // output the artifact has, by name (action, then value and/or q_values).
+//
+// A sample entry (MODEL.sample.onnx, contract 3) also takes `noise`: --input noise=FILE (float32
+// [N, noise_size], e.g. policyport.sampling_noise's, to reproduce JAX's samples exactly), or
+// --sample SEED to draw the documented noise with xoshiro128** seeded with SEED (row after row);
+// OUT.json then has sampled_action and log_prob too, and, when drawn, the noise. `cartpole
+// --sample SEED` drives the episode with sampled actions and records every step's noise.
 
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -20,14 +26,16 @@ import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
 
 // The artifact reader and the CartPole dynamics are shared with the web page.
-import { MASK, Policy, nest } from '../web/lib/artifact.mjs';
-import { DEFAULT_INITIAL_STATE, MAX_STEPS, checkPolicy, runEpisode } from '../web/lib/cartpole.mjs';
+import { MASK, NOISE, Policy, cannotSample, nest } from '../web/lib/artifact.mjs';
+import { DEFAULT_INITIAL_STATE, MAX_STEPS, checkPolicy, runEpisode, sampler } from '../web/lib/cartpole.mjs';
+import { Xoshiro128 } from '../web/lib/random.mjs';
 
 const USAGE = `usage:
   node run_policy.mjs info MODEL.onnx
-  node run_policy.mjs cartpole MODEL.onnx [--init x,x_dot,theta,theta_dot] [--max-steps N]
-  node run_policy.mjs batch MODEL.onnx --observations OBS.f32 [--masks MASKS.u8] --out OUT.json
-  node run_policy.mjs batch MODEL.onnx --input NAME=FILE [--input NAME=FILE ...] --out OUT.json`;
+  node run_policy.mjs cartpole MODEL.onnx [--init x,x_dot,theta,theta_dot] [--max-steps N] [--sample SEED]
+  node run_policy.mjs batch MODEL.onnx --observations OBS.f32 [--masks MASKS.u8] [--sample SEED] --out OUT.json
+  node run_policy.mjs batch MODEL.onnx --input NAME=FILE [--input NAME=FILE ...] [--sample SEED] --out OUT.json
+  (a sample entry takes its noise from --sample SEED or --input noise=FILE)`;
 
 // One thread: a batch-1 control loop gains nothing from more, and results stay reproducible.
 const SESSION_OPTIONS = { intraOpNumThreads: 1, interOpNumThreads: 1 };
@@ -42,6 +50,9 @@ function summary(spec) {
     mask_size: spec.maskSize,
     observation_size: spec.observationSize,
     heads: spec.heads,
+    entry: spec.entry,
+    entries: spec.entries,
+    noise: spec.noise && spec.noise.blocks.map(({ offset, shape, distribution }) => ({ offset, shape, distribution })),
     inputs: spec.inputs.map(({ name, dtype, shape }) => ({ name, dtype, shape: ['batch', ...shape] })),
     outputs: spec.outputs.map(({ name, dtype, shape }) => ({ name, dtype, shape: ['batch', ...shape] })),
     weights_sha256: spec.weightsSha256,
@@ -56,6 +67,20 @@ function printSummary(model, spec) {
   const tensors = (list) => list.map((t) => `${t.name} ${t.dtype}[batch${t.shape.map((d) => `, ${d}`).join('')}]`).join(', ');
   console.error(`  inputs            ${tensors(spec.inputs)}`);
   console.error(`  outputs           ${tensors(spec.outputs)}`);
+  if (spec.noise) {
+    const blocks = spec.noise.blocks.map((b) => `${b.distribution}[${b.shape}]`).join(' + ');
+    console.error(`  noise             ${blocks} (sample entry)`);
+  } else if (spec.entries?.sample) {
+    console.error(`  sample entry      ${spec.entries.sample}`);
+  }
+}
+
+// The generator for --sample SEED; refused up front where the artifact has no noise input.
+function generator(spec, seed) {
+  if (seed === undefined) return null;
+  if (!spec.noise) throw new Error(cannotSample(spec));
+  if (!/^[0-9]+$/.test(seed)) throw new Error(`--sample takes a non-negative integer seed, got ${JSON.stringify(seed)}`);
+  return Xoshiro128.fromSeed(BigInt(seed));
 }
 
 async function cartpole(policy, values) {
@@ -65,15 +90,19 @@ async function cartpole(policy, values) {
     throw new Error(`--init needs 4 comma-separated numbers, got ${JSON.stringify(values.init)}`);
   }
   const maxSteps = values['max-steps'] ? Number(values['max-steps']) : MAX_STEPS;
+  const rng = generator(policy.spec, values.sample);
+  const sampling = rng ? sampler(policy, rng) : null;
   const started = performance.now();
-  const act = (observation) => policy.act(observation);
+  const act = sampling ? sampling.act : (observation) => policy.act(observation);
   const episode = await runEpisode(act, { initialState, maxSteps });
   const seconds = (performance.now() - started) / 1000;
   console.error(
-    `CartPole from [${initialState}]: return ${episode.return} in ${episode.steps} steps ` +
-      `(${episode.terminated ? 'terminated' : 'time limit'}), ${(seconds * 1000).toFixed(0)} ms`,
+    `CartPole from [${initialState}]${rng ? `, sampled (seed ${values.sample})` : ''}: return ` +
+      `${episode.return} in ${episode.steps} steps (${episode.terminated ? 'terminated' : 'time limit'}), ` +
+      `${(seconds * 1000).toFixed(0)} ms`,
   );
-  return { initial_state: initialState, max_steps: maxSteps, ...episode, seconds };
+  const sampled = sampling ? { sample_seed: values.sample, ...sampling.record } : {};
+  return { initial_state: initialState, max_steps: maxSteps, ...episode, ...sampled, seconds };
 }
 
 // A raw file as a typed array of whole rows of `rowSize` elements: [array, rows].
@@ -102,9 +131,16 @@ function batchFiles(spec, values) {
   const known = spec.inputs.map((i) => i.name);
   for (const name of files.keys()) {
     if (!known.includes(name)) {
-      const hint = name === MASK ? 'this policy takes no mask; drop it' : `its inputs are ${known.join(', ')}`;
+      const hint =
+        name === MASK ? 'this policy takes no mask; drop it' : name === NOISE ? cannotSample(spec) : `its inputs are ${known.join(', ')}`;
       throw new Error(`the model has no input ${JSON.stringify(name)}: ${hint}`);
     }
+  }
+  if (spec.noise && files.has(NOISE) === (values.sample !== undefined)) {
+    throw new Error(
+      `a sample entry takes its noise (${spec.noise.size} float32 a row) from exactly one of ` +
+        '--sample SEED (drawn here) and --input noise=FILE',
+    );
   }
   const leaves = spec.observationInputs.map((i) => i.name);
   if (values.observations && leaves.some((name) => files.has(name))) {
@@ -123,6 +159,7 @@ async function batch(policy, values) {
   const { spec } = policy;
   if (!values.out) throw new Error('batch needs --out OUT.json');
   const files = batchFiles(spec, values);
+  const rng = generator(spec, values.sample);
   let n = null;
   const rows = (path, name, size, Type) => {
     const [array, count] = readRows(path, name, size, Type);
@@ -139,8 +176,10 @@ async function batch(policy, values) {
     );
   }
   const masks = files.has(MASK) ? rows(files.get(MASK), MASK, spec.maskSize, Uint8Array) : null;
-  const out = await policy.run(observations, n, masks);
+  const noise = files.has(NOISE) ? rows(files.get(NOISE), NOISE, spec.noise.size, Float32Array) : rng;
+  const out = await policy.run(observations, n, masks, noise);
   const result = Object.fromEntries(spec.outputs.map(({ name }) => [name, nest(out[name], out.shapes[name])]));
+  if (rng) result[NOISE] = nest(out[NOISE], [n, spec.noise.size]); // what was drawn, to reproduce it
   writeFileSync(values.out, JSON.stringify(result));
   console.error(`batch of ${n}: wrote ${spec.outputs.map((o) => o.name).join(', ')} to ${values.out}`);
   return { rows: n, out: values.out };
@@ -156,6 +195,7 @@ async function main() {
       masks: { type: 'string' },
       input: { type: 'string', multiple: true },
       out: { type: 'string' },
+      sample: { type: 'string' },
     },
   });
   const [command, model] = positionals;
@@ -168,7 +208,11 @@ async function main() {
   const result = { command, model, ...summary(policy.spec) };
   if (command === 'cartpole') Object.assign(result, await cartpole(policy, values));
   if (command === 'batch') Object.assign(result, await batch(policy, values));
-  console.log(JSON.stringify(result));
+  // Written, not logged: a pipe takes stdout asynchronously, and process.exit() would cut a
+  // line longer than 64 KiB (a sampled episode's record) short. Exit once it is flushed.
+  await new Promise((resolve, reject) =>
+    process.stdout.write(`${JSON.stringify(result)}\n`, (error) => (error ? reject(error) : resolve())),
+  );
   return 0;
 }
 

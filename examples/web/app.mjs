@@ -6,15 +6,20 @@
 //   init=a,b,c,d   CartPole's initial state (default 0.01,-0.02,0.03,0.04)
 //   start=row,col  the gridworld start cell (default: a random start cell)
 //   fps=N          CartPole frames per second; 50 is real time (dt = 0.02 s), 0 runs unthrottled
+//   sample=SEED    drive CartPole with sampled actions: its sample entry (policyport.entries of
+//                  the cartpole model, or the model itself if it is one) fed noise drawn by
+//                  xoshiro128** seeded with SEED; the "sample" checkbox does the same by hand,
+//                  each run with a new random seed (shown, to replay with ?sample=SEED)
 //   grid_fps=N     gridworld moves per second (default 4; 0 unthrottled)
 // Results are also put on `window` (cartpoleResult, gridResult) for scripts such as drive.mjs.
 
 // The plain-WASM build: ort.min.mjs would also fetch a 28 MB WebGPU/JSEP variant we don't use.
 import * as ort from './node_modules/onnxruntime-web/dist/ort.wasm.min.mjs';
 
-import { Policy } from './lib/artifact.mjs';
+import { Policy, cannotSample } from './lib/artifact.mjs';
 import * as cp from './lib/cartpole.mjs';
 import * as gw from './lib/gridworld.mjs';
+import { Xoshiro128 } from './lib/random.mjs';
 
 // The .wasm files are served from node_modules beside the page, never copied or committed.
 ort.env.wasm.wasmPaths = new URL('./node_modules/onnxruntime-web/dist/', import.meta.url).href;
@@ -93,14 +98,17 @@ function drawCartPole(canvas, [x, , theta]) {
   ctx.fill();
 }
 
-async function runCartPole(policy) {
+// `seed`: null for the deterministic action, else sample with a generator seeded with it.
+async function runCartPole(policy, seed = null) {
   cp.checkPolicy(policy.spec);
   const canvas = $('cartpole-canvas');
   const fps = rate('fps', 50);
   const initialState = params.has('init') ? params.get('init').split(',').map(Number) : cp.DEFAULT_INITIAL_STATE;
   $('cartpole-status').textContent = 'running';
+  $('cartpole-seed').textContent = seed === null ? '' : `seed ${seed} (replay: ?sample=${seed})`;
   drawCartPole(canvas, initialState);
-  const act = (observation) => policy.act(observation);
+  const sampling = seed === null ? null : cp.sampler(policy, Xoshiro128.fromSeed(seed));
+  const act = sampling ? sampling.act : (observation) => policy.act(observation);
   const started = performance.now();
   const episode = await cp.runEpisode(act, {
     initialState,
@@ -112,7 +120,55 @@ async function runCartPole(policy) {
     },
   });
   $('cartpole-status').textContent = episode.terminated ? 'done: the pole fell' : `done: ${cp.MAX_STEPS}-step limit`;
-  return { ...episode, initial_state: initialState, seconds: (performance.now() - started) / 1000 };
+  const seconds = (performance.now() - started) / 1000;
+  const sampled = sampling ? { sample_seed: seed, ...sampling.record } : {};
+  return { ...episode, initial_state: initialState, seconds, sampled: seed !== null, ...sampled };
+}
+
+// The seed a run samples with: ?sample=SEED for the first run, a random one afterwards.
+function seedFromQuery() {
+  if (!params.has('sample')) return null;
+  const seed = params.get('sample');
+  if (!/^[0-9]+$/.test(seed) || !Number.isSafeInteger(Number(seed))) {
+    throw new Error(`sample=${seed} is not a seed: give a non-negative integer`);
+  }
+  return Number(seed);
+}
+
+const randomSeed = () => crypto.getRandomValues(new Uint32Array(1))[0];
+
+// CartPole's panel: the deterministic policy (the model given) and, once sampling is asked
+// for, the sample entry it names (loaded once). The checkbox and "Run again" start new runs.
+async function cartpolePanel(url) {
+  const base = new URL(url, location.href);
+  const given = await loadPolicy(base.href);
+  let sampleEntry = given.spec.noise ? { policy: given, url } : null;
+  const entryFor = async (sampling) => {
+    if (!sampling) return { policy: given, url };
+    if (!sampleEntry) {
+      if (!given.spec.entries?.sample) throw new Error(cannotSample(given.spec));
+      const sampleUrl = new URL(given.spec.entries.sample, base).href;
+      sampleEntry = { policy: await loadPolicy(sampleUrl), url: sampleUrl };
+    }
+    return sampleEntry;
+  };
+  const button = $('cartpole-restart');
+  const box = $('cartpole-sample');
+  let seed = seedFromQuery();
+  box.checked = seed !== null;
+  const once = async () => {
+    button.disabled = box.disabled = true;
+    try {
+      const { policy, url: shown } = await entryFor(box.checked);
+      describe($('cartpole-meta'), shown, policy.spec);
+      window.cartpoleResult = await runCartPole(policy, box.checked ? (seed ?? randomSeed()) : null);
+    } finally {
+      seed = null; // later runs draw a new seed
+      button.disabled = box.disabled = false;
+    }
+  };
+  button.onclick = box.onchange = () => once().catch((error) => fail('cartpole', error));
+  await once();
 }
 
 // ---- Gridworld ------------------------------------------------------------------------------
@@ -226,7 +282,8 @@ function randomStart() {
   return gw.STARTS[Math.floor(Math.random() * gw.STARTS.length)];
 }
 
-async function panel(name, url, run) {
+// A panel with one policy and a "run again" button; `firstArgs()` gives the first run's arguments.
+async function panel(name, url, run, firstArgs = () => []) {
   try {
     const policy = await loadPolicy(url);
     describe($(`${name}-meta`), url, policy.spec);
@@ -237,7 +294,7 @@ async function panel(name, url, run) {
       button.disabled = false;
     };
     button.onclick = () => once().catch((error) => fail(name, error));
-    await once(...(name === 'grid' ? [startFromQuery()] : []));
+    await once(...firstArgs());
   } catch (error) {
     fail(name, error);
   }
@@ -254,6 +311,6 @@ function startFromQuery() {
 const gridRun = (policy, start = randomStart()) => runGrid(policy, start);
 
 await Promise.all([
-  panel('cartpole', params.get('cartpole') ?? 'models/cartpole.onnx', runCartPole),
-  panel('grid', params.get('grid') ?? 'models/gridworld.onnx', gridRun),
+  cartpolePanel(params.get('cartpole') ?? 'models/cartpole.onnx').catch((error) => fail('cartpole', error)),
+  panel('grid', params.get('grid') ?? 'models/gridworld.onnx', gridRun, () => [startFromQuery()]),
 ]);

@@ -5,13 +5,16 @@
 // Query: one or more `case=URL`, each a JSON file
 //   {"model": URL of the .onnx, "inputs": {inputName: {"shape": [batch, ...], "data": [...]}}}
 // with inputs named as the artifact lists them (policyport.inputs): observation leaves as
-// float32, `action_mask` as 0/1. Sets `window.checkResult` to
+// float32, `action_mask` as 0/1, and for a sample entry (contract 3) `noise` as float32 (e.g.
+// policyport.sampling_noise's, to compare with JAX's samples). Cases run one after another
+// (onnxruntime-web's WASM backend is not made for sessions created concurrently). Sets
+// `window.checkResult` to
 //   {"cases": [{"model", "inputs": [names], "outputs": {name: {"shape", "data"}}}]}
 // or {"error": message}.
 
 import * as ort from './node_modules/onnxruntime-web/dist/ort.wasm.min.mjs';
 
-import { MASK, Policy } from './lib/artifact.mjs';
+import { MASK, NOISE, Policy } from './lib/artifact.mjs';
 
 ort.env.wasm.wasmPaths = new URL('./node_modules/onnxruntime-web/dist/', import.meta.url).href;
 ort.env.wasm.numThreads = 1;
@@ -35,7 +38,8 @@ async function runCase(url) {
     spec.observationInputs.map(({ name }) => [name, Float32Array.from(inputs[name].data)]),
   );
   const masks = MASK in inputs ? Uint8Array.from(inputs[MASK].data) : null;
-  const out = await policy.run(observations, batch, masks);
+  const noise = NOISE in inputs ? Float32Array.from(inputs[NOISE].data) : null;
+  const out = await policy.run(observations, batch, masks, noise);
   const outputs = Object.fromEntries(
     spec.outputs.map(({ name }) => [name, { shape: out.shapes[name], data: Array.from(out[name]) }]),
   );
@@ -46,7 +50,9 @@ async function runCase(url) {
 try {
   const urls = new URLSearchParams(location.search).getAll('case');
   if (urls.length === 0) throw new Error('no ?case=URL given');
-  window.checkResult = { cases: await Promise.all(urls.map(runCase)) };
+  const cases = [];
+  for (const url of urls) cases.push(await runCase(url));
+  window.checkResult = { cases };
 } catch (error) {
   console.error(error);
   document.getElementById('error').textContent = error.message;

@@ -84,15 +84,34 @@ export class CartPole {
 // (it may be async: ONNX Runtime's run is). `onStep` sees every step, e.g. to draw it.
 export async function runEpisode(act, { initialState, maxSteps = MAX_STEPS, onStep } = {}) {
   const env = new CartPole(initialState);
+  const actions = [];
   let steps = 0;
   let ret = 0;
   let terminated = false;
   while (steps < maxSteps && !terminated) {
     const action = await act(env.observation());
+    actions.push(action);
     ret += env.step(action);
     steps += 1;
     terminated = env.terminated();
     if (onStep) await onStep({ env, action, steps, return: ret, terminated });
   }
-  return { steps, return: ret, terminated, final_state: Array.from(env.state) };
+  return { steps, return: ret, terminated, final_state: Array.from(env.state), actions };
+}
+
+// An `act` for runEpisode that samples from a sample entry (contract 3) with `rng`, and the
+// record of what it did, step by step: the observation, the noise it drew, the sampled action,
+// its log-probability and the deterministic action (mode) for the same observation. With the
+// noise and the observation, anyone can recompute each step's sample (the tests do, in JAX).
+export function sampler(policy, rng) {
+  const record = { observations: [], noise: [], log_probs: [], modes: [] };
+  const act = async (observation) => {
+    const { action, logProb, noise, mode } = await policy.sample(observation, null, rng);
+    record.observations.push(Array.from(observation));
+    record.noise.push(Array.from(noise));
+    record.log_probs.push(logProb);
+    record.modes.push(mode);
+    return action;
+  };
+  return { act, record };
 }
