@@ -9,8 +9,10 @@ from __future__ import annotations
 import dataclasses
 import errno
 import hashlib
+import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -23,6 +25,13 @@ import policyport
 from conftest import make_policy
 from policyport import ParityError
 from policyport._export import check as check_artifact
+from policyport._publish import (
+    FOREIGN_STALE_SECONDS,
+    PLAN,
+    host_name,
+    remove_stale_staging,
+    staging_dir,
+)
 from policyport.formats import FORMATS, RUNTIMES
 from policyport.formats._onnx import OnnxFormat
 
@@ -200,3 +209,73 @@ def test_a_full_disk_mid_write_is_a_clear_error_and_leaves_nothing(
         err,
     ), err
     assert [p.name for p in tmp_path.iterdir()] == ["model.eqx"]
+
+
+# ---------------------------------------------------------------------------------------
+# Staging folders in an output folder shared by several machines (Dask workers)
+
+HERE = "gpu-node-1"  # this machine's name in these tests, with "-" as real names have
+ELSEWHERE = "gpu-node-2"
+
+
+def _dead_pid() -> int:
+    """The PID of a process that has exited (a reused PID would be an unlikely race)."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(done.stdout)
+
+
+def _staging(folder: Path, name: str, age: float = 0.0) -> Path:
+    """A staging folder holding a partial artifact, last changed `age` seconds ago."""
+    path = folder / f".p.onnx.policyport-staging-{name}"
+    path.mkdir()
+    (path / "p.onnx").write_bytes(b"partial")
+    when = time.time() - age
+    os.utime(path, (when, when))
+    return path
+
+
+def test_a_staging_folder_is_named_after_its_host_and_pid(tmp_path, monkeypatch):
+    monkeypatch.setattr(socket, "gethostname", lambda: "gpu node/7:a")
+    assert host_name() == "gpu_node_7_a"  # safe in a file name
+    with staging_dir(tmp_path / "p.onnx") as staging:
+        assert staging.name.startswith(f".p.onnx.policyport-staging-gpu_node_7_a-{os.getpid()}-")
+        assert remove_stale_staging(tmp_path) == []  # ours, and in use
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_staging_folders_of_other_hosts_are_judged_by_age_not_pid(tmp_path, monkeypatch):
+    """On this host a dead PID makes a staging folder stale; another host's PIDs mean
+    nothing here (its live export would be deleted), so only a day's age does."""
+    monkeypatch.setattr(socket, "gethostname", lambda: HERE)
+    dead, live, old = _dead_pid(), os.getppid(), FOREIGN_STALE_SECONDS + 60
+    stale = [
+        _staging(tmp_path, f"{HERE}-{dead}-a"),  # this host, dead PID
+        _staging(tmp_path, f"{HERE}-{os.getpid()}-b"),  # our PID, not made by us: reused
+        _staging(tmp_path, f"{ELSEWHERE}-{live}-c", age=old),  # a live PID here means nothing
+        _staging(tmp_path, f"{dead}-d", age=old),  # no host (older policyport): by age
+    ]
+    kept = [
+        _staging(tmp_path, f"{HERE}-{live}-e", age=old),  # this host, live PID, however old
+        _staging(tmp_path, f"{ELSEWHERE}-{dead}-f"),  # fresh: that machine's export may run
+        _staging(tmp_path, f"{ELSEWHERE}-{dead}-g", age=FOREIGN_STALE_SECONDS - 60),
+        _staging(tmp_path, f"{dead}-h"),
+    ]
+    assert sorted(remove_stale_staging(tmp_path)) == sorted(stale)
+    assert sorted(tmp_path.iterdir()) == sorted(kept)
+
+
+def test_an_old_committed_staging_folder_of_another_host_is_rolled_forward(tmp_path, monkeypatch):
+    """A foreign export that died after its commit point completes, as a local one does."""
+    monkeypatch.setattr(socket, "gethostname", lambda: HERE)
+    staging = _staging(tmp_path, f"{ELSEWHERE}-{os.getpid()}-a")
+    (staging / PLAN).write_text(json.dumps([["p.onnx", "p.onnx"]]))
+    old = time.time() - FOREIGN_STALE_SECONDS - 60
+    os.utime(staging, (old, old))  # writing the plan made it fresh
+    assert remove_stale_staging(tmp_path) == [staging]
+    assert [p.name for p in tmp_path.iterdir()] == ["p.onnx"]
+    assert (tmp_path / "p.onnx").read_bytes() == b"partial"

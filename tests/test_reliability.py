@@ -35,7 +35,7 @@ import policyport
 from conftest import make_policy
 from policyport import InputError, ModelFileError, ParityError, UnsupportedError
 from policyport._cli import run
-from policyport._publish import PLAN, remove_stale_staging
+from policyport._publish import PLAN, host_name, remove_stale_staging
 from policyport.exporters import FORMATS
 from policyport.policy import MLPActorCriticPolicy
 from policyport.policy._serialization import _LENGTH, MAGIC
@@ -441,15 +441,16 @@ def test_stale_staging_folders_are_removed(tmp_path):
         text=True,
         check=True,
     )
+    host = host_name()
     stale = [
-        tmp_path / f".p.onnx.policyport-staging-{int(dead.stdout)}-abc",
+        tmp_path / f".p.onnx.policyport-staging-{host}-{int(dead.stdout)}-abc",
         # A killed export that had our PID (PIDs are reused, e.g. in fresh containers).
-        tmp_path / f".p.onnx.policyport-staging-{os.getpid()}-xyz",
+        tmp_path / f".p.onnx.policyport-staging-{host}-{os.getpid()}-xyz",
     ]
     for path in stale:
         (path / "p.onnx").parent.mkdir()
         (path / "p.onnx").write_bytes(b"partial")
-    live = tmp_path / f".q.onnx.policyport-staging-{os.getppid()}-live"
+    live = tmp_path / f".q.onnx.policyport-staging-{host}-{os.getppid()}-live"
     live.mkdir()
     assert sorted(remove_stale_staging(tmp_path)) == sorted(stale)
     assert [p.name for p in tmp_path.iterdir()] == [live.name]
@@ -606,13 +607,13 @@ def test_sigkill_after_the_commit_point_before_any_rename(model, tmp_path):
 
 
 def test_sigkill_leaves_a_stale_folder_only_a_dead_pid_owns(model, tmp_path):
-    """The staging folder a killed export leaves is named after its (dead) PID."""
+    """The staging folder a killed export leaves is named after its host and (dead) PID."""
     case = _Kill("onnx", "written", False)
     _start(case, model, tmp_path)
     _wait_for_pause(case, time.monotonic() + 300)
     pid = case.process.pid
     [staging] = case.folder.glob(STAGING)
-    assert f"policyport-staging-{pid}-" in staging.name
+    assert f"policyport-staging-{host_name()}-{pid}-" in staging.name
     assert remove_stale_staging(case.folder) == []  # still running: not stale
     case.process.kill()
     case.process.wait()

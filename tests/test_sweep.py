@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import os
+import pickle
 import shutil
 from pathlib import Path
 
@@ -18,7 +20,9 @@ import policyport
 import policyport._export
 from conftest import ACTION_SPACES, make_policy
 from policyport._cli import run
+from policyport._sweep import SweepJob
 from policyport._sweep_cli import EXIT_SOME_FAILED
+from policyport._sweep_options import NOT_SWEPT, SweepOptions
 from policyport.checks import sample_inputs
 from policyport.checks._reference import reference_and_margins
 from policyport.tracing import trace
@@ -279,3 +283,26 @@ def test_batched_trace_per_architecture_lowers_to_the_same_bytes():
             cached = lower_natively(traced, 21).SerializeToString()
             direct = lower_function(traced.batched, traced.inputs, traced.outputs, 21)
             assert cached == direct.SerializeToString(), (action, seed)
+
+
+def test_sweep_options_are_exactly_the_keyword_options_of_export():
+    """A new (or renamed, or re-defaulted) option of `export()` fails here until the sweep
+    carries it too: names, order and defaults must match."""
+    keywords = {
+        name: parameter.default
+        for name, parameter in inspect.signature(policyport.export).parameters.items()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+    assert set(NOT_SWEPT) <= set(keywords)
+    expected = [(n, d) for n, d in keywords.items() if n not in NOT_SWEPT]
+    fields = dataclasses.fields(SweepOptions)
+    assert [(f.name, f.default) for f in fields] == expected
+    assert set(SweepOptions().export_kwargs()) == set(keywords) - set(NOT_SWEPT)
+
+
+def test_a_job_is_plain_data_that_pickles():
+    options = SweepOptions(seed=3, check_in=("openvino",), env="lerax.env:CartPole")
+    job = SweepJob("/m/policy.eqx", None, "policy.eqx", options=options)
+    assert pickle.loads(pickle.dumps(job)) == job
+    with pytest.raises(dataclasses.FrozenInstanceError, match="cannot assign to field 'seed'"):
+        options.seed = 4  # type: ignore[misc]

@@ -10,11 +10,13 @@ and checked. Publishing several paths is a small transaction:
 3. the plan is deleted, then the staging folder.
 
 A staging folder left by a dead export is recovered by the next export or check in that
-folder: without a plan it is deleted (the previous set stays, untouched); with a plan, the
-remaining moves are finished first (the new set completes). So after a failure or a kill
-at any point, once recovered, the destinations hold the complete previous set or the
-complete new set. Publishing and recovery hold an exclusive lock on the folder, so two
-exports to one place publish one after the other, never interleaved.
+folder (`_stale` says how a dead export is told from a live one, of this machine or of
+another sharing the folder): without a plan it is deleted (the previous set stays,
+untouched); with a plan, the remaining moves are finished first (the new set completes).
+So after a failure or a kill at any point, once recovered, the destinations hold the
+complete previous set or the complete new set. Publishing and recovery hold an exclusive
+lock on the folder, so two exports to one place publish one after the other, never
+interleaved.
 """
 
 from __future__ import annotations
@@ -24,8 +26,11 @@ import errno
 import fcntl
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,9 +39,17 @@ from ._pause import test_pause
 
 _MARK = ".policyport-staging-"
 PLAN = "publish-plan.json"
-# Staging folders this process made and has not removed yet: a folder carrying our PID
-# that is not in here was left by an earlier process that had the same PID.
+# Staging folders this process made and has not removed yet: a folder carrying our host
+# and PID that is not in here was left by an earlier process that had the same PID.
 _OURS: set[Path] = set()
+# A staging folder made on another machine (Dask workers sharing one output folder) cannot
+# be judged by its PID, which names a process of that machine. It is taken as dead once
+# its folder has not changed for this long: an export stages for minutes (bench/SWEEP.md),
+# so a day leaves a wide margin for slow exports and for clocks that disagree.
+FOREIGN_STALE_SECONDS = 24 * 60 * 60
+# Host names as they go into a file name: anything but these characters becomes "_".
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_HOST_CHARS = 64  # Linux's HOST_NAME_MAX: a longer name (elsewhere) is cut there
 # Errors of the disk rather than of policyport: reported as such, with what to do.
 _DISK_ERRORS = {errno.ENOSPC: "the disk is full", errno.EFBIG: "a file-size limit was hit"}
 _DISK_ERRORS[errno.EDQUOT] = "the disk quota is exhausted"
@@ -66,16 +79,46 @@ def folder_lock(directory: Path) -> Iterator[None]:
         os.close(fd)  # closing releases the lock; so does the process dying
 
 
+def host_name() -> str:
+    """This machine's name as it goes into a staging folder's name (safe in a file name)."""
+    return _UNSAFE.sub("_", socket.gethostname())[:_HOST_CHARS] or "unknown"
+
+
+def _owner(entry: Path) -> tuple[str | None, int] | None:
+    """The host and PID in a staging folder's name (`<host>-<pid>-<random>`), or None.
+
+    The host is None for a name without one (`<pid>-<random>`, written before hosts were
+    recorded): its machine is unknown, so it is judged as another machine's.
+    """
+    # The random suffix (tempfile's) holds no "-"; the host may.
+    parts = entry.name.split(_MARK, 1)[1].rsplit("-", 2)
+    if len(parts) < 2 or not parts[-2].isdigit() or parts[0] == "":
+        return None
+    return (parts[0] if len(parts) == 3 else None), int(parts[-2])
+
+
 def _stale(directory: Path) -> list[Path]:
+    """Staging folders in `directory` whose export is dead.
+
+    One of this machine is dead when its PID is (or is ours, reused, but not one we
+    made); one of another machine when it is older than `FOREIGN_STALE_SECONDS`.
+    """
     found = []
+    here, now = host_name(), time.time()
     for entry in directory.glob(f"*{_MARK}*"):
-        try:
-            pid = int(entry.name.split(_MARK, 1)[1].split("-", 1)[0])
-        except ValueError:
+        owner = _owner(entry)
+        if owner is None or not entry.is_dir() or entry.is_symlink():
             continue
-        ours = pid == os.getpid() and entry in _OURS
-        alive = pid != os.getpid() and _pid_alive(pid)
-        if not ours and not alive and entry.is_dir() and not entry.is_symlink():
+        host, pid = owner
+        if host == here:
+            ours = pid == os.getpid() and entry in _OURS
+            dead = not ours and (pid == os.getpid() or not _pid_alive(pid))
+        else:
+            try:
+                dead = now - entry.stat().st_mtime > FOREIGN_STALE_SECONDS
+            except FileNotFoundError:  # its export just finished and removed it
+                continue
+        if dead:
             found.append(entry)
     return found
 
@@ -109,9 +152,8 @@ def staging_dir(destination: Path) -> Iterator[Path]:
     directory = destination.parent
     remove_stale_staging(directory)
     try:
-        path = Path(
-            tempfile.mkdtemp(prefix=f".{destination.name}{_MARK}{os.getpid()}-", dir=directory)
-        )
+        prefix = f".{destination.name}{_MARK}{host_name()}-{os.getpid()}-"
+        path = Path(tempfile.mkdtemp(prefix=prefix, dir=directory))
     except OSError as e:
         raise InputError(
             f"Cannot create files in the output folder {directory}: {e.strerror}. "

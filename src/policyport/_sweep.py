@@ -28,6 +28,7 @@ from typing import Any, Literal
 from ._errors import InputError, ParityError, PolicyportError
 from ._export import default_output, resolve_formats
 from ._export import destinations as destinations_of
+from ._sweep_options import SweepOptions
 from ._sweep_paths import expand_models, find_collisions, output_paths
 
 Status = Literal["exported", "failed", "refused", "error"]
@@ -46,21 +47,10 @@ class SweepJob:
     output: str | None  # absolute `-o` path for this model, or None: beside the model
     label: str  # the model as the user named it, for messages
     format: str = "onnx"
-    env: str | None = None  # MODULE:ATTR, for files written by lerax
+    # For files written by lerax (with `options.env`): the class and kwargs it was built with.
     policy_class: str | None = None
     policy_kwargs: dict[str, Any] = field(default_factory=dict)
-    opset: int | None = None
-    check: bool = True
-    force: bool = False
-    seed: int = 0
-    allow_nonfinite: bool = False
-    rollouts: int = 0
-    rollout_steps: int = 500
-    sample: bool = False
-    clip_actions: bool = False
-    bake_wrappers: bool = False
-    check_in: tuple[str, ...] = ()
-    target: str | None = None
+    options: SweepOptions = field(default_factory=SweepOptions)
 
 
 @dataclass(frozen=True)
@@ -90,7 +80,7 @@ def _worker() -> str:
 def export_one(job: SweepJob) -> ModelResult:
     """Load and export one model; its own faults become its result, never an exception."""
     from ._export import export
-    from ._loading import import_env, load_policy
+    from ._loading import load_policy
 
     start = time.perf_counter()
     seconds: dict[str, float] = {}
@@ -103,31 +93,14 @@ def export_one(job: SweepJob) -> ModelResult:
     try:
         policy = load_policy(
             Path(job.model),
-            job.env,
+            job.options.env,
             dict(job.policy_kwargs),
             job.policy_class,
-            job.bake_wrappers,
+            job.options.bake_wrappers,
         )
         seconds["load"] = time.perf_counter() - start
-        results = export(
-            policy,
-            job.format,
-            job.output,
-            source=job.model,
-            opset=job.opset,
-            check=job.check,
-            force=job.force,
-            seed=job.seed,
-            allow_nonfinite=job.allow_nonfinite,
-            rollouts=job.rollouts,
-            env=import_env(job.env) if (job.rollouts or job.bake_wrappers) and job.env else None,
-            rollout_steps=job.rollout_steps,
-            sample=job.sample,
-            clip_actions=job.clip_actions,
-            bake_wrappers=job.bake_wrappers,
-            check_in=job.check_in,
-            target=job.target,
-        )
+        options = job.options.export_kwargs()
+        results = export(policy, job.format, job.output, source=job.model, **options)
     except ParityError as e:
         if e.report is not None and hasattr(e.report, "to_json"):
             parity.append(e.report.to_json())
@@ -156,7 +129,10 @@ def plan_jobs(
     models: Sequence[str | os.PathLike[str]],
     format: str,
     output: str | os.PathLike[str] | None,
-    **options: Any,
+    options: SweepOptions,
+    *,
+    policy_class: str | None = None,
+    policy_kwargs: dict[str, Any] | None = None,
 ) -> list[SweepJob]:
     """One job per model file; two models writing one path are refused before any runs."""
     formats = resolve_formats(format)
@@ -172,7 +148,7 @@ def plan_jobs(
                 for path in destinations_of(
                     base if len(formats) == 1 and out is not None else default_output(base, name),
                     name,
-                    bool(options.get("sample")),
+                    options.sample,
                 )
             ]
         )
@@ -190,7 +166,9 @@ def plan_jobs(
             output=None if out is None else str(out.absolute()),
             label=str(model),
             format=format,
-            **options,
+            policy_class=policy_class,
+            policy_kwargs=dict(policy_kwargs or {}),
+            options=options,
         )
         for model, out in zip(files, outputs, strict=True)
     ]
@@ -326,21 +304,19 @@ def export_many(
     """
     if isinstance(models, str | os.PathLike):
         models = [models]
-    jobs = plan_jobs(
-        models,
-        format,
-        output,
-        env=env,
-        policy_class=policy_class,
-        policy_kwargs=dict(policy_kwargs or {}),
+    options = SweepOptions(
         opset=opset,
         check=check,
         force=force,
         seed=seed,
         allow_nonfinite=allow_nonfinite,
+        env=env,
         sample=sample,
         clip_actions=clip_actions,
         check_in=tuple(check_in),
         target=target,
+    )
+    jobs = plan_jobs(
+        models, format, output, options, policy_class=policy_class, policy_kwargs=policy_kwargs
     )
     return run_jobs(jobs, workers=workers, client=client, progress=progress)

@@ -68,6 +68,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     from ._errors import InputError, PolicyportError
     from ._loading import parse_policy_kwargs
     from ._sweep import plan_jobs, run_jobs
+    from ._sweep_options import SweepOptions
     from ._sweep_report import (
         SweepProgress,
         default_report_path,
@@ -83,25 +84,28 @@ def run_sweep(args: argparse.Namespace) -> int:
         report = args.report or default_report_path()
         if not report.parent.is_dir() or not os.access(report.parent, os.W_OK):
             raise InputError(f"--report folder {report.parent} is not a writable folder.")
-        jobs = plan_jobs(
-            args.model,
-            args.format,
-            args.output,
-            env=args.env,
-            policy_class=args.policy_class,
-            policy_kwargs=parse_policy_kwargs(args.policy_kwargs),
+        options = SweepOptions(
             opset=args.opset,
             check=not args.no_check,
             force=args.force,
             seed=args.seed,
             allow_nonfinite=args.allow_nonfinite,
             rollouts=args.rollouts,
+            env=args.env,
             rollout_steps=args.rollout_steps,
             sample=args.sample,
             clip_actions=args.clip_actions,
             bake_wrappers=args.bake_wrappers,
             check_in=tuple(name.strip() for name in args.check_in.split(",") if name.strip()),
             target=args.target,
+        )
+        jobs = plan_jobs(
+            args.model,
+            args.format,
+            args.output,
+            options,
+            policy_class=args.policy_class,
+            policy_kwargs=parse_policy_kwargs(args.policy_kwargs),
         )
         workers = args.workers or 1
         if workers < 1:

@@ -16,7 +16,9 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
-from jax.extend.core import ClosedJaxpr, Jaxpr, JaxprEqn, Literal, Var
+from jax.extend.core import ClosedJaxpr, Jaxpr, JaxprEqn, Var
+
+from ._interpret import bind, interpret
 
 # Calls whose body is inlined; custom-derivative rules do not matter for inference.
 _INLINED = {"jit": "jaxpr", "pjit": "jaxpr", "closed_call": "call_jaxpr"}
@@ -25,15 +27,6 @@ _INLINED_CUSTOM = {"custom_jvp_call": "call_jaxpr", "custom_vjp_call": "call_jax
 
 def _is_known(value: Any) -> bool:
     return not isinstance(value, jax.core.Tracer)
-
-
-def _body(params: dict[str, Any], key: str) -> tuple[Jaxpr, list[Any]] | None:
-    inner = params.get(key)
-    if isinstance(inner, ClosedJaxpr):
-        return inner.jaxpr, list(inner.consts)
-    if isinstance(inner, Jaxpr):
-        return inner, []
-    return None
 
 
 # Called with each equation evaluated (calls are inlined: their body's equations are seen)
@@ -45,35 +38,21 @@ def evaluate(
     jaxpr: Jaxpr, consts: list[Any], args: list[Any], visit: Visit | None = None
 ) -> list[Any]:
     """Evaluate `jaxpr` on `args` (tracers or values): known values folded, calls inlined."""
-    env: dict[Var, Any] = {}
 
-    def read(v: Any) -> Any:
-        return v.val if isinstance(v, Literal) else env[v]
-
-    env.update(zip(jaxpr.constvars, consts, strict=True))
-    env.update(zip(jaxpr.invars, args, strict=True))
-    for eqn in jaxpr.eqns:
-        inputs = [read(v) for v in eqn.invars]
+    def rule(eqn: JaxprEqn, inputs: list[Any]) -> list[Any]:
         name = eqn.primitive.name
-        key = _INLINED.get(name) or _INLINED_CUSTOM.get(name)
-        body = _body(eqn.params, key) if key else None
         if name == "copy" or name == "copy_p":
             outputs = inputs
-        elif all(_is_known(x) for x in inputs) and not body:
-            params = eqn.primitive.get_bind_params(eqn.params)  # as jax's own eval_jaxpr
+        elif all(_is_known(x) for x in inputs):
             with jax.ensure_compile_time_eval():
-                result = eqn.primitive.bind(*inputs, **params)
-            outputs = list(result) if eqn.primitive.multiple_results else [result]
-        elif body is not None:
-            outputs = evaluate(body[0], body[1], inputs, visit)
+                outputs = bind(eqn, inputs)
         else:
-            params = eqn.primitive.get_bind_params(eqn.params)
-            result = eqn.primitive.bind(*inputs, **params)
-            outputs = list(result) if eqn.primitive.multiple_results else [result]
-        if visit is not None and body is None:
+            outputs = bind(eqn, inputs)
+        if visit is not None:
             visit(eqn, inputs)
-        env.update(zip(eqn.outvars, outputs, strict=True))
-    return [read(v) for v in jaxpr.outvars]
+        return outputs
+
+    return interpret(jaxpr, consts, args, rule, _INLINED | _INLINED_CUSTOM)
 
 
 def _without_dead_code(closed: ClosedJaxpr) -> ClosedJaxpr:

@@ -17,8 +17,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from jax import lax
-from jax.extend.core import ClosedJaxpr, Jaxpr, Literal, Var
+from jax.extend.core import JaxprEqn
 from jaxtyping import Array
+
+from ._interpret import bind, interpret
 
 # Calls whose body is evaluated in line, so an argmax inside them is rewritten too.
 _CALLS = {"jit": "jaxpr", "pjit": "jaxpr", "closed_call": "call_jaxpr"}
@@ -37,32 +39,11 @@ def first_argmax(x: Array, axis: int, index_dtype: Any) -> Array:
     return jnp.min(jnp.where(hit, index, size), axis=axis).astype(index_dtype)
 
 
-def _evaluate(jaxpr: Jaxpr, consts: Sequence[Any], args: Sequence[Any]) -> list[Any]:
-    env: dict[Var, Any] = {}
-
-    def read(v: Any) -> Any:
-        return v.val if isinstance(v, Literal) else env[v]
-
-    env.update(zip(jaxpr.constvars, consts, strict=True))
-    env.update(zip(jaxpr.invars, args, strict=True))
-    for eqn in jaxpr.eqns:
-        inputs = [read(v) for v in eqn.invars]
-        name = eqn.primitive.name
-        if name == "argmax":
-            (axis,) = eqn.params["axes"]
-            outputs = [first_argmax(inputs[0], axis, eqn.params["index_dtype"])]
-        elif name in _CALLS and isinstance(eqn.params.get(_CALLS[name]), ClosedJaxpr | Jaxpr):
-            body = eqn.params[_CALLS[name]]
-            if isinstance(body, ClosedJaxpr):
-                outputs = _evaluate(body.jaxpr, body.consts, inputs)
-            else:
-                outputs = _evaluate(body, [], inputs)
-        else:
-            params = eqn.primitive.get_bind_params(eqn.params)
-            result = eqn.primitive.bind(*inputs, **params)
-            outputs = list(result) if eqn.primitive.multiple_results else [result]
-        env.update(zip(eqn.outvars, outputs, strict=True))
-    return [read(v) for v in jaxpr.outvars]
+def _rule(eqn: JaxprEqn, inputs: list[Any]) -> list[Any]:
+    if eqn.primitive.name == "argmax":
+        (axis,) = eqn.params["axes"]
+        return [first_argmax(inputs[0], axis, eqn.params["index_dtype"])]
+    return bind(eqn, inputs)
 
 
 def without_argmax(
@@ -75,6 +56,6 @@ def without_argmax(
     closed = jax.make_jaxpr(forward)(*avals)
 
     def rewritten(*args: Array) -> list[Array]:
-        return _evaluate(closed.jaxpr, closed.consts, args)
+        return interpret(closed.jaxpr, closed.consts, args, _rule, _CALLS)
 
     return rewritten
