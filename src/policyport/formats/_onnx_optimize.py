@@ -63,6 +63,15 @@ class _Graph:
         return name
 
 
+def _opset(graph: _Graph) -> int:
+    """The model's default-domain opset."""
+    return next(o.version for o in graph.model.opset_import if o.domain in ("", "ai.onnx"))
+
+
+# LayerNormalization is in the default domain from opset 17 (Unity Sentis reads up to 15).
+_LAYER_NORMALIZATION_OPSET = 17
+
+
 def _attrs(node: onnx.NodeProto) -> dict:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
@@ -268,9 +277,10 @@ def _layer_normalization(graph: _Graph, node: onnx.NodeProto) -> bool:
     is finite). Given the centred input `x - mean` instead (whose mean is ~0), its
     variance cannot cancel: it is the exact variance, at least as accurate as Flax's, and
     never NaN for finite inputs. Like `_fold_linear_pairs`, this rule changes rounding
-    (a few float32 ulps on ordinary rows); the parity check runs on the result.
+    (a few float32 ulps on ordinary rows); the parity check runs on the result. Below
+    opset 17, which has no LayerNormalization, the 16 ops stay.
     """
-    if node.op_type != "Mul":
+    if node.op_type != "Mul" or _opset(graph) < _LAYER_NORMALIZATION_OPSET:
         return False
     for centred, weight in ((node.input[0], node.input[1]), (node.input[1], node.input[0])):
         sub = _producer_of(graph, centred, "Sub")
@@ -574,8 +584,7 @@ def _bits_as_int64(graph: _Graph, node: onnx.NodeProto) -> bool:
     test = graph.producer.get(narrow.input[0])
     if test is None or test.op_type not in _BOOL_OPS or graph.only_consumer(node.input[0]) is None:
         return False
-    opset = next(o.version for o in graph.model.opset_import if o.domain in ("", "ai.onnx"))
-    if opset >= 15:
+    if _opset(graph) >= 15:
         like = graph.add_constant(f"{node.output[0]}_int64", np.array(0, np.int64))
         replacement = helper.make_node("CastLike", [narrow.input[0], like], [node.output[0]])
     else:
