@@ -157,10 +157,12 @@ def _masked_log_softmax_once(index: Index, eqn: JaxprEqn) -> Rewrite | None:
     only other effect is NaN rows where `x` has a NaN or +inf, or is all -inf, i.e. where
     its row maximum `m1` is not finite. The rewrite keeps that by adding `m1 - m1` (0 or
     NaN) to the outer row maximum. Values differ by float rounding only (a few ulps of
-    the logits' spread).
+    the logits' spread). The mask is applied as `x + log(legal)` (see `compute`).
     """
     outer = _log_softmax(index, eqn.outvars[0]) if eqn.primitive.name == "sub" else None
-    select = outer and index.eqn(outer.logits, "select_n")
+    if outer is None or outer.max_shift is None:
+        return None
+    select = index.eqn(outer.logits, "select_n")
     if select is None or len(select.invars) != 3:
         return None
     mask, on_false, on_true = select.invars
@@ -171,12 +173,16 @@ def _masked_log_softmax_once(index: Index, eqn: JaxprEqn) -> Rewrite | None:
         if index.uniform(fill) != -math.inf:
             continue
 
-        def compute(x: Any, mask: Any, fill: Any, m1: Any, *, first: bool = inner_first) -> list:
-            z = lax.select_n(mask, x, fill) if first else lax.select_n(mask, fill, x)
+        def compute(x: Any, mask: Any, m1: Any, *, first: bool = inner_first) -> list:
+            # `x + log(legal)` is `where(legal, x, -inf)` except where `x` is NaN or +inf,
+            # and there the poison makes the whole row NaN anyway. onnxruntime runs it
+            # faster than a Where with a scalar fill (5x at batch 4096, measured).
+            legal = jnp.logical_not(mask) if first else mask
+            z = x + jnp.log(legal.astype(x.dtype))
             return [_log_softmax_of(z, outer.axes, m1 - m1)]
 
         matched = outer.matched | inner.matched | {outer.logits}
-        return Rewrite(eqn, (inner.logits, mask, fill, inner.shift), compute, matched)
+        return Rewrite(eqn, (inner.logits, mask, inner.shift), compute, matched)
     return None
 
 
@@ -392,7 +398,8 @@ def _unstacked(index: Index, eqn: JaxprEqn) -> Rewrite | None:
     if stack is None:
         return None
     axis = stack.params["axis"]
-    if tuple(eqn.params["dimensions"]) != (axis,) or cut.params["strides"] not in (None,):
+    strides = cut.params["strides"]
+    if tuple(eqn.params["dimensions"]) != (axis,) or (strides and any(s != 1 for s in strides)):
         return None
     start, limit = cut.params["start_indices"], cut.params["limit_indices"]
     shape = stack.outvars[0].aval.shape
@@ -482,10 +489,18 @@ class _Twins:
         self.index, self.shape = index, shape
         self.pairs: dict[tuple[Var, Var], JaxprEqn | None] = {}  # None: a leaf pair
         self.readers: set[int] = set()  # ids of both sides' paired equations
+        # A variable of the first computation stands for one value in the sunk one: it is
+        # shared by both sides or paired with one variable of the second, never both.
+        self.partner: dict[Var, Any] = {}
+        self.shared: set[Var] = set()
         self.order: list[tuple[Var, Var]] = []
 
     def match(self, u: Any, v: Any, depth: int = 0) -> bool:
         if u is v:
+            if isinstance(u, Var) and u in self.partner:
+                return False
+            if isinstance(u, Var):
+                self.shared.add(u)
             return True
         if isinstance(u, Var) != isinstance(v, Var):
             return False
@@ -493,6 +508,8 @@ class _Twins:
             return repr(u.val) == repr(v.val) and u.aval == v.aval
         if (u, v) in self.pairs:
             return True
+        if u in self.shared or u in self.partner:
+            return False
         eu, ev = self.index.producer.get(u), self.index.producer.get(v)
         same = (
             depth < 32
@@ -512,6 +529,9 @@ class _Twins:
             self.pairs[(u, v)] = None
         else:
             return False
+        if u in self.shared:  # became shared further down this pair's inputs
+            return False
+        self.partner[u] = v
         self.order.append((u, v))
         return True
 
