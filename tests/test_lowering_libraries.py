@@ -219,6 +219,21 @@ def test_brax_graph_is_the_layers_and_nothing_else():
     assert action_ops == ["Sub", "Div", *["Gemm", "Sigmoid", "Mul"] * 2, "Gemm", "Tanh"], ops
 
 
+@pytest.mark.parametrize("name", ["linen_layer_norm", "nnx_layer_norm"])
+def test_flax_layer_norm_stays_unfused_below_opset_17(name):
+    """LayerNormalization is opset 17+: at 15 (the sentis target) the graph keeps Flax's
+    ops, is valid, and computes Flax's layer norm."""
+    fn = jax.vmap(PATTERNS[name])
+    spec = TensorSpec("x", (WIDTH,), "float32")
+    lowered = lower_function(lambda x: [fn(x)], [spec], [TensorSpec("y", (WIDTH,), "float32")], 15)
+    model = optimize(lowered)
+    onnx.checker.check_model(model, full_check=True)
+    assert "LayerNormalization" not in {n.op_type for n in model.graph.node}
+    x = _layer_norm_rows(np.random.default_rng(3))[:16]
+    (got,) = _session(model).run(None, {"x": x})
+    np.testing.assert_allclose(got, np.asarray(jax.jit(fn)(x)), rtol=RTOL, atol=ATOL)
+
+
 def _layer_norm_rows(rng: np.random.Generator) -> np.ndarray:
     """Ordinary rows, then rows where Flax's `mean(x^2) - mean^2` cancels: a constant row
     of large values, large values with a tiny spread, and zeros."""

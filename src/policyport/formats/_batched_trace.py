@@ -13,6 +13,7 @@ import functools
 from typing import Any
 
 import jax
+import numpy as np
 from jax.extend.core import ClosedJaxpr, jaxpr_as_fun
 
 from ..tracing import TracedPolicy, numpy_dtype
@@ -26,8 +27,12 @@ class _Structure:
     """Hashed and compared by `structure_key`; holds the first trace's jaxpr (no weights)."""
 
     def __init__(self, traced: TracedPolicy):
-        self.key = structure_key(traced)
-        self.jaxpr = traced.jaxpr.jaxpr
+        lowered = traced.artifact_jaxpr
+        # The lowered jaxpr's rewrites read small constants' values (a -inf fill, an index
+        # range): its own text and constants' shapes are part of the key.
+        shapes = tuple((np.shape(c), str(np.asarray(c).dtype)) for c in lowered.consts)
+        self.key = (structure_key(traced), str(lowered.jaxpr), shapes)
+        self.jaxpr = lowered.jaxpr
         self.const_avals = [
             jax.ShapeDtypeStruct(v.aval.shape, v.aval.dtype) for v in self.jaxpr.constvars
         ]
@@ -57,10 +62,10 @@ def _weights_as_inputs(structure: _Structure) -> tuple[ClosedJaxpr, Any]:
 def batched_trace(traced: TracedPolicy) -> tuple[ClosedJaxpr, Any]:
     """`traced.batched` as a closed jaxpr over a symbolic batch, and that batch dimension."""
     general, batch = _weights_as_inputs(_Structure(traced))
-    weights = len(traced.jaxpr.consts)
+    weights = len(traced.artifact_jaxpr.consts)
     jaxpr = general.jaxpr
     closed = jaxpr.replace(
         constvars=[*jaxpr.constvars, *jaxpr.invars[:weights]],
         invars=jaxpr.invars[weights:],
     )
-    return ClosedJaxpr(closed, [*general.consts, *traced.jaxpr.consts]), batch
+    return ClosedJaxpr(closed, [*general.consts, *traced.artifact_jaxpr.consts]), batch

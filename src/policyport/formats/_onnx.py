@@ -51,7 +51,8 @@ def _unsupported_primitives(traced: TracedPolicy) -> list[str]:
 
     import_all_plugins()
     structural = {"pjit", "jit", "closed_call", "custom_jvp_call", "custom_vjp_call"}
-    return sorted(_jaxpr_primitives(traced.jaxpr.jaxpr) - set(PLUGIN_REGISTRY) - structural)
+    primitives = _jaxpr_primitives(traced.artifact_jaxpr.jaxpr)
+    return sorted(primitives - set(PLUGIN_REGISTRY) - structural)
 
 
 def lower_to_onnx(traced: TracedPolicy, opset: int) -> onnx.ModelProto:

@@ -63,6 +63,15 @@ class _Graph:
         return name
 
 
+def _opset(graph: _Graph) -> int:
+    """The model's default-domain opset."""
+    return next(o.version for o in graph.model.opset_import if o.domain in ("", "ai.onnx"))
+
+
+# LayerNormalization is in the default domain from opset 17 (Unity Sentis reads up to 15).
+_LAYER_NORMALIZATION_OPSET = 17
+
+
 def _attrs(node: onnx.NodeProto) -> dict:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
@@ -268,9 +277,10 @@ def _layer_normalization(graph: _Graph, node: onnx.NodeProto) -> bool:
     is finite). Given the centred input `x - mean` instead (whose mean is ~0), its
     variance cannot cancel: it is the exact variance, at least as accurate as Flax's, and
     never NaN for finite inputs. Like `_fold_linear_pairs`, this rule changes rounding
-    (a few float32 ulps on ordinary rows); the parity check runs on the result.
+    (a few float32 ulps on ordinary rows); the parity check runs on the result. Below
+    opset 17, which has no LayerNormalization, the 16 ops stay.
     """
-    if node.op_type != "Mul":
+    if node.op_type != "Mul" or _opset(graph) < _LAYER_NORMALIZATION_OPSET:
         return False
     for centred, weight in ((node.input[0], node.input[1]), (node.input[1], node.input[0])):
         sub = _producer_of(graph, centred, "Sub")
@@ -380,15 +390,22 @@ def _arithmetic_mask(graph: _Graph, node: onnx.NodeProto) -> bool:
 
     onnxruntime's Where broadcasts its scalar fill on a slow generic path (a seventh of
     the whole policy's time at batch 4096, measured); Cast/Mul/Add take their fast paths.
+
+    When the Where has other readers too (the sample entry's log-softmax reads the masked
+    logits), the ArgMax or Sigmoid gets the arithmetic mask of its own and the others keep
+    the Where: the sample entry's `action` is then the default entry's, clip included.
     """
     if node.op_type != "Where":
         return False
     fill = graph.constants.get(node.input[2])
-    user = graph.only_consumer(node.output[0])
     if fill is None or fill.size == 0 or not np.all(np.isneginf(fill)):
         return False
-    if user is None or user.op_type not in ("ArgMax", "Sigmoid"):
+    users = graph.consumers.get(node.output[0], [])
+    targets = [u for u in users if u.op_type in ("ArgMax", "Sigmoid")]
+    if not targets:
         return False
+    shared = len(users) > 1 or node.output[0] in graph.outputs
+    result = f"{node.output[0]}_arithmetic" if shared else node.output[0]
     penalty_value = np.array(_MASK_PENALTY, np.float32)
     big = graph.add_constant(f"{node.output[0]}_mask_scale", penalty_value)
     offset = graph.add_constant(f"{node.output[0]}_mask_shift", -penalty_value)
@@ -398,13 +415,19 @@ def _arithmetic_mask(graph: _Graph, node: onnx.NodeProto) -> bool:
         f"{node.output[0]}_{s}" for s in ("legal", "scaled", "penalty", "clipped")
     )
     cast = helper.make_node("Cast", [node.input[0]], [legal], to=TensorProto.FLOAT)
-    _replace(graph, [node], cast)
+    if shared:
+        position = next(i for i, n in enumerate(graph.nodes) if n is node)
+        graph.nodes.insert(position + 1, cast)
+        for target in targets:
+            target.input[0] = result
+    else:
+        _replace(graph, [node], cast)
     position = next(i for i, n in enumerate(graph.nodes) if n is cast)
     graph.nodes[position + 1 : position + 1] = [
         helper.make_node("Mul", [legal, big], [scaled]),
         helper.make_node("Add", [scaled, offset], [penalty]),
         helper.make_node("Clip", [node.input[1], low, high], [clipped]),
-        helper.make_node("Add", [clipped, penalty], [node.output[0]]),
+        helper.make_node("Add", [clipped, penalty], [result]),
     ]
     return True
 

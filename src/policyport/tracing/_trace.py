@@ -32,6 +32,7 @@ from ._decisions import decision_margins
 from ._legal import with_legal_actions
 from ._sampling import LOG_PROB, NOISE, SAMPLED_ACTION, Sampling, trace_sampling
 from ._simplify import simplify
+from ._streamline import streamline
 from ._wrappers import BakedWrappers
 
 _NOT_A_POLICY = (
@@ -66,6 +67,14 @@ class TracedPolicy:
     sampling: Sampling | None = None
     # With `sample=True`: the same trace without the sampling path (see `deterministic`).
     plain: TracedPolicy | None = None
+    # What formats lower when it differs from `jaxpr` (the reference the checks run): with
+    # `sample=True`, `jaxpr` without the work its distributions repeat (`_streamline.py`).
+    lowered: ClosedJaxpr | None = None
+
+    @property
+    def artifact_jaxpr(self) -> ClosedJaxpr:
+        """The jaxpr every format lowers: `lowered`, else `jaxpr`."""
+        return self.jaxpr if self.lowered is None else self.lowered
 
     @property
     def deterministic(self) -> TracedPolicy:
@@ -80,7 +89,8 @@ class TracedPolicy:
 
     @property
     def batched(self) -> Callable[..., list[Array]]:
-        return jax.vmap(jaxpr_as_fun(self.jaxpr))
+        """The artifact's function (`artifact_jaxpr`) vmapped over a leading batch axis."""
+        return jax.vmap(jaxpr_as_fun(self.artifact_jaxpr))
 
     @property
     def legal_forward(self) -> Callable[..., list[Array]]:
@@ -90,7 +100,7 @@ class TracedPolicy:
         `_legal.py`)."""
         actions = tuple(i for i, n in enumerate(self.output_names) if n in _ACTIONS)
         return with_legal_actions(
-            jaxpr_as_fun(self.jaxpr),
+            jaxpr_as_fun(self.artifact_jaxpr),
             self.action_space,
             self.input_names.index(MASK) if self.description.mask_input else None,
             actions,
@@ -404,6 +414,7 @@ def trace(
     return dataclasses.replace(
         plain,
         jaxpr=full,
+        lowered=streamline(full),
         inputs=(*inputs, sampling.noise_spec),
         outputs=(*outputs, sampled, TensorSpec(LOG_PROB, (), "float32")),
         description=dataclasses.replace(
