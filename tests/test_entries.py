@@ -187,3 +187,31 @@ def test_a_sampling_trace_exports_both_entries(tmp_path):
     assert [r.entry for r in results] == ["default", "sample"]
     assert "noise" not in [i.name for i in onnx.load(tmp_path / "p.onnx").graph.input]
     assert _meta(tmp_path / "p.sample.onnx")["policyport.entry"] == "sample"
+
+
+def test_lerax_own_policy_samples_with_the_contracts_answer_where_nothing_is_legal(tmp_path):
+    """lerax's MLPActorCriticPolicy samples -1 with log_prob -inf from an all-False mask; the
+    contract's answer there is 0 and NaN (docs/artifact.md), which the reference and the
+    artifact both give, so lerax's own class exports with --sample and passes parity."""
+    import lerax.env
+    import lerax.policy
+
+    policy = lerax.policy.MLPActorCriticPolicy(lerax.env.CartPole(), key=jax.random.key(0))
+    nothing = np.zeros(2, bool)
+    _, raw = policy(None, np.zeros(4, np.float32), key=jax.random.key(1), action_mask=nothing)
+    assert int(raw) == -1  # lerax's own answer, outside the contract
+    results = policyport.export(policy, "onnx", tmp_path / "p.onnx", sample=True)
+    assert all(r.report.passed for r in results), results[-1].report.to_table()
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(tmp_path / "p.sample.onnx")
+    noise = policyport.sampling_noise(policy, jax.random.key(1))[None]
+    feeds = {"observation": np.zeros((1, 4), np.float32), "action_mask": nothing[None]}
+    out = dict(
+        zip(
+            ["action", "value", "sampled_action", "log_prob"],
+            session.run(None, {**feeds, "noise": noise}),
+            strict=True,
+        )
+    )
+    assert out["sampled_action"].tolist() == [0] and np.isnan(out["log_prob"][0])

@@ -43,7 +43,8 @@ def legal_action(
         # A comparison, not `block[choice]`: a gather over a dynamic batch is what
         # TFLite's converter cannot legalize; a choice outside the block matches nothing.
         legal = jnp.any(block & (jnp.arange(stop - start, dtype=choice.dtype) == choice))
-        first = jnp.argmax(block).astype(choice.dtype)
+        # Of int32, not bool: ONNX's ArgMax takes no bool (the ONNX sample entry lowers it).
+        first = jnp.argmax(block.astype(jnp.int32)).astype(choice.dtype)
         fixed.append(jnp.where(legal, choice, first))
     return jnp.stack(fixed).reshape(action.shape)
 

@@ -411,6 +411,9 @@ def trace(
     description = dataclasses.replace(description, weights_sha256=_weights_hash(policy, full))
     plain = dataclasses.replace(plain, description=description)
     sampled = TensorSpec(SAMPLED_ACTION, outputs[0].shape, outputs[0].dtype)
+    # The reference and the artifact both give the contract's answer on rows with nothing legal.
+    mask_index = next((i for i, s in enumerate(inputs) if s.name == MASK), None)
+    full = _nothing_legal_as_contracted(full, action_space, mask_index)
     return dataclasses.replace(
         plain,
         jaxpr=full,
@@ -425,6 +428,26 @@ def trace(
         sampling=sampling,
         plain=plain,
     )
+
+
+def _nothing_legal_as_contracted(
+    full: ClosedJaxpr, action_space: AbstractSpace, mask_index: int | None
+) -> ClosedJaxpr:
+    """`full` with the contract's sample for a block with nothing legal (action 0, log_prob
+    NaN, `_legal.py`) where the policy's own differs: lerax's classes sample -1 with
+    log_prob -inf there. Probed on one all-False row, so a policy that already answers as
+    the contract does (policyport's) keeps its graph as it is."""
+    if mask_index is None:
+        return full
+    forward = jaxpr_as_fun(full)
+    avals = [jax.ShapeDtypeStruct(v.aval.shape, v.aval.dtype) for v in full.jaxpr.invars]
+    probe = [np.zeros(a.shape, a.dtype) for a in avals]  # the mask all False
+    *_, sampled, log_prob = forward(*probe)
+    if not np.any(np.asarray(sampled)) and np.isnan(np.asarray(log_prob)):
+        return full
+    outputs = len(full.jaxpr.outvars)
+    legal = with_legal_actions(forward, action_space, mask_index, (outputs - 2,), outputs - 1)
+    return simplify(jax.make_jaxpr(legal)(*avals))
 
 
 def _clip_json(space: Box) -> dict[str, Any]:
