@@ -80,7 +80,8 @@ class TracedPolicy:
     def deterministic(self) -> TracedPolicy:
         """This trace without the sampling path: what the default entry of a `sample=True`
         export computes. Its own entry because runtimes compute every output of a graph
-        (onnxruntime ran a sampling graph's `action` alone at 3.1x the plain graph's cost)."""
+        (onnxruntime ran a sampling graph's `action` alone at 1.9-2.0x the plain graph's
+        cost at batch 1, docs/artifact.md)."""
         return self if self.plain is None else self.plain
 
     @property
