@@ -442,12 +442,12 @@ def _nothing_legal_as_contracted(
         return full
     forward = jaxpr_as_fun(full)
     avals = [jax.ShapeDtypeStruct(v.aval.shape, v.aval.dtype) for v in full.jaxpr.invars]
-    probe = [np.zeros(a.shape, a.dtype) for a in avals]  # the mask all False
-    *_, sampled, log_prob = forward(*probe)
-    if not np.any(np.asarray(sampled)) and np.isnan(np.asarray(log_prob)):
-        return full
     outputs = len(full.jaxpr.outvars)
     legal = with_legal_actions(forward, action_space, mask_index, (outputs - 2,), outputs - 1)
+    probe = [np.zeros(a.shape, a.dtype) for a in avals]  # the mask all False
+    own, contracted = forward(*probe)[-2:], legal(*probe)[-2:]
+    if all(np.array_equal(a, b, equal_nan=True) for a, b in zip(own, contracted, strict=True)):
+        return full
     return simplify(jax.make_jaxpr(legal)(*avals))
 
 
