@@ -1,8 +1,9 @@
 """Walk a jaxpr's equations, applying a rule to each: the loop the trace rewrites share.
 
-`_simplify.evaluate` (fold known values, drop copies) and `_single_operand.without_argmax`
-(rewrite argmax) differ only in what they do with one equation; the walk itself (an
-environment of values, calls evaluated in line) is this one.
+`_simplify.evaluate` (fold known values, drop copies), `_single_operand.without_argmax`
+(rewrite argmax) and `_rewrite`'s re-trace (pattern rewrites, equal equations merged)
+differ only in what they do with one equation; the walk itself (an environment of values,
+calls evaluated in line) is this one.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ import jax
 import numpy as np
 from jax.extend.core import ClosedJaxpr, JaxprEqn, Literal, Var
 
+from ._interpret import bind, interpret
 from ._simplify import simplify
 
 Atom = Var | Literal
@@ -117,37 +118,35 @@ def _retrace(closed: ClosedJaxpr, rewrites: Sequence[Rewrite]) -> ClosedJaxpr:
     replaced = {id(r.eqn): r for r in rewrites}
     avals = [jax.ShapeDtypeStruct(v.aval.shape, v.aval.dtype) for v in jaxpr.invars]
 
+    seen: dict[tuple, list[Any]] = {}
+    kept: list[Any] = []  # the values keyed by id() stay alive while `seen` is used
+    values: dict[Var, Any] = {}  # a rewrite reads earlier atoms, not only its equation's
+
+    def read(atom: Any) -> Any:
+        return atom.val if isinstance(atom, Literal) else values[atom]
+
+    def computed(eqn: JaxprEqn, inputs: list[Any]) -> list[Any]:
+        rewrite = replaced.get(id(eqn))
+        if rewrite is not None:
+            return list(rewrite.compute(*map(read, rewrite.inputs)))
+        params = _params_key(eqn)
+        if params is None or eqn.effects:
+            return bind(eqn, inputs)
+        key = (eqn.primitive, params, *map(_input_key, inputs, eqn.invars))
+        if key not in seen:  # equal equations computed once
+            seen[key] = bind(eqn, inputs)
+            kept.append(inputs)
+        return seen[key]
+
+    def apply(eqn: JaxprEqn, inputs: list[Any]) -> list[Any]:
+        outputs = computed(eqn, inputs)
+        values.update(zip(eqn.outvars, outputs, strict=True))
+        return outputs
+
     def run(*args: Any) -> list[Any]:
-        env: dict[Var, Any] = {}
-        seen: dict[tuple, list[Any]] = {}
-        kept: list[Any] = []  # the values keyed by id() stay alive while `seen` is used
-
-        def read(atom: Any) -> Any:
-            return atom.val if isinstance(atom, Literal) else env[atom]
-
-        env.update(zip(jaxpr.constvars, closed.consts, strict=True))
-        env.update(zip(jaxpr.invars, args, strict=True))
-        for eqn in jaxpr.eqns:
-            inputs = [read(v) for v in eqn.invars]
-            rewrite = replaced.get(id(eqn))
-            if rewrite is not None:
-                outputs = list(rewrite.compute(*(read(a) for a in rewrite.inputs)))
-                env.update(zip(eqn.outvars, outputs, strict=True))
-                continue
-            params = _params_key(eqn)
-            key = None
-            if params is not None and not eqn.effects:
-                key = (eqn.primitive, params, *map(_input_key, inputs, eqn.invars))
-                if key in seen:
-                    env.update(zip(eqn.outvars, seen[key], strict=True))
-                    continue
-            result = eqn.primitive.bind(*inputs, **eqn.primitive.get_bind_params(eqn.params))
-            outputs = list(result) if eqn.primitive.multiple_results else [result]
-            if key is not None:
-                seen[key] = outputs
-                kept.append(inputs)
-            env.update(zip(eqn.outvars, outputs, strict=True))
-        return [read(v) for v in jaxpr.outvars]
+        values.update(zip(jaxpr.constvars, closed.consts, strict=True))
+        values.update(zip(jaxpr.invars, args, strict=True))
+        return interpret(jaxpr, closed.consts, args, apply, calls={})
 
     return simplify(jax.make_jaxpr(run)(*avals))
 
