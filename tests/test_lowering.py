@@ -492,7 +492,7 @@ def test_a_fallback_says_it_used_jax2onnx_and_why(monkeypatch):
         raise NotLowerable("primitive 'erf'")
 
     monkeypatch.setattr(onnx_format, "lower_natively", refuse)
-    monkeypatch.setattr(onnx_format, "_lower_with_jax2onnx", lambda traced, opset: native)
+    monkeypatch.setattr(onnx_format, "_lower_with_jax2onnx", lambda traced, opset, why: native)
     model = lower_to_onnx(traced, opset=21)
     expected = "jax2onnx (policyport's lowering lacks primitive 'erf')"
     assert lowering_of(model) == expected

@@ -179,6 +179,7 @@ def run(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     from . import export
     from ._errors import InputError
+    from ._export import refuse_unwritable, resolve_formats
     from ._loading import import_env, load_checkpoint, load_policy, parse_policy_kwargs
 
     try:
@@ -192,6 +193,8 @@ def _run(args: argparse.Namespace) -> int:
             raise InputError("--rollouts must be >= 0 and --rollout-steps > 0.")
         if args.rollouts and args.env is None:
             raise InputError("--rollouts needs the env to step: pass --env MODULE:ATTR.")
+        # A format this environment cannot write is refused before the model is loaded.
+        refuse_unwritable(resolve_formats(args.format))
         start = time.perf_counter()
         if args.source != "policy":
             _refuse_file_options(args)

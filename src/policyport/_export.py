@@ -17,7 +17,13 @@ from typing import Any
 import numpy as np
 
 from ._deployment import resolve_check_in, targeted
-from ._errors import InputError, MissingDependencyError, ParityError, PolicyportError
+from ._errors import (
+    InputError,
+    MissingDependencyError,
+    ParityError,
+    PolicyportError,
+    UnsupportedError,
+)
 from ._pause import test_pause
 from ._publish import disk_error, probe_writable, publish, remove_stale_staging, staging_dir
 from .checks import (
@@ -87,6 +93,14 @@ def resolve_formats(format: str) -> list[str]:
     if format not in FORMATS:
         raise InputError(f"Unknown format {format!r}. Choose one of: {', '.join([*FORMATS, ALL])}.")
     return [format]
+
+
+def refuse_unwritable(formats: Sequence[str]) -> None:
+    """Refuse (exit 2, before tracing) formats whose toolchain cannot work with the JAX
+    installed here, rather than fail their parity check for reasons not the policy's."""
+    for name in formats:
+        if (why := FORMATS[name].refusal()) is not None:
+            raise UnsupportedError(why)
 
 
 def default_output(model_path: Path, format: str) -> Path:
@@ -224,6 +238,7 @@ def export(
     default entry, then the sample entry), in the order exported.
     """
     formats = resolve_formats(format)
+    refuse_unwritable(formats)
     # A trace made with `sample=True` carries the sampling path: it gets both entries.
     sample = sample or (isinstance(policy, TracedPolicy) and policy.sampling is not None)
     if seed < 0:

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 from jax.extend.core import ClosedJaxpr, jaxpr_as_fun
 
+from .._backend import reference_backend, to_reference_device
 from ..policy import MultiBinary
 from ..tracing import TracedPolicy
 from ..tracing._decisions import decision_margins, nan_decisions
@@ -80,4 +81,6 @@ def _compiled(architecture: _Architecture, what: str) -> Callable[..., Any]:
 def run_compiled(traced: TracedPolicy, what: str, inputs: list[Any]) -> Any:
     """`what` (`outputs_and_margins` or `has_nan`) of `traced` on batched `inputs`."""
     function = _compiled(_Architecture.of(traced), what)
-    return function(list(traced.jaxpr.consts), *inputs)
+    consts, inputs = to_reference_device((list(traced.jaxpr.consts), list(inputs)))
+    with reference_backend():
+        return function(consts, *inputs)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._backend import describe_reference
 from ..formats import Runner
 from ..tracing import ACTION, LOG_PROB, MASK, SAMPLED_ACTION, TracedPolicy
 from ._inputs import DEFAULT_BATCH_SIZES, INPUT_RULE, check_batches
@@ -71,4 +72,5 @@ def compare_runner(
         passed=all(o.passed for o in outputs) and not extra,
         notes=notes,
         inputs=INPUT_RULE,
+        reference=describe_reference(),
     )

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._backend import on_reference_backend, reference_device
 from ..tracing import TracedPolicy, numpy_dtype, trace
 from ._compiled import run_compiled
 
@@ -29,13 +30,14 @@ def _batched_with_margins(traced: TracedPolicy):
     return jax.jit(jax.vmap(row))
 
 
+@on_reference_backend
 def reference_and_margins(
     traced: TracedPolicy, inputs: dict[str, np.ndarray]
 ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     """The JAX policy's outputs (contract dtypes) and, for discrete actions, margins
     `[batch, action components]` (with sampling: `[batch, 2 * action components]`, the
     sampled action's after the action's)."""
-    arrays = [jnp.asarray(inputs[name]) for name in traced.input_names]
+    arrays = [jax.device_put(inputs[name], reference_device()) for name in traced.input_names]
     if traced.sampling is None:
         outputs, margins = run_compiled(traced, "outputs_and_margins", arrays)
     else:

@@ -54,6 +54,7 @@ class ParityReport:
     passed: bool
     notes: list[str] = field(default_factory=list)
     inputs: str = ""  # how the check inputs were drawn (`checks._inputs.INPUT_RULE`)
+    reference: str = ""  # where the JAX reference ran (`checks._backend.describe_reference`)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -114,6 +115,7 @@ class ParityReport:
             f"|artifact - jax| <= {ATOL:g} + {RTOL:g}*|jax|; masked actions chosen: 0"
         )
         inputs = [f"  inputs: {self.inputs}"] if self.inputs else []
+        inputs += [f"  reference: {self.reference}"] if self.reference else []
         notes = [f"  note: {n}" for n in self.notes]
         return head + "\n".join(lines + problems + [tol, *inputs, *notes])
 

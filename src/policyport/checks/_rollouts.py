@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._backend import on_reference_backend
 from ..formats import Runner
 from ..tracing import ACTION, MASK, NOISE, SAMPLED_ACTION, TracedPolicy
 
@@ -203,6 +204,7 @@ def _artifact_actor(traced: TracedPolicy, run: Runner, shape: tuple[int, ...]) -
     return act
 
 
+@on_reference_backend
 def compare_rollouts(
     traced: TracedPolicy,
     run: Runner,

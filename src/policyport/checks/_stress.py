@@ -18,6 +18,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
+from .._backend import on_reference_backend
 from ..formats import Runner
 from ..tracing import MASK, TracedPolicy
 from ._compiled import run_compiled
@@ -96,6 +97,7 @@ def _nan_rows(array: np.ndarray) -> np.ndarray:
     return np.isnan(array.reshape(len(array), -1)).any(axis=1)
 
 
+@on_reference_backend
 def stress_runner(traced: TracedPolicy, run: Runner, *, seed: int = 0) -> StressReport:
     """Run `run` on extreme observations; check the promises that hold there."""
     inputs = stress_inputs(traced, seed=seed)

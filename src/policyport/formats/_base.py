@@ -95,3 +95,8 @@ class ArtifactFormat(abc.ABC):
     @abc.abstractmethod
     def read_metadata(self, artifact: Path) -> dict[str, str]:
         """The metadata embedded in a written artifact (empty if it holds none)."""
+
+    def refusal(self) -> str | None:
+        """Why this format cannot be written with the toolchain installed here (a message
+        saying what to install), or None. Asked before anything is traced or written."""
+        return None

@@ -4,24 +4,29 @@ tidied for consumers; run in onnxruntime."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from .._errors import UnsupportedError
+from .._errors import MissingDependencyError, UnsupportedError
 from ..tracing import TracedPolicy
 from ._base import JAX2ONNX_MIN_OPSET, MIN_OPSET, ArtifactFormat, ExportOptions, Runner, Runtime
 from ._onnx_lowering import NotLowerable, lower_natively
 from ._onnx_optimize import optimize
 from ._targets import TARGETS, apply_target
+from ._toolchain import installed_version, release
 
 _BATCH = "batch"
 # The metadata key naming the lowering that wrote the graph: `policyport`, or
 # `jax2onnx (<why policyport's lowering could not>)`. It is a fact about the graph, so
 # it survives `set_model_metadata`, which replaces the contract's metadata.
 LOWERING_KEY = "policyport.lowering"
+# The fallback lowering (the `fallback` extra) and the first JAX (major, minor) it breaks
+# on: jax2onnx 0.17.1 imports `jax._src.core.ClosedJaxpr`, gone in jax 0.12 (measured).
+JAX2ONNX_VERSION = "0.17.1"
+JAX2ONNX_JAX = (0, 12)
 
 
 def _sub_jaxprs(param: object) -> list:
@@ -72,7 +77,7 @@ def lower_to_onnx(traced: TracedPolicy, opset: int) -> onnx.ModelProto:
                 f"it instead, writes opset {JAX2ONNX_MIN_OPSET} and above. Export with "
                 f"--opset {JAX2ONNX_MIN_OPSET} or higher, or avoid that in the policy."
             ) from e
-        model = _lower_with_jax2onnx(traced, opset)
+        model = _lower_with_jax2onnx(traced, opset, str(e))
         lowering = f"jax2onnx (policyport's lowering lacks {e})"
     optimize(model)
     model.ir_version = helper.find_min_ir_version_for(list(model.opset_import))
@@ -94,9 +99,33 @@ def lowering_of(model: onnx.ModelProto) -> str | None:
     return next((p.value for p in model.metadata_props if p.key == LOWERING_KEY), None)
 
 
-def _lower_with_jax2onnx(traced: TracedPolicy, opset: int) -> onnx.ModelProto:
-    from jax2onnx import to_onnx
+def _import_jax2onnx(why: str) -> Any:
+    """jax2onnx, the opt-in fallback (`policyport[fallback]`), or an error naming what the
+    policy needs it for and what to install."""
+    jax = installed_version("jax") or "?"
+    if installed_version("jax2onnx") is None:
+        raise MissingDependencyError(
+            f"This policy needs the jax2onnx fallback for the onnx format: policyport's own "
+            f"lowering lacks {why}. Install it with: pip install 'policyport[fallback]' "
+            f"(jax2onnx {JAX2ONNX_VERSION} works with jax < {'.'.join(map(str, JAX2ONNX_JAX))}; "
+            f"jax {jax} is installed), or export --format stablehlo, which needs no lowering."
+        )
+    if release(jax)[:2] >= JAX2ONNX_JAX:
+        raise UnsupportedError(
+            f"This policy needs the jax2onnx fallback for the onnx format (policyport's own "
+            f"lowering lacks {why}), and jax2onnx {installed_version('jax2onnx')} does not "
+            f"run with jax {jax} (it reads internals jax {'.'.join(map(str, JAX2ONNX_JAX))} "
+            "removed). Export --format stablehlo from this environment, or onnx from one "
+            "with jax 0.10.x: pip install 'jax==0.10.*' 'jaxlib==0.10.*' "
+            "'policyport[fallback]' in a separate virtual environment."
+        )
+    import jax2onnx
 
+    return jax2onnx
+
+
+def _lower_with_jax2onnx(traced: TracedPolicy, opset: int, why: str) -> onnx.ModelProto:
+    to_onnx = _import_jax2onnx(why).to_onnx
     missing = _unsupported_primitives(traced)
     if missing:
         raise UnsupportedError(

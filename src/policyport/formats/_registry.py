@@ -6,6 +6,8 @@ adding a runtime for an existing format is one `Runtime` plus one row.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from ._base import ArtifactFormat, Runtime
 from ._onnx import ONNXRUNTIME, OnnxFormat
 from ._onnx_reference import ONNX_REFERENCE
@@ -17,8 +19,11 @@ from ._stablehlo import JAX_EXPORT, StableHloFormat
 from ._tflite import LITERT, TfliteFormat
 from ._tract import TRACT
 
+# A TypeVar rather than PEP 695's `def _table[T]`: policyport supports Python 3.11.
+T = TypeVar("T", ArtifactFormat, Runtime)
 
-def _table[T](rows: tuple[T, ...], kind: str) -> dict[str, T]:
+
+def _table(rows: tuple[T, ...], kind: str) -> dict[str, T]:
     table: dict[str, T] = {}
     for row in rows:
         if row.name in table:

@@ -19,6 +19,7 @@ import numpy as np
 from .._errors import missing_dependency
 from ..tracing import HEADS, TracedPolicy
 from ._base import ArtifactFormat, ExportOptions, Runner, Runtime
+from ._toolchain import stablehlo_tensorflow_reads, tensorflow_refusal
 
 METADATA_FILE = Path("assets.extra") / "policyport.json"
 
@@ -65,6 +66,9 @@ class SavedModelFormat(ArtifactFormat):
     description: ClassVar[str] = "TensorFlow SavedModel (TF Serving, TF runtimes)"
     extra: ClassVar[str | None] = "savedmodel"
     marker: ClassVar[str | None] = "saved_model.pb"
+
+    def refusal(self) -> str | None:
+        return tensorflow_refusal(self.name)
 
     def write(
         self,
@@ -115,7 +119,8 @@ class SavedModelFormat(ArtifactFormat):
             module.heads = heads_only
             signatures["value" if names[heads[0]] == "value" else "heads"] = heads_only
         path = staging / f"{stem}{self.suffix}"
-        tf.saved_model.save(module, str(path), signatures=signatures)
+        with stablehlo_tensorflow_reads():  # jax2tf serializes while the functions trace
+            tf.saved_model.save(module, str(path), signatures=signatures)
         self.set_metadata((path,), metadata)
         return (path,)
 

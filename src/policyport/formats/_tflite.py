@@ -34,6 +34,7 @@ from ..tracing import TracedPolicy, without_argmax
 from ._base import ArtifactFormat, ExportOptions, Runner, Runtime
 from ._runtime_io import missing_package
 from ._savedmodel import _tf_name, import_tensorflow
+from ._toolchain import stablehlo_tensorflow_reads, tensorflow_refusal
 
 SIGNATURE = "serving_default"
 METADATA_NAME = "policyport"
@@ -220,6 +221,9 @@ class TfliteFormat(ArtifactFormat):
     description: ClassVar[str] = "TensorFlow Lite flatbuffer (LiteRT: Android, iOS, embedded)"
     extra: ClassVar[str | None] = "tflite"
 
+    def refusal(self) -> str | None:
+        return tensorflow_refusal(self.name)
+
     def write(
         self,
         traced: TracedPolicy,
@@ -228,7 +232,9 @@ class TfliteFormat(ArtifactFormat):
         options: ExportOptions,
         metadata: dict[str, str],
     ) -> tuple[Path, ...]:
-        model = with_metadata(with_contract_names(convert(traced), traced), metadata)
+        with stablehlo_tensorflow_reads():
+            flatbuffer = convert(traced)
+        model = with_metadata(with_contract_names(flatbuffer, traced), metadata)
         path = staging / f"{stem}{self.suffix}"
         path.write_bytes(model)
         return (path,)

@@ -22,6 +22,7 @@ import numpy as np
 from jax.extend.core import ClosedJaxpr, Var, jaxpr_as_fun
 from jaxtyping import Array
 
+from .._backend import to_reference_device
 from .._errors import InputError, UnsupportedError
 from ..policy import AbstractSpace, Box, Dict, Discrete, MultiBinary, Tuple, as_space
 from ..policy._function import FunctionPolicy
@@ -311,6 +312,9 @@ def trace(
         if clip_actions and policy.description.action_clip is None:
             raise InputError("This trace was made without clip_actions=True: trace again.")
         return policy
+    # The trace's constants (the weights) on the CPU, where the reference runs and the
+    # lowerings read them: a policy trained on a GPU exports unchanged.
+    policy = to_reference_device(policy)
     observation_space, action_space = _spaces(policy)
     _check_stateless(policy)
     heads = _heads(policy)
