@@ -143,11 +143,12 @@ def test_jax_is_asked_for_the_stablehlo_version_tensorflow_reads(
     assert _toolchain._jax_writes(_export.hlo) == own
 
 
-@pytest.mark.parametrize("format", TENSORFLOW_FORMATS)
-def test_tensorflow_formats_with_the_jax_installed_here(tmp_path, format):
-    # The real pair on this leg (jax 0.12 with TensorFlow 2.21 on the newest-JAX leg):
-    # either the export passes parity, or the CLI refuses it (exit 2, the versions named,
-    # nothing written). Never a parity failure (exit 1).
+@pytest.mark.parametrize("format", list(FORMATS))
+def test_every_format_exports_the_bundled_policy_with_the_jax_installed_here(tmp_path, format):
+    # The quick start's command on this leg's Python and JAX, in every format (jax 0.12
+    # with TensorFlow 2.21 on the newest-JAX leg): either the export passes parity, or
+    # the CLI refuses it (exit 2, the versions named, nothing written). Never a parity
+    # failure (exit 1) or a crash.
     refusal = FORMATS[format].refusal()
     output = tmp_path / f"gridworld{FORMATS[format].suffix}"
     done = subprocess.run(
