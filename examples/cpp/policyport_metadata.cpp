@@ -526,7 +526,7 @@ void assign_inputs(ModelInfo* info) {
       }
       info->mask_size = input.size;
     } else if (input.name == kNoiseInput) {
-      if (input.dtype != "float32" || input.shape.size() != 1) {
+      if (input.dtype != "float32" || input.shape.size() != 1 || i + 1 != inputs.size()) {
         refuse(info->path, "input " + what + " is not the contract's float32 [batch, noise_size], "
                            "the last input");
       }
@@ -811,9 +811,11 @@ ModelInfo describe_artifact(const Metadata& metadata, const std::string& path) {
   info.path = path;
   info.metadata = metadata;
   const Values values(metadata, path);
+  // Every value read is checked (length, UTF-8, NUL) before any is interpreted, as the
+  // JavaScript reader does when it decodes them.
+  for (const std::string& key : read_keys()) values.find(key.substr(kPrefix.size()));
   // The contract version first: if it is unknown, nothing else about the file can be trusted.
   assign_version(values, &info);
-  for (const char* key : {"format", "policy_class", "weights_sha256"}) values.find(key);
   info.format = values.text("format");
   assign_spaces(values, &info);
   info.inputs = tensor_table(values, "inputs", path);
