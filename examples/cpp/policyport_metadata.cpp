@@ -680,6 +680,13 @@ void assign_entries(const Values& values, ModelInfo* info) {
   }
 }
 
+// A version for a message: as written when it looks like one ("99", "1.0"), else quoted.
+std::string version_text(const std::string& text) {
+  const bool plain = !text.empty() && text.size() <= 20 &&
+                     text.find_first_not_of("0123456789.") == std::string::npos;
+  return plain ? text : quote(text);
+}
+
 // The contract version exactly: the digits of 1, 2 or 3 ("03", "3.0", " 3" are not versions).
 void assign_version(const Values& values, ModelInfo* info) {
   const std::string* text = values.find("contract_version");
@@ -696,7 +703,7 @@ void assign_version(const Values& values, ModelInfo* info) {
       info->contract_version > kMaxContractVersion) {
     throw ContractVersionError(
         "'" + info->path + "' uses policyport artifact contract version " +
-        (digits ? *text : quote(*text)) + " (written by policyport " +
+        version_text(*text) + " (written by policyport " +
         (info->producer_version.empty() ? std::string("of unknown version")
                                         : excerpt(info->producer_version)) +
         "), but this policyport.hpp/.cpp understands versions " +
