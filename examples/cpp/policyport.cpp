@@ -21,9 +21,9 @@ namespace {
 constexpr const char* kContractVersionKey = "policyport.contract_version";
 constexpr const char* kDocs = "docs/artifact.md";
 // Tensors of higher rank than this (batch included), and more inputs or outputs than this, are
-// refused when loading, so that every call can keep its tensors and shapes on the stack.
-constexpr std::size_t kMaxRank = 8;
-constexpr std::size_t kMaxTensors = 16;
+// refused when loading (limits in policyport.hpp), so every call keeps its shapes on the stack.
+constexpr std::size_t kMaxRank = limits::kMaxRank;
+constexpr std::size_t kMaxTensors = limits::kMaxTensors;
 
 // One ONNX Runtime environment per process (ONNX Runtime's advice). A function-local static is
 // created on first use, thread-safely, and lives until exit.
@@ -81,62 +81,18 @@ TensorSpec spec_of(const std::string& name, const Ort::TypeInfo& type_info) {
   return spec;
 }
 
-// The per-row shape (everything after a dynamic batch dimension) and its element count, or an
-// Error naming the tensor when the shape is not [batch, fixed...].
-std::vector<int64_t> row_shape(const TensorSpec& spec, const std::string& path) {
-  bool ok = !spec.shape.empty() && spec.shape[0] < 0;
-  for (std::size_t i = 1; ok && i < spec.shape.size(); ++i) ok = spec.shape[i] > 0;
-  if (!ok) {
-    throw Error("'" + path + "': " + spec.name + " has shape " + shape_string(spec.shape) +
-                "; the policyport contract (" + kDocs +
-                ") has a dynamic batch dimension first and fixed sizes after it. Re-export the "
-                "policy with policyport's export-policy.");
-  }
-  if (spec.shape.size() > kMaxRank) {
-    throw Error("'" + path + "': " + spec.name + " has " + std::to_string(spec.shape.size()) +
-                " dimensions; policyport.cpp handles up to " + std::to_string(kMaxRank) +
-                " (raise kMaxRank in policyport.cpp).");
-  }
-  return std::vector<int64_t>(spec.shape.begin() + 1, spec.shape.end());
-}
-
-std::size_t element_count(const std::vector<int64_t>& shape) {
-  std::size_t count = 1;
-  for (int64_t dim : shape) count *= static_cast<std::size_t>(dim);
-  return count;
-}
-
 // `count` null Ort::Values on the stack (Ort::Value has no default constructor).
 template <std::size_t... I>
 std::array<Ort::Value, sizeof...(I)> null_values(std::index_sequence<I...>) {
   return {{(static_cast<void>(I), Ort::Value(nullptr))...}};
 }
 
-bool is_observation_name(const std::string& name) {
-  return name == "observation" || name.rfind("observation.", 0) == 0;
-}
-
-// True when the metadata table `json` (policyport.inputs or policyport.outputs: a JSON list of
-// {"dtype", "name", "shape"} objects) lists exactly `names`, in this order. The artifact's
-// session is what the wrapper runs; this catches a file edited after export.
-bool lists_in_order(const std::string& json, const std::vector<TensorInfo>& tensors) {
-  std::size_t at = 0;
-  for (const TensorInfo& tensor : tensors) {
-    at = json.find("\"name\": \"" + tensor.name + "\"", at);
-    if (at == std::string::npos) return false;
-    ++at;
-  }
-  std::size_t listed = 0;
-  for (std::size_t i = json.find("\"name\""); i != std::string::npos;
-       i = json.find("\"name\"", i + 1)) {
-    ++listed;
-  }
-  return listed == tensors.size();
-}
-
 std::string names_of(const std::vector<TensorInfo>& tensors) {
   std::string out;
-  for (const TensorInfo& tensor : tensors) out += (out.empty() ? "" : ", ") + tensor.name;
+  // A hostile file's names may be long: each is cut, so the message stays short.
+  for (const TensorInfo& tensor : tensors) {
+    out += (out.empty() ? "" : ", ") + tensor.name.substr(0, 64);
+  }
   return out.empty() ? "none" : out;
 }
 
@@ -151,17 +107,6 @@ std::string layout(const ModelInfo& info) {
   return out + " concatenated";
 }
 
-// Reads the `"type": "..."` field of a policyport space description (a flat JSON object).
-std::string space_type(const std::string& json) {
-  const std::string key = "\"type\"";
-  std::size_t at = json.find(key);
-  if (at == std::string::npos) return "";
-  at = json.find('"', json.find(':', at + key.size()) + 1);
-  std::size_t end = at == std::string::npos ? at : json.find('"', at + 1);
-  if (end == std::string::npos) return "";
-  return json.substr(at + 1, end - at - 1);
-}
-
 // ONNX Runtime's flatbuffer models (.ort) carry the identifier "ORTM" at byte 4. Telling the
 // format from the content (not the file name) lets either kind be loaded from any name.
 bool is_ort_format(const std::string& path) {
@@ -173,188 +118,6 @@ bool is_ort_format(const std::string& path) {
   std::array<char, 8> head{};
   file.read(head.data(), head.size());
   return file.gcount() == 8 && std::memcmp(head.data() + 4, "ORTM", 4) == 0;
-}
-
-// Parses the contract version exactly: "1" is 1; "1.0", " 1" or "one" are not versions.
-int parse_version(const std::string& text, bool* ok) {
-  char* end = nullptr;
-  errno = 0;
-  long value = std::strtol(text.c_str(), &end, 10);
-  *ok = !text.empty() && std::isdigit(static_cast<unsigned char>(text[0])) && errno == 0 &&
-        end != nullptr && *end == '\0' && value < 1000000;
-  return static_cast<int>(value);
-}
-
-// A JSON value: enough of JSON to read the metadata this wrapper interprets
-// (policyport.noise, policyport.entries). Strings keep \" and \\ escapes only; other
-// escapes (none in what policyport writes) are refused.
-struct Json {
-  enum class Kind { kNull, kBool, kNumber, kString, kArray, kObject } kind = Kind::kNull;
-  double number = 0;
-  std::string text;
-  std::vector<Json> items;                            // arrays
-  std::vector<std::pair<std::string, Json>> members;  // objects, in order
-
-  const Json* member(const std::string& key) const {
-    for (const auto& [name, value] : members) {
-      if (name == key) return &value;
-    }
-    return nullptr;
-  }
-};
-
-class JsonParser {
- public:
-  explicit JsonParser(const std::string& text) : text_(text) {}
-
-  // The whole text as one value; false when it is not JSON this parser reads.
-  bool parse(Json* out) {
-    if (!value(out, 0)) return false;
-    skip_space();
-    return at_ == text_.size();
-  }
-
- private:
-  static constexpr int kMaxDepth = 16;
-  const std::string& text_;
-  std::size_t at_ = 0;
-
-  void skip_space() {
-    while (at_ < text_.size() && std::isspace(static_cast<unsigned char>(text_[at_]))) ++at_;
-  }
-  bool take(char c) {
-    skip_space();
-    if (at_ < text_.size() && text_[at_] == c) {
-      ++at_;
-      return true;
-    }
-    return false;
-  }
-  bool word(const char* w) {
-    const std::size_t n = std::strlen(w);
-    if (text_.compare(at_, n, w) != 0) return false;
-    at_ += n;
-    return true;
-  }
-  bool string(std::string* out) {
-    if (!take('"')) return false;
-    while (at_ < text_.size() && text_[at_] != '"') {
-      char c = text_[at_++];
-      if (c == '\\') {
-        if (at_ >= text_.size() || (text_[at_] != '"' && text_[at_] != '\\')) return false;
-        c = text_[at_++];
-      }
-      out->push_back(c);
-    }
-    return take('"');
-  }
-  bool value(Json* out, int depth) {
-    if (depth > kMaxDepth) return false;
-    skip_space();
-    if (at_ >= text_.size()) return false;
-    const char c = text_[at_];
-    if (c == '"') {
-      out->kind = Json::Kind::kString;
-      return string(&out->text);
-    }
-    if (c == '[') {
-      ++at_;
-      out->kind = Json::Kind::kArray;
-      if (take(']')) return true;
-      do {
-        out->items.emplace_back();
-        if (!value(&out->items.back(), depth + 1)) return false;
-      } while (take(','));
-      return take(']');
-    }
-    if (c == '{') {
-      ++at_;
-      out->kind = Json::Kind::kObject;
-      if (take('}')) return true;
-      do {
-        std::string key;
-        if (!string(&key) || !take(':')) return false;
-        out->members.emplace_back(std::move(key), Json());
-        if (!value(&out->members.back().second, depth + 1)) return false;
-      } while (take(','));
-      return take('}');
-    }
-    if (word("null")) return true;
-    if (word("true")) {
-      out->kind = Json::Kind::kBool;
-      out->number = 1;
-      return true;
-    }
-    if (word("false")) {
-      out->kind = Json::Kind::kBool;
-      return true;
-    }
-    const char* start = text_.c_str() + at_;
-    char* end = nullptr;
-    out->number = std::strtod(start, &end);
-    if (end == start) return false;
-    out->kind = Json::Kind::kNumber;
-    at_ += static_cast<std::size_t>(end - start);
-    return true;
-  }
-};
-
-// A non-negative integer held exactly by a JSON number.
-bool json_count(const Json* value, std::size_t* out) {
-  if (value == nullptr || value->kind != Json::Kind::kNumber || value->number < 0 ||
-      value->number > 1e12 || value->number != std::floor(value->number)) {
-    return false;
-  }
-  *out = static_cast<std::size_t>(value->number);
-  return true;
-}
-
-// policyport.noise: [{"offset", "shape", "distribution"}], blocks in order, each starting where
-// the one before ends. Returns "" when the list is well formed, else what is wrong.
-std::string parse_noise_blocks(const std::string& text, std::vector<NoiseBlock>* blocks) {
-  Json json;
-  if (!JsonParser(text).parse(&json) || json.kind != Json::Kind::kArray || json.items.empty()) {
-    return "is not a non-empty JSON list of blocks";
-  }
-  std::size_t next = 0;
-  for (const Json& item : json.items) {
-    NoiseBlock block;
-    const Json* shape = item.member("shape");
-    const Json* distribution = item.member("distribution");
-    if (item.kind != Json::Kind::kObject || !json_count(item.member("offset"), &block.offset) ||
-        shape == nullptr || shape->kind != Json::Kind::kArray || distribution == nullptr ||
-        distribution->kind != Json::Kind::kString) {
-      return "has a block without an integer \"offset\", a \"shape\" list and a "
-             "\"distribution\" name";
-    }
-    block.size = 1;
-    for (const Json& dim : shape->items) {
-      std::size_t size = 0;
-      if (!json_count(&dim, &size) || size == 0) return "has a block whose shape is not sizes";
-      block.shape.push_back(static_cast<int64_t>(size));
-      block.size *= size;
-    }
-    block.distribution = distribution->text;
-    if (block.offset != next) {
-      return "has a block at offset " + std::to_string(block.offset) + " where " +
-             std::to_string(next) + " was expected (blocks are concatenated in order)";
-    }
-    next += block.size;
-    blocks->push_back(std::move(block));
-  }
-  return "";
-}
-
-// policyport.entries: {"default": "policy.onnx", "sample": "policy.sample.onnx"}; false when
-// it is not an object of strings.
-bool parse_entries(const std::string& text, std::map<std::string, std::string>* entries) {
-  Json json;
-  if (!JsonParser(text).parse(&json) || json.kind != Json::Kind::kObject) return false;
-  for (const auto& [name, file] : json.members) {
-    if (file.kind != Json::Kind::kString) return false;
-    (*entries)[name] = file.text;
-  }
-  return true;
 }
 
 // `file` in the folder of `path` (the entries name files beside each other).
@@ -371,6 +134,89 @@ std::string sample_entry_name(const std::string& path) {
     return path + ".sample";
   }
   return path.substr(0, dot) + ".sample" + path.substr(dot);
+}
+
+// The metadata of an .onnx file, read from the file itself: one pass over the ModelProto's
+// top level (ONNX Runtime's lookups copy the whole table on every call, and cut a value at
+// its first NUL).
+Metadata onnx_metadata(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  if (!file) throw Error("cannot open model file '" + path + "': " + std::strerror(errno));
+  return read_onnx_metadata(file, path);
+}
+
+// The metadata of an .ort file, through ONNX Runtime: the keys once (counted and checked),
+// then only the values this wrapper reads (each lookup copies the whole table).
+Metadata ort_metadata(const Ort::Session& session, const std::string& path) {
+  Ort::AllocatorWithDefaultOptions allocator;
+  Ort::ModelMetadata model = session.GetModelMetadata();
+  std::vector<std::string> keys;
+  for (auto& key : model.GetCustomMetadataMapKeysAllocated(allocator)) keys.push_back(key.get());
+  check_keys(keys, path);
+  Metadata metadata;
+  for (const std::string& key : read_keys()) {
+    if (std::find(keys.begin(), keys.end(), key) == keys.end()) continue;
+    auto value = model.LookupCustomMetadataMapAllocated(key.c_str(), allocator);
+    metadata[key] = value ? value.get() : "";
+  }
+  return metadata;
+}
+
+// The model's inputs (or outputs) as its session reports them.
+std::vector<TensorSpec> model_tensors(const Ort::Session& session, bool inputs) {
+  Ort::AllocatorWithDefaultOptions allocator;
+  const std::size_t count = inputs ? session.GetInputCount() : session.GetOutputCount();
+  std::vector<TensorSpec> specs;
+  for (std::size_t i = 0; i < count && i <= kMaxTensors; ++i) {
+    const std::string name = inputs ? session.GetInputNameAllocated(i, allocator).get()
+                                    : session.GetOutputNameAllocated(i, allocator).get();
+    specs.push_back(spec_of(name, inputs ? session.GetInputTypeInfo(i) : session.GetOutputTypeInfo(i)));
+  }
+  return specs;
+}
+
+// "" when `spec` (the model's) is `listed` (the metadata's): name, dtype, and shape with a
+// dynamic batch dimension first; else the difference, for a message.
+std::string difference(const TensorSpec& spec, const TensorInfo& listed) {
+  std::vector<int64_t> listed_shape = {-1};
+  listed_shape.insert(listed_shape.end(), listed.shape.begin(), listed.shape.end());
+  const bool dynamic_batch = !spec.shape.empty() && spec.shape[0] < 0;
+  std::vector<int64_t> shape = spec.shape;
+  if (dynamic_batch) shape[0] = -1;
+  if (spec.name == listed.name && type_name(spec.type) == listed.dtype && shape == listed_shape) {
+    return "";
+  }
+  return "the model's " + quote(spec.name) + " is " + type_name(spec.type) + " " +
+         shape_string(spec.shape) + ", the metadata lists " + quote(listed.name) + " " +
+         listed.dtype + " " + shape_string(listed_shape) +
+         (dynamic_batch ? "" : " (a dynamic batch dimension first)");
+}
+
+// The model's inputs and outputs are the ones its metadata lists: the session is what runs,
+// so a file edited after export is refused here rather than misread later.
+void check_model_matches(const Ort::Session& session, const ModelInfo& info) {
+  const std::vector<TensorSpec> inputs = model_tensors(session, true);
+  const std::vector<TensorSpec> outputs = model_tensors(session, false);
+  std::string problem;
+  auto compare = [&](const std::vector<TensorSpec>& specs, const std::vector<TensorInfo>& listed) {
+    if (specs.size() != listed.size() && problem.empty()) {
+      problem = "the model has " + std::to_string(session.GetInputCount()) + " inputs and " +
+                std::to_string(session.GetOutputCount()) + " outputs";
+    }
+    for (std::size_t i = 0; i < specs.size() && i < listed.size() && problem.empty(); ++i) {
+      problem = difference(specs[i], listed[i]);
+    }
+  };
+  compare(inputs, info.inputs);
+  compare(outputs, info.outputs);
+  if (problem.empty()) return;
+  std::vector<TensorInfo> input_names, output_names;
+  for (const TensorSpec& spec : inputs) input_names.push_back(TensorInfo{spec.name, "", {}, 0});
+  for (const TensorSpec& spec : outputs) output_names.push_back(TensorInfo{spec.name, "", {}, 0});
+  throw Error("'" + info.path + "': its inputs (" + names_of(input_names) + ") and outputs (" +
+              names_of(output_names) + ") are not the ones its policyport.inputs / "
+              "policyport.outputs metadata lists (" + problem + "): the file was changed after "
+              "export. Re-export the policy with policyport's export-policy.");
 }
 
 }  // namespace
@@ -412,7 +258,6 @@ struct Policy::Impl {
 
 // The function-try-block turns any ONNX Runtime error while reading the model into our Error.
 Policy::Policy(const std::string& path, const Options& options) try : impl_(new Impl) {
-  info_.path = path;
   const bool ort_format = is_ort_format(path);
 
   Ort::SessionOptions session_options;
@@ -439,182 +284,11 @@ Policy::Policy(const std::string& path, const Options& options) try : impl_(new 
                 " model: " + reason + hint);
   }
 
-  Ort::AllocatorWithDefaultOptions allocator;
-  Ort::ModelMetadata metadata = impl_->session.GetModelMetadata();
-  for (auto& key : metadata.GetCustomMetadataMapKeysAllocated(allocator)) {
-    auto value = metadata.LookupCustomMetadataMapAllocated(key.get(), allocator);
-    info_.metadata[key.get()] = value ? value.get() : "";
-  }
-  auto find = [this](const char* key) {
-    auto it = info_.metadata.find(key);
-    return it == info_.metadata.end() ? std::string() : it->second;
-  };
-
-  // The contract version first: if it is unknown, nothing else about the file can be trusted.
-  const std::string version_text = find(kContractVersionKey);
-  info_.producer_version = find("policyport.policyport_version");
-  if (version_text.empty()) {
-    throw ContractVersionError(
-        "'" + path + "' has no '" + kContractVersionKey +
-        "' metadata: it is not a policyport artifact. Export the policy with policyport's "
-        "export-policy (--format onnx or ort).");
-  }
-  bool ok = false;
-  info_.contract_version = parse_version(version_text, &ok);
-  if (!ok || info_.contract_version < kMinContractVersion ||
-      info_.contract_version > kMaxContractVersion) {
-    throw ContractVersionError(
-        "'" + path + "' uses policyport artifact contract version " + version_text +
-        " (written by policyport " +
-        (info_.producer_version.empty() ? std::string("of unknown version")
-                                        : info_.producer_version) +
-        "), but this policyport.hpp/.cpp understands versions " +
-        std::to_string(kMinContractVersion) + " to " + std::to_string(kMaxContractVersion) +
-        ". Copy policyport.hpp/.cpp from the policyport release that wrote the file, or "
-        "re-export the policy with a policyport that writes contract version " +
-        std::to_string(kMaxContractVersion) + " (see " + kDocs + ", \"Versions\").");
-  }
-  info_.format = find("policyport.format");
-  info_.action_space_type = space_type(find("policyport.action_space"));
-
-  // Inputs and outputs, in the session's order (the exporter's: observation leaves, then the
-  // mask, then the noise; action, then the heads, then sampled_action and log_prob). Only the
-  // names the contract fixes are known to the wrapper; the others are read from the file.
-  auto info_of = [&](const TensorSpec& spec) {
-    TensorInfo tensor;
-    tensor.name = spec.name;
-    tensor.dtype = type_name(spec.type);
-    tensor.shape = row_shape(spec, path);
-    tensor.size = element_count(tensor.shape);
-    return tensor;
-  };
-  auto refuse = [&](const std::string& what) {
-    throw Error("'" + path + "': " + what + " (" + kDocs +
-                "). Re-export the policy with policyport's export-policy.");
-  };
-  const std::size_t n_inputs = impl_->session.GetInputCount();
-  const std::size_t n_outputs = impl_->session.GetOutputCount();
-  if (n_inputs > kMaxTensors || n_outputs > kMaxTensors) {
-    throw Error("'" + path + "' has " + std::to_string(n_inputs) + " inputs and " +
-                std::to_string(n_outputs) + " outputs; policyport.cpp handles up to " +
-                std::to_string(kMaxTensors) + " of each (raise kMaxTensors in policyport.cpp).");
-  }
-  // The noise input, when there is one, is last; the mask comes just before it.
-  const bool has_noise =
-      n_inputs > 0 && impl_->session.GetInputNameAllocated(n_inputs - 1, allocator).get() ==
-                          std::string(kNoiseInput);
-  for (std::size_t i = 0; i < n_inputs; ++i) {
-    std::string name = impl_->session.GetInputNameAllocated(i, allocator).get();
-    const TensorSpec spec = spec_of(name, impl_->session.GetInputTypeInfo(i));
-    TensorInfo input = info_of(spec);
-    if (name == kMaskInput) {
-      if (spec.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL || input.shape.size() != 1) {
-        refuse("action_mask is " + input.dtype + " " + shape_string(spec.shape) +
-               ", not the contract's bool [batch, mask_size]");
-      }
-      if (i + 1 + (has_noise ? 1 : 0) != n_inputs) {
-        refuse("action_mask is not the last input (or the last before noise)");
-      }
-      info_.mask_size = input.size;
-    } else if (name == kNoiseInput) {
-      if (spec.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || input.shape.size() != 1) {
-        refuse("noise is " + input.dtype + " " + shape_string(spec.shape) +
-               ", not the contract's float32 [batch, noise_size]");
-      }
-      if (i + 1 != n_inputs) refuse("noise is not the last input");
-      info_.noise_size = input.size;
-    } else if (!is_observation_name(name) || spec.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) {
-      refuse("input '" + name + "' (" + input.dtype + ") is not one of the contract's: float32 " +
-             "'observation' or 'observation.<key>', then bool 'action_mask', then float32 "
-             "'noise'");
-    } else {
-      info_.observation_inputs.push_back(input);
-      info_.observation_size += input.size;
-    }
-    info_.inputs.push_back(input);
-  }
-  if (info_.observation_inputs.empty()) refuse("the model has no observation input");
-  if (info_.observation_inputs.size() == 1) {
-    info_.observation_shape = info_.observation_inputs[0].shape;
-  }
-  bool has_sampled_action = false, has_log_prob = false;
-  for (std::size_t i = 0; i < n_outputs; ++i) {
-    std::string name = impl_->session.GetOutputNameAllocated(i, allocator).get();
-    const TensorSpec spec = spec_of(name, impl_->session.GetOutputTypeInfo(i));
-    TensorInfo output = info_of(spec);
-    if (i == 0) {
-      if (name != kActionOutput || (spec.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64 &&
-                                    spec.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT)) {
-        refuse("the first output is '" + name + "' (" + output.dtype +
-               "), not the contract's 'action' (int64, or float32 for Box)");
-      }
-      info_.integer_actions = spec.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64;
-      info_.action_shape = output.shape;
-      info_.action_size = output.size;
-    } else if (name == kSampledActionOutput) {
-      const TensorInfo& action = info_.outputs[0];
-      if (i + 2 != n_outputs || output.dtype != action.dtype || output.shape != action.shape) {
-        refuse("sampled_action is " + output.dtype + " " + shape_string(spec.shape) +
-               " at output " + std::to_string(i) + "; the contract's is the second-to-last "
-               "output, of the dtype and shape of action");
-      }
-      has_sampled_action = true;
-    } else if (name == kLogProbOutput) {
-      if (!has_sampled_action || spec.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT ||
-          !output.shape.empty()) {
-        refuse("log_prob is " + output.dtype + " " + shape_string(spec.shape) +
-               "; the contract's is float32 [batch], the last output, after sampled_action");
-      }
-      has_log_prob = true;
-    } else if (spec.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) {
-      refuse("output '" + name + "' is " + output.dtype + "; the contract's heads are float32");
-    } else {
-      info_.heads.push_back(output);
-    }
-    info_.outputs.push_back(output);
-  }
-  if (info_.outputs.empty()) refuse("the model has no outputs");
-  if (const TensorInfo* value = info_.head(kValueHead); value && !value->shape.empty()) {
-    refuse("value has shape [batch, " + std::to_string(value->size) + "], not [batch]");
-  }
-  if (const TensorInfo* q = info_.head(kQValuesHead); q && q->shape.size() != 1) {
-    refuse("q_values has shape " + shape_string(q->shape) + " per row, not [n]");
-  }
-  // The sampling path: all of it (contract 3: noise in, sampled_action and log_prob out, the
-  // noise blocks in the metadata) or none of it (contracts 1 and 2).
-  const bool sampling = info_.contract_version >= kSamplingContractVersion;
-  if (sampling != has_noise || has_noise != has_sampled_action || has_noise != has_log_prob) {
-    refuse("it declares contract version " + version_text + " and has " +
-           (has_noise ? "a" : "no") + " 'noise' input, " + (has_sampled_action ? "a" : "no") +
-           " 'sampled_action' output and " + (has_log_prob ? "a" : "no") +
-           " 'log_prob' output; contract " + std::to_string(kSamplingContractVersion) +
-           " (the sample entry) has all three and earlier versions none");
-  }
-  if (has_noise) {
-    const std::string noise_text = find("policyport.noise");
-    const std::string problem = parse_noise_blocks(noise_text, &info_.noise_blocks);
-    if (!problem.empty()) {
-      refuse("its policyport.noise metadata " + problem + " (it holds '" + noise_text + "')");
-    }
-    const NoiseBlock& last = info_.noise_blocks.back();
-    if (last.offset + last.size != info_.noise_size) {
-      refuse("its policyport.noise blocks hold " + std::to_string(last.offset + last.size) +
-             " values but the noise input holds " + std::to_string(info_.noise_size) + " per row");
-    }
-  }
-  info_.entry = find("policyport.entry");
-  const std::string entries_text = find("policyport.entries");
-  if (!entries_text.empty() && !parse_entries(entries_text, &info_.entries)) {
-    refuse("its policyport.entries metadata is not a JSON object of file names ('" +
-           entries_text + "')");
-  }
-  // The metadata lists the same tensors (every contract version has these keys).
-  if (!lists_in_order(find("policyport.inputs"), info_.inputs) ||
-      !lists_in_order(find("policyport.outputs"), info_.outputs)) {
-    refuse("its inputs (" + names_of(info_.inputs) + ") and outputs (" + names_of(info_.outputs) +
-           ") are not the ones its policyport.inputs / policyport.outputs metadata lists: the "
-           "file was changed after export");
-  }
+  // What the metadata says, checked against the contract and its limits; then the model's
+  // own inputs and outputs must be exactly the ones listed there.
+  info_ = describe_artifact(ort_format ? ort_metadata(impl_->session, path) : onnx_metadata(path),
+                            path);
+  check_model_matches(impl_->session, info_);
   for (const TensorInfo& tensor : info_.inputs) impl_->input_name_storage.push_back(tensor.name);
   for (const TensorInfo& tensor : info_.outputs) impl_->output_name_storage.push_back(tensor.name);
   for (const std::string& name : impl_->input_name_storage) {

@@ -32,6 +32,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <istream>
 #include <limits>
 #include <map>
 #include <memory>
@@ -63,6 +64,24 @@ constexpr const char* kLogProbOutput = "log_prob";
 constexpr const char* kStandardNormal = "standard_normal";  // Box: mean + exp(log_std) * noise
 constexpr const char* kGumbel = "gumbel";  // Discrete, MultiDiscrete: argmax(log_softmax + noise)
 constexpr const char* kUniform = "uniform";  // MultiBinary: bit = noise < sigmoid(logit), [0, 1)
+
+// The limits every consumer applies to what an artifact's metadata says (docs/artifact.md,
+// "Limits"; examples/web/lib/artifact.mjs holds the same numbers). Files beyond them are
+// refused when loading, so that no size computed from a file can overflow or run away.
+namespace limits {
+constexpr std::size_t kMaxMetadataKeys = 1024;       // metadata entries in all
+constexpr std::size_t kMaxKeyBytes = 256;            // each key
+constexpr std::size_t kMaxValueBytes = 1 << 20;      // each value the wrapper reads
+constexpr std::size_t kMaxJsonDepth = 32;            // nested lists and objects in a value
+constexpr std::size_t kMaxTensors = 16;              // inputs, and outputs
+constexpr std::size_t kMaxRank = 8;                  // dimensions of a tensor, batch included
+constexpr std::size_t kMaxRowElements = 1 << 24;     // one row of a tensor; every dimension
+                                                     // too; the observation inputs together
+constexpr std::size_t kMaxNoiseBlocks = 4096;        // blocks of policyport.noise
+constexpr std::size_t kMaxNameBytes = 256;           // tensor and distribution names
+constexpr std::size_t kMaxFileNameBytes = 255;       // each file of policyport.entries
+constexpr std::size_t kMaxQuotedBytes = 200;         // of a value quoted in a message
+}  // namespace limits
 
 // Every error this wrapper raises. The message says what was expected, what was found and
 // what to do. ONNX Runtime's own errors (Ort::Exception) are caught and re-raised as this.
@@ -138,7 +157,9 @@ struct ModelInfo {
   // The sample entry's noise: noise_size floats per row, in blocks (0 and {} otherwise).
   std::size_t noise_size = 0;
   std::vector<NoiseBlock> noise_blocks;
-  std::map<std::string, std::string> metadata;  // every metadata key, values as stored
+  // The metadata: every key of an .onnx file; of an .ort file, the keys this wrapper reads
+  // (ONNX Runtime copies the whole table on each lookup). Values as stored.
+  std::map<std::string, std::string> metadata;
 
   bool has_mask() const { return mask_size > 0; }
   // True for a sample entry (contract 3: a `noise` input): sample() and run_sample() work.
@@ -202,6 +223,31 @@ struct BatchSample {
   std::vector<float> log_probs;
   BatchResult mode;
 };
+
+// ---- Reading the metadata (policyport_metadata.cpp; no ONNX Runtime needed). Policy uses
+// exactly these; they are exposed for tools and for the fuzzer (fuzz_metadata.cpp).
+using Metadata = std::map<std::string, std::string>;
+
+// The metadata_props of an ONNX model (a ModelProto) read from `file`: only the top level is
+// walked, every other field (the graph and its weights) is skipped by its length. Throws
+// Error naming `path` when the protobuf is malformed, or the keys break the limits (count,
+// length, UTF-8, a key twice).
+Metadata read_onnx_metadata(std::istream& file, const std::string& path);
+
+// Checks the keys' count and lengths (the limits above); throws Error naming `path`.
+void check_keys(const std::vector<std::string>& keys, const std::string& path);
+
+// The metadata keys this wrapper reads (the others are only counted).
+const std::vector<std::string>& read_keys();
+
+// What the metadata says about the artifact at `path`, checked against the contract and the
+// limits: everything in ModelInfo (inputs, outputs, noise blocks, entries...). Throws
+// ContractVersionError or Error; messages quote at most limits::kMaxQuotedBytes of a value.
+// Policy then checks that the model's inputs and outputs are the ones listed here.
+ModelInfo describe_artifact(const Metadata& metadata, const std::string& path);
+
+// `text` for a message: in quotes, cut to limits::kMaxQuotedBytes, control bytes escaped.
+std::string quote(const std::string& text);
 
 namespace detail {
 // u in (0, 1), both ends excluded (Gumbel's -log(-log(u)) is finite), from `rng`'s bits.

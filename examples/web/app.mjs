@@ -16,7 +16,7 @@
 // The plain-WASM build: ort.min.mjs would also fetch a 28 MB WebGPU/JSEP variant we don't use.
 import * as ort from './node_modules/onnxruntime-web/dist/ort.wasm.min.mjs';
 
-import { Policy, cannotSample } from './lib/artifact.mjs';
+import { Policy, cannotSample, entryUrl } from './lib/artifact.mjs';
 import * as cp from './lib/cartpole.mjs';
 import * as gw from './lib/gridworld.mjs';
 import { Xoshiro128 } from './lib/random.mjs';
@@ -147,7 +147,8 @@ async function cartpolePanel(url) {
     if (!sampling) return { policy: given, url };
     if (!sampleEntry) {
       if (!given.spec.entries?.sample) throw new Error(cannotSample(given.spec));
-      const sampleUrl = new URL(given.spec.entries.sample, base).href;
+      // Only a plain file name beside the given model: never another folder or origin.
+      const sampleUrl = entryUrl(given.spec.entries.sample, base);
       sampleEntry = { policy: await loadPolicy(sampleUrl), url: sampleUrl };
     }
     return sampleEntry;

@@ -27,53 +27,140 @@ const PREFIX = 'policyport.';
 // ModelProto field 14 is `repeated StringStringEntryProto metadata_props` (key = 1, value = 2).
 const MODEL_METADATA_PROPS = 14;
 
+// The limits every consumer applies to what an artifact's metadata says (docs/artifact.md,
+// "Limits"; examples/cpp/policyport.hpp holds the same numbers). Files beyond them are refused
+// when loading, so no size computed from a file can overflow or run away.
+export const LIMITS = Object.freeze({
+  metadataKeys: 1024, // metadata entries in all
+  keyBytes: 256, // each key
+  valueBytes: 1 << 20, // each value a consumer reads
+  jsonDepth: 32, // nested lists and objects in a value
+  tensors: 16, // inputs, and outputs
+  rank: 8, // dimensions of a tensor, batch included
+  rowElements: 1 << 24, // one row of a tensor; every dimension too; the observation inputs together
+  noiseBlocks: 4096, // blocks of policyport.noise
+  nameBytes: 256, // tensor and distribution names
+  fileNameBytes: 255, // each file of policyport.entries
+  quotedBytes: 200, // of a value quoted in a message
+});
+
+// The metadata keys a consumer reads (the others are only counted).
+const READ_KEYS = [
+  'contract_version', 'policyport_version', 'format', 'policy_class', 'observation_space', 'action_space',
+  'inputs', 'outputs', 'noise', 'entry', 'entries', 'weights_sha256',
+].map((key) => PREFIX + key);
+
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+const byteLength = (text) => new TextEncoder().encode(text).length;
+
+// `text` for a message: in quotes, cut to LIMITS.quotedBytes, control characters escaped
+// (a hostile value can be megabytes long, or hold terminal escapes).
+export function quote(text) {
+  const value = String(text);
+  const shown = value.slice(0, LIMITS.quotedBytes).replace(/[\u0000-\u001f\u007f\\]/g, (c) =>
+    c === '\\' ? '\\\\' : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`,
+  );
+  return value.length > LIMITS.quotedBytes ? `'${shown}...' (${byteLength(value)} bytes in all)` : `'${shown}'`;
+}
+
+const REEXPORT = 're-export the policy with export-policy';
+const refuse = (what) => new Error(`${what} (docs/artifact.md); ${REEXPORT}`);
+
 // onnxruntime-common exposes input and output metadata but not the model's
 // `metadata_props`, so read them from the protobuf ourselves. Only the top level of the
 // ModelProto is walked; every other field (the graph and its weights) is skipped by length.
+// Keys are counted, checked and never repeated; the values a consumer reads are checked
+// (length, UTF-8, no NUL) as they are decoded. The C++ wrapper reads them the same way.
 export function readOnnxMetadata(bytes) {
   const view = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
   const metadata = {};
+  let count = 0;
   for (const [field, value] of protobufFields(view)) {
     if (field !== MODEL_METADATA_PROPS) continue;
+    if (++count > LIMITS.metadataKeys) {
+      throw refuse(`the model has more than ${LIMITS.metadataKeys} metadata keys, the most a policyport artifact may have`);
+    }
     const entry = {};
-    for (const [f, v] of protobufFields(value)) entry[f] = new TextDecoder().decode(v);
-    metadata[entry[1] ?? ''] = entry[2] ?? '';
+    for (const [f, v] of protobufFields(value)) if (v) entry[f] = v;
+    const key = decodeKey(entry[1] ?? new Uint8Array());
+    if (Object.hasOwn(metadata, key)) throw refuse(`the model has the metadata key ${quote(key)} twice`);
+    metadata[key] = decodeValue(key, entry[2] ?? new Uint8Array());
   }
   return metadata;
+}
+
+function decodeKey(bytes) {
+  let key = null;
+  try {
+    key = bytes.length <= LIMITS.keyBytes ? strictUtf8.decode(bytes) : null;
+  } catch {
+    key = null;
+  }
+  if (key === null || key.includes('\0')) {
+    const shown = new TextDecoder().decode(bytes.subarray(0, LIMITS.quotedBytes));
+    throw refuse(`the model has the metadata key ${quote(shown)}, not UTF-8 text of at most ${LIMITS.keyBytes} bytes without NUL`);
+  }
+  return key;
+}
+
+// A value a consumer reads: checked; any other: decoded as it comes (it is never looked at).
+function decodeValue(key, bytes) {
+  if (!READ_KEYS.includes(key)) return new TextDecoder().decode(bytes);
+  if (bytes.length > LIMITS.valueBytes) {
+    throw refuse(`its ${key} metadata holds ${bytes.length} bytes, more than the ${LIMITS.valueBytes} a value may hold`);
+  }
+  let value = null;
+  try {
+    value = strictUtf8.decode(bytes);
+  } catch {
+    value = null;
+  }
+  if (value === null || value.includes('\0')) {
+    const shown = new TextDecoder().decode(bytes.subarray(0, LIMITS.quotedBytes));
+    throw refuse(`its ${key} metadata ${quote(shown)} is not UTF-8 text without NUL characters`);
+  }
+  return value;
 }
 
 // Yields [fieldNumber, value] for each field of one protobuf message; length-delimited values
 // are Uint8Array views (not copies), the others are skipped over and yielded as null.
 function* protobufFields(bytes) {
   let pos = 0;
+  const malformed = (what) => new Error(`the model is not a well-formed ONNX protobuf: ${what}`);
+  // At most 10 bytes, and a value JavaScript holds exactly (below 2^53).
   const varint = () => {
     let result = 0;
     let scale = 1;
-    for (;;) {
-      if (pos >= bytes.length) throw new Error('truncated protobuf varint');
+    for (let i = 0; i < 10; i++) {
+      if (pos >= bytes.length) throw malformed('a varint is cut short');
       const byte = bytes[pos++];
+      if (i === 7 && (byte & 0x7f) > 0xf) throw malformed('a varint exceeds 2^53');
       result += (byte & 0x7f) * scale; // multiplication, not <<, so values past 2^31 survive
       if (byte < 0x80) return result;
       scale *= 128;
     }
+    throw malformed('a varint is longer than 10 bytes');
   };
   while (pos < bytes.length) {
     const tag = varint();
+    if (tag >= 2 ** 32) throw malformed('a field number exceeds 2^29');
     const field = Math.floor(tag / 8);
     const wireType = tag % 8;
     if (wireType === 0) {
       varint();
       yield [field, null];
     } else if (wireType === 1 || wireType === 5) {
-      pos += wireType === 1 ? 8 : 4;
+      const length = wireType === 1 ? 8 : 4;
+      if (length > bytes.length - pos) throw malformed('a fixed-size field is cut short');
+      pos += length;
       yield [field, null];
     } else if (wireType === 2) {
       const length = varint();
-      if (pos + length > bytes.length) throw new Error('truncated protobuf field');
+      if (length > bytes.length - pos) throw malformed('a field is longer than what holds it');
       yield [field, bytes.subarray(pos, pos + length)];
       pos += length;
     } else {
-      throw new Error(`not an ONNX model: protobuf wire type ${wireType} at byte ${pos}`);
+      throw malformed('a field has a wire type other than 0, 1, 2 and 5');
     }
   }
 }
@@ -87,53 +174,240 @@ export const ACTION = 'action';
 export const NOISE = 'noise';
 export const SAMPLED_ACTION = 'sampled_action';
 export const LOG_PROB = 'log_prob';
-// Where ONNX Runtime's JS API and the metadata spell an element type differently.
-const TENSOR_TYPES = { float32: 'float32', int64: 'int64', bool: 'bool' };
-const REEXPORT = 're-export the policy with export-policy';
+const VALUE = 'value';
+const Q_VALUES = 'q_values';
+const DTYPES = new Set(['float32', 'int64', 'bool']);
 
-// One input or output as the metadata lists it ({name, shape: ["batch", ...], dtype}), with
-// the per-row shape and element count a caller needs.
-function tensorSpec(entry, where) {
-  const { name, shape, dtype } = entry ?? {};
-  const row = Array.isArray(shape) ? shape.slice(1) : null;
-  if (typeof name !== 'string' || !row || shape[0] !== 'batch' || !row.every(Number.isInteger) || !(dtype in TENSOR_TYPES)) {
-    throw new Error(
-      `${where} lists ${JSON.stringify(entry)}; expected {name, shape: ["batch", ...sizes], ` +
-        `dtype: float32|int64|bool}: ${REEXPORT}`,
-    );
-  }
-  return { name, shape: row, dtype, size: row.reduce((a, b) => a * b, 1) };
-}
-
-// The sample entry's noise: its `noise` input and `policyport.noise` blocks, checked to tile
-// [0, noise_size) in order. Returns {size, blocks: [{offset, shape, size, distribution}]}.
-function noiseLayout(input, blocks) {
-  const bad = (why) =>
-    new Error(`the sample entry's noise ${why} (policyport.noise ${JSON.stringify(blocks)}); ${REEXPORT} --sample`);
-  if (!input || input.dtype !== 'float32' || input.shape.length !== 1) {
-    throw bad(`input is ${input ? `${input.dtype} [batch, ${input.shape}]` : 'missing'}, not the last input float32 [batch, noise_size]`);
-  }
-  if (!Array.isArray(blocks) || blocks.length === 0) throw bad('blocks are not a non-empty list');
-  let offset = 0;
-  const layout = blocks.map((block) => {
-    const shape = block?.shape;
-    if (block?.offset !== offset || !Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0) || typeof block.distribution !== 'string') {
-      throw bad(`block ${JSON.stringify(block)} is not {offset: ${offset}, shape: [...], distribution}`);
+// JSON.parse reads any depth, and keeps the last of two members of one name where the C++
+// wrapper's reader would see the first: this scan (run on text JSON.parse accepts) refuses
+// both, so that the consumers read the same values.
+function jsonShapeProblem(text) {
+  const stack = []; // per open container: null for a list, {keys, expectKey} for an object
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '[' || c === '{') {
+      stack.push(c === '[' ? null : { keys: new Set(), expectKey: true });
+      if (stack.length > LIMITS.jsonDepth) return `nests lists and objects more than ${LIMITS.jsonDepth} deep`;
+    } else if (c === ']' || c === '}') {
+      stack.pop();
+    } else if (c === ',' && stack.at(-1)) {
+      stack.at(-1).expectKey = true;
+    } else if (c === '"') {
+      const start = i;
+      for (i++; i < text.length && text[i] !== '"'; i++) if (text[i] === '\\') i++;
+      const top = stack.at(-1);
+      if (top?.expectKey) {
+        const key = JSON.parse(text.slice(start, i + 1));
+        if (top.keys.has(key)) return `names the member ${quote(key)} twice`;
+        top.keys.add(key);
+        top.expectKey = false;
+      }
     }
-    const size = shape.reduce((a, b) => a * b, 1);
-    offset += size;
-    return { offset: block.offset, shape, size, distribution: block.distribution };
-  });
-  if (offset !== input.size) throw bad(`blocks cover ${offset} values, the input has ${input.size}`);
-  return { size: input.size, blocks: layout };
+  }
+  return null;
 }
 
-// Checks the contract version and decodes the JSON-valued keys into a plain description.
-// `inputs` and `outputs` come from the artifact itself, in its order: observation inputs
-// first (one per observation leaf), then the mask if the policy takes one, then `noise` for a
-// sample entry; `action`, then the heads (e.g. `value`, `q_values`), then `sampled_action`
-// and `log_prob` for a sample entry.
-export function describeArtifact(metadata) {
+// policyport.<key> as JSON: refused when missing (if `required`), not JSON, nested too deep or
+// naming a member twice.
+function readJson(metadata, key, required = true) {
+  const text = metadata[PREFIX + key];
+  if (text === undefined) {
+    if (required) throw refuse(`the artifact has no ${PREFIX}${key} metadata`);
+    return undefined;
+  }
+  let value;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw refuse(`its ${PREFIX}${key} metadata is not JSON: ${quote(text)}`);
+  }
+  const problem = jsonShapeProblem(text);
+  if (problem) throw refuse(`its ${PREFIX}${key} metadata ${problem}: ${quote(text)}`);
+  return value;
+}
+
+const isObject = (x) => typeof x === 'object' && x !== null && !Array.isArray(x);
+const isCount = (x, most) => Number.isInteger(x) && x >= 0 && x <= most;
+
+// A row shape's problem ("" when it has at most `LIMITS.rank - 1` dimensions, each from 1 to
+// LIMITS.rowElements, their product at most LIMITS.rowElements), and its element count.
+function rowShape(dims) {
+  if (dims.length > LIMITS.rank - 1) {
+    return { problem: `has ${dims.length} dimensions, more than the ${LIMITS.rank - 1} allowed` };
+  }
+  let size = 1;
+  for (const d of dims) {
+    if (!isCount(d, LIMITS.rowElements) || d === 0) {
+      return { problem: `has a dimension that is not an integer from 1 to ${LIMITS.rowElements}` };
+    }
+    size *= d;
+    if (size > LIMITS.rowElements) return { problem: `has more than ${LIMITS.rowElements} elements per row` };
+  }
+  return { problem: '', size };
+}
+
+// policyport.inputs / policyport.outputs: [{name, dtype, shape: ["batch", ...]}], each with
+// the per-row shape and element count a caller needs.
+function tensorTable(metadata, key) {
+  const list = readJson(metadata, key);
+  const where = `its ${PREFIX}${key} metadata`;
+  if (!Array.isArray(list) || list.length === 0 || list.length > LIMITS.tensors) {
+    throw refuse(`${where} is not a list of 1 to ${LIMITS.tensors} tensors`);
+  }
+  return list.map((entry) => {
+    const { name, dtype, shape } = isObject(entry) ? entry : {};
+    const nameOk = typeof name === 'string' && name.length > 0 && byteLength(name) <= LIMITS.nameBytes;
+    if (!nameOk || !DTYPES.has(dtype) || !Array.isArray(shape) || shape[0] !== 'batch') {
+      throw refuse(
+        `${where} lists a tensor that is not {"name" (1 to ${LIMITS.nameBytes} bytes), ` +
+          '"dtype": float32|int64|bool, "shape": ["batch", ...]}',
+      );
+    }
+    const row = shape.slice(1);
+    const { problem, size } = rowShape(row);
+    if (problem) throw refuse(`${where}: ${quote(name)} ${problem}`);
+    return { name, shape: row, dtype, size };
+  });
+}
+
+const shapeText = (shape) => `[batch${shape.map((d) => `, ${d}`).join('')}]`;
+const sameShape = (a, b) => a.length === b.length && a.every((d, i) => d === b[i]);
+
+// The inputs' roles: observation leaves (float32), then bool action_mask [batch, n], then
+// float32 noise [batch, n] (a sample entry, the last input).
+function inputRoles(inputs) {
+  const hasNoise = inputs.at(-1).name === NOISE;
+  const roles = { observationInputs: [], observationSize: 0, maskInput: null, noiseInput: null };
+  inputs.forEach((input, i) => {
+    const what = `${quote(input.name)} (${input.dtype} ${shapeText(input.shape)})`;
+    if (input.name === MASK) {
+      if (input.dtype !== 'bool' || input.shape.length !== 1 || i + 1 + (hasNoise ? 1 : 0) !== inputs.length) {
+        throw refuse(`input ${what} is not the contract's bool [batch, mask_size], the last input (or the last before noise)`);
+      }
+      roles.maskInput = input;
+    } else if (input.name === NOISE) {
+      if (input.dtype !== 'float32' || input.shape.length !== 1 || i + 1 !== inputs.length) {
+        throw refuse(`input ${what} is not the contract's float32 [batch, noise_size], the last input`);
+      }
+      roles.noiseInput = input;
+    } else if (!(input.name === 'observation' || input.name.startsWith('observation.')) || input.dtype !== 'float32') {
+      throw refuse(
+        `input ${what} is not one of the contract's: float32 'observation' or 'observation.<key>', ` +
+          "then bool 'action_mask', then float32 'noise'",
+      );
+    } else {
+      roles.observationInputs.push(input);
+      roles.observationSize += input.size;
+      if (roles.observationSize > LIMITS.rowElements) {
+        throw refuse(`its observation inputs hold more than ${LIMITS.rowElements} values per row`);
+      }
+    }
+  });
+  if (roles.observationInputs.length === 0) throw refuse('the model has no observation input');
+  return roles;
+}
+
+// The outputs' roles: action (int64, or float32 for Box), float32 heads, then (a sample
+// entry) sampled_action as action and float32 log_prob [batch].
+function outputRoles(outputs) {
+  const [action] = outputs;
+  if (action.name !== ACTION || (action.dtype !== 'int64' && action.dtype !== 'float32')) {
+    throw refuse(`the first output is ${quote(action.name)} (${action.dtype}), not the contract's 'action' (int64, or float32 for Box)`);
+  }
+  const heads = [];
+  let sampled = false;
+  let logProb = false;
+  outputs.slice(1).forEach((output, k) => {
+    const i = k + 1;
+    if (output.name === SAMPLED_ACTION) {
+      if (i + 2 !== outputs.length || output.dtype !== action.dtype || !sameShape(output.shape, action.shape)) {
+        throw refuse(
+          `sampled_action is ${output.dtype} ${shapeText(output.shape)} at output ${i}; the contract's is the ` +
+            'second-to-last output, of the dtype and shape of action',
+        );
+      }
+      sampled = true;
+    } else if (output.name === LOG_PROB) {
+      if (!sampled || output.dtype !== 'float32' || output.shape.length !== 0) {
+        throw refuse(`log_prob is ${output.dtype} ${shapeText(output.shape)}; the contract's is float32 [batch], the last output, after sampled_action`);
+      }
+      logProb = true;
+    } else if (output.dtype !== 'float32' || sampled) {
+      throw refuse(`output ${quote(output.name)} (${output.dtype}) is not a head; the contract's heads are float32, after action`);
+    } else if ((output.name === VALUE && output.shape.length !== 0) || (output.name === Q_VALUES && output.shape.length !== 1)) {
+      throw refuse(`${output.name} has shape ${shapeText(output.shape)}, not the contract's (value [batch], q_values [batch, n])`);
+    } else {
+      heads.push(output);
+    }
+  });
+  if (sampled !== logProb) throw refuse('it has sampled_action without log_prob');
+  return { action, heads, sampled };
+}
+
+// The sample entry's noise: policyport.noise's blocks, checked to tile [0, noise_size) in
+// order. Returns {size, blocks: [{offset, shape, size, distribution}]}.
+function noiseLayout(metadata, size) {
+  const blocks = readJson(metadata, 'noise');
+  const where = 'its policyport.noise metadata';
+  if (!Array.isArray(blocks) || blocks.length === 0 || blocks.length > LIMITS.noiseBlocks) {
+    throw refuse(`${where} is not a list of 1 to ${LIMITS.noiseBlocks} blocks`);
+  }
+  let next = 0;
+  const layout = blocks.map((block) => {
+    const { offset, shape, distribution } = isObject(block) ? block : {};
+    const named = typeof distribution === 'string' && byteLength(distribution) <= LIMITS.nameBytes;
+    if (!isCount(offset, LIMITS.rowElements) || !Array.isArray(shape) || !named) {
+      throw refuse(`${where} has a block without an integer "offset", a "shape" list and a "distribution" name`);
+    }
+    if (offset !== next) {
+      throw refuse(`${where} has a block at offset ${offset} where ${next} was expected (blocks are concatenated in order)`);
+    }
+    const row = rowShape(shape);
+    if (row.problem) throw refuse(`${where}: the block at offset ${next} ${row.problem}`);
+    next += row.size;
+    if (next > size) throw refuse(`its policyport.noise blocks hold more than the ${size} values per row the noise input holds`);
+    return { offset, shape, size: row.size, distribution };
+  });
+  if (next !== size) throw refuse(`its policyport.noise blocks hold ${next} values but the noise input holds ${size} per row`);
+  return { size, blocks: layout };
+}
+
+// A file in the artifact's own folder: a plain name, never a path, URL or query (the web page
+// turns it into a URL: a name with any of these could point it elsewhere).
+export function isPlainFileName(name) {
+  return (
+    typeof name === 'string' &&
+    name !== '' &&
+    name !== '.' &&
+    name !== '..' &&
+    byteLength(name) <= LIMITS.fileNameBytes &&
+    !/[\u0000-\u001f\u007f/\\:?#%]/.test(name)
+  );
+}
+
+// policyport.entry ("default" or "sample") and policyport.entries ({entry: file name}).
+function entryPoints(metadata) {
+  const entry = metadata[`${PREFIX}entry`];
+  if (entry !== undefined && entry !== 'default' && entry !== 'sample') {
+    throw refuse(`its policyport.entry metadata ${quote(entry)} is neither "default" nor "sample"`);
+  }
+  const entries = readJson(metadata, 'entries', false);
+  if (entries === undefined) return { entry: entry ?? 'default', entries: null };
+  if (!isObject(entries)) throw refuse('its policyport.entries metadata is not a JSON object of file names');
+  for (const [name, file] of Object.entries(entries)) {
+    if (!isPlainFileName(file)) {
+      throw refuse(
+        `its policyport.entries metadata names ${typeof file === 'string' ? quote(file) : 'a non-string'} for ` +
+          `${quote(name)}, not a file name in the artifact's folder (1 to ${LIMITS.fileNameBytes} bytes, ` +
+          'none of / \\ : ? # %, not . or ..)',
+      );
+    }
+  }
+  return { entry: entry ?? 'default', entries };
+}
+
+// The contract version exactly: the digits of a supported version ("03", "3.0" are not).
+function contractVersion(metadata) {
   const raw = metadata[`${PREFIX}contract_version`];
   if (raw === undefined) {
     throw new Error(
@@ -142,51 +416,46 @@ export function describeArtifact(metadata) {
     );
   }
   const version = Number(raw);
-  if (!/^[0-9]+$/.test(raw) || !SUPPORTED_CONTRACT_VERSIONS.includes(version)) {
+  if (!/^[0-9]$/.test(raw) || !SUPPORTED_CONTRACT_VERSIONS.includes(version)) {
+    const shown = /^[0-9.]{1,20}$/.test(raw) ? raw : quote(raw);
     throw new Error(
-      `unsupported artifact contract version ${raw} (written by policyport ` +
-        `${metadata[`${PREFIX}policyport_version`] ?? '?'}); this consumer knows versions ` +
-        `${SUPPORTED_CONTRACT_VERSIONS.join(', ')}: use a consumer written for version ${raw}, ` +
+      `unsupported artifact contract version ${shown} (written by policyport ` +
+        `${quote(metadata[`${PREFIX}policyport_version`] ?? '?')}); this consumer knows versions ` +
+        `${SUPPORTED_CONTRACT_VERSIONS.join(', ')}: use a consumer written for version ${shown}, ` +
         'or re-export with a policyport that writes a supported version',
     );
   }
-  const json = (key) => {
-    if (metadata[PREFIX + key] === undefined) {
-      throw new Error(`the artifact has no ${PREFIX}${key} metadata; ${REEXPORT}`);
-    }
-    return JSON.parse(metadata[PREFIX + key]);
-  };
+  return version;
+}
+
+// Checks the contract version, the limits and the roles of the inputs and outputs, and decodes
+// the JSON-valued keys into a plain description (the C++ wrapper's describe_artifact applies
+// the same rules). `inputs` and `outputs` are the metadata's, in its order: observation inputs
+// first (one per observation leaf), then the mask if the policy takes one, then `noise` for a
+// sample entry; `action`, then the heads (e.g. `value`, `q_values`), then `sampled_action`
+// and `log_prob` for a sample entry. Policy.load then checks the model has exactly these.
+export function describeArtifact(metadata) {
+  const version = contractVersion(metadata);
+  const observationSpace = readJson(metadata, 'observation_space');
+  const actionSpace = readJson(metadata, 'action_space');
+  if (!isObject(observationSpace) || !isObject(actionSpace)) {
+    throw refuse('its policyport.observation_space and policyport.action_space metadata are not both JSON objects');
+  }
+  const inputs = tensorTable(metadata, 'inputs');
+  const outputs = tensorTable(metadata, 'outputs');
+  const { observationInputs, observationSize, maskInput, noiseInput } = inputRoles(inputs);
+  const { action, heads, sampled } = outputRoles(outputs);
+  // The sampling path: all of it (contract 3) or none of it (contracts 1 and 2).
   const sampling = version === SAMPLING_CONTRACT_VERSION;
-  const observationSpace = json('observation_space');
-  const inputs = json('inputs').map((entry) => tensorSpec(entry, `${PREFIX}inputs`));
-  const outputs = json('outputs').map((entry) => tensorSpec(entry, `${PREFIX}outputs`));
-  const noiseInput = sampling ? inputs.at(-1) : null;
-  const noise = sampling ? noiseLayout(noiseInput?.name === NOISE ? noiseInput : null, json('noise')) : null;
-  const maskInput = inputs.find((i) => i.name === MASK) ?? null;
-  const observationInputs = inputs.filter((i) => i !== maskInput && i !== noiseInput);
-  const actionOutput = outputs.find((o) => o.name === ACTION);
-  const badInput = observationInputs.find((i) => i.dtype !== 'float32' || !(i.name === 'observation' || i.name.startsWith('observation.')));
-  if (badInput || (maskInput && (maskInput.dtype !== 'bool' || maskInput.shape.length !== 1))) {
-    const what = badInput ?? maskInput;
-    throw new Error(
-      `input ${JSON.stringify(what.name)} (${what.dtype} [batch, ${what.shape}]) is not the contract's: ` +
-        'observation inputs are float32 `observation` or `observation.<key>`, the mask is bool ' +
-        `[batch, mask_size]${sampling ? ', then float32 `noise`' : ''}; ${REEXPORT}`,
+  if (sampling !== (noiseInput !== null) || sampled !== (noiseInput !== null)) {
+    const has = (x) => (x ? 'a' : 'no');
+    throw refuse(
+      `it declares contract version ${version} and has ${has(noiseInput)} 'noise' input, ${has(sampled)} ` +
+        `'sampled_action' output and ${has(sampled)} 'log_prob' output; contract ${SAMPLING_CONTRACT_VERSION} ` +
+        '(the sample entry) has all three and earlier versions none',
     );
   }
-  // A sample entry ends with sampled_action (as action) and log_prob (float32 [batch]).
-  const [sampled, logProb] = sampling ? outputs.slice(-2) : [null, null];
-  const heads = outputs.slice(1, sampling ? -2 : undefined);
-  const sampledOk =
-    !sampling ||
-    (sampled?.name === SAMPLED_ACTION && sampled.dtype === actionOutput?.dtype && sampled.size === actionOutput?.size &&
-      logProb?.name === LOG_PROB && logProb.dtype === 'float32' && logProb.shape.length === 0);
-  if (!actionOutput || outputs[0] !== actionOutput || heads.some((o) => o.dtype !== 'float32') || !sampledOk) {
-    throw new Error(
-      `outputs ${JSON.stringify(outputs.map((o) => o.name))}: the contract's are \`action\` first, ` +
-        `then float32 heads${sampling ? ', then `sampled_action` (as `action`) and float32 `log_prob`' : ''}; ${REEXPORT}`,
-    );
-  }
+  const noise = noiseInput ? noiseLayout(metadata, noiseInput.size) : null;
   return {
     contractVersion: version,
     policyportVersion: metadata[`${PREFIX}policyport_version`],
@@ -194,26 +463,36 @@ export function describeArtifact(metadata) {
     policyClass: metadata[`${PREFIX}policy_class`],
     observationSpace, // as written: infinite bounds stay "inf" strings, fit for JSON
     observationBounds: {
-      low: observationSpace.low?.map(toNumber),
-      high: observationSpace.high?.map(toNumber),
+      low: Array.isArray(observationSpace.low) ? observationSpace.low.map(toNumber) : undefined,
+      high: Array.isArray(observationSpace.high) ? observationSpace.high.map(toNumber) : undefined,
     },
-    actionSpace: json('action_space'),
+    actionSpace,
     inputs,
     outputs,
     observationInputs,
     // The values of one observation, all leaves concatenated in input order.
-    observationSize: observationInputs.reduce((total, i) => total + i.size, 0),
+    observationSize,
     maskSize: maskInput ? maskInput.size : null,
-    actionShape: actionOutput.shape,
+    actionShape: action.shape,
     heads: heads.map((o) => o.name),
-    // "default" or "sample"; files written before entries existed are plain, i.e. default.
-    entry: metadata[`${PREFIX}entry`] ?? 'default',
-    // {default: file, sample: file} (names in the artifact's folder), or null without --sample.
-    entries: metadata[`${PREFIX}entries`] === undefined ? null : json('entries'),
+    // "default" or "sample" (files written before entries existed are plain, i.e. default),
+    // and {default: file, sample: file} (plain names in the artifact's folder) or null.
+    ...entryPoints(metadata),
     // The sample entry's {size, blocks}; null for a default entry (it cannot sample).
     noise,
     weightsSha256: metadata[`${PREFIX}weights_sha256`],
   };
+}
+
+// The URL of `file`, an entry named by policyport.entries, beside the artifact at `base`:
+// refused unless it is a plain file name that stays in the same folder of the same origin.
+export function entryUrl(file, base) {
+  const folder = new URL('.', base);
+  const url = isPlainFileName(file) ? new URL(file, folder) : null;
+  if (!url || url.origin !== folder.origin || url.pathname.slice(0, url.pathname.lastIndexOf('/') + 1) !== folder.pathname) {
+    throw refuse(`policyport.entries names ${quote(file)}, not a file in the artifact's folder`);
+  }
+  return url.href;
 }
 
 // Rebuilds a row-major flat array as nested arrays of `shape` (for JSON output).
@@ -236,6 +515,22 @@ export function cannotSample(spec) {
 
 const sameNames = (a, b) => a.length === b.length && a.every((name) => b.includes(name));
 
+// "" when the model's tensor (onnxruntime-common's ValueMetadata) is `listed` (the
+// metadata's): name, dtype, and shape with a dynamic batch dimension first; else the
+// difference, for a message.
+function difference(model, listed) {
+  const shape = model?.isTensor ? model.shape : [];
+  const dynamicBatch = shape.length > 0 && (typeof shape[0] === 'string' || shape[0] < 0);
+  const same =
+    model?.name === listed.name && model.type === listed.dtype && dynamicBatch && sameShape(shape.slice(1), listed.shape);
+  if (same) return '';
+  const dims = shape.map((d) => (typeof d === 'string' || d < 0 ? 'batch' : d)).join(', ');
+  return (
+    `the model's ${quote(model?.name ?? 'nothing')} is ${model?.type ?? 'missing'} [${dims}], the metadata lists ` +
+    `${quote(listed.name)} ${listed.dtype} ${shapeText(listed.shape)}${dynamicBatch ? '' : ' (a dynamic batch dimension first)'}`
+  );
+}
+
 export class Policy {
   // `ort` is the onnxruntime-node or onnxruntime-web module; `bytes` the .onnx file.
   static async load(ort, bytes, sessionOptions = {}) {
@@ -246,13 +541,18 @@ export class Policy {
   }
 
   constructor(ort, session, spec) {
-    const names = (list) => list.map((t) => t.name);
-    if (!sameNames(session.inputNames, names(spec.inputs)) || !sameNames(session.outputNames, names(spec.outputs))) {
+    // The model's inputs and outputs are the ones its metadata lists, names, dtypes and shapes
+    // in order: the session is what runs, so an edited file is refused here, not misread later.
+    const compare = (model, listed) =>
+      model.length !== listed.length
+        ? `the model has ${model.length} of them, the metadata lists ${listed.length}`
+        : listed.map((tensor, i) => difference(model[i], tensor)).find((d) => d) ?? '';
+    const problem = compare(session.inputMetadata, spec.inputs) || compare(session.outputMetadata, spec.outputs);
+    if (problem) {
+      const cut = (names) => JSON.stringify(names.slice(0, LIMITS.tensors + 1).map((n) => n.slice(0, 64)));
       throw new Error(
-        `the model's inputs ${JSON.stringify(session.inputNames)} and outputs ` +
-          `${JSON.stringify(session.outputNames)} are not the ones its metadata lists ` +
-          `(${JSON.stringify(names(spec.inputs))}, ${JSON.stringify(names(spec.outputs))}): ` +
-          'the file was edited after export; re-export the policy with export-policy',
+        `the model's inputs ${cut(session.inputNames)} and outputs ${cut(session.outputNames)} are not the ` +
+          `ones its metadata lists (${problem}): the file was edited after export; re-export the policy with export-policy`,
       );
     }
     this.ort = ort;
