@@ -97,6 +97,13 @@ def read_metadata(step: Path) -> Any:
         ) from e
 
 
+def _shown(shapes_: dict[str, tuple[int, ...]]) -> str:
+    """Shapes by path as the config writes them: one shape, or a dict by key."""
+    if list(shapes_) == [""]:
+        return str(shapes_[""])
+    return str({k.strip("[]'"): v for k, v in shapes_.items()})
+
+
 def _normaliser_problem(stored: Any, observation: Any, path: Path) -> None:
     """The normaliser's statistics have the observation's shapes; its others are scalars."""
     if not isinstance(stored, dict) or not {"mean", "std"} <= set(stored):
@@ -104,8 +111,15 @@ def _normaliser_problem(stored: Any, observation: Any, path: Path) -> None:
             f"{path}: the first parameter group is not Brax's running statistics (no mean "
             "and std): the checkpoint was not written by Brax's checkpoint code."
         )
-    statistics = {k: stored[k] for k in NORMALISER_ARRAYS if k in stored}
-    check_fits({k: observation for k in statistics}, statistics, "normaliser", path)
+    want = shapes(observation)
+    for name in (k for k in NORMALISER_ARRAYS if k in stored):
+        found = shapes(stored[name])
+        if found != want:
+            raise ModelFileError(
+                f"{path}: the normaliser's observation shapes {_shown(found)} do not match "
+                f"the config's observation_size {_shown(want)} (its {name}): the config was "
+                "edited, or belongs to another checkpoint."
+            )
     others = {k: v for k, v in stored.items() if k not in NORMALISER_ARRAYS}
     for name, shape in shapes(others).items():
         if shape != ():
