@@ -80,7 +80,7 @@ def loads(text: str, what: str, error: type[InputError]) -> Any:
         raise error(f"{what} nests deeper than Python can parse {limits}.") from e
     except json.JSONDecodeError as e:
         where = f"line {e.lineno} column {e.colno}"
-        raise error(f"{what} is not valid JSON: {e.msg} at {where}.") from e
+        raise error(f"{what} is not valid JSON ({e.msg} at {where}): {text[:200]!r}.") from e
     except ValueError as e:  # from _bounded_int
         raise error(f"{what} holds {e} {limits}.") from e
     levels = depth(value)
