@@ -65,11 +65,12 @@ def depth(value: Any) -> int:
     return deepest
 
 
-def loads(text: str, what: str, error: type[InputError]) -> Any:
-    """`text` parsed as JSON within `MAX_JSON_BYTES`, `MAX_JSON_DEPTH` and `MAX_INT_DIGITS`."""
+def loads(text: str, what: str, error: type[InputError], fix: str) -> Any:
+    """`text` parsed as JSON within `MAX_JSON_BYTES`, `MAX_JSON_DEPTH` and `MAX_INT_DIGITS`;
+    a refusal names the problem, then `fix` (what to do)."""
     size = len(text.encode())
     if size > MAX_JSON_BYTES:
-        raise error(f"{what} is {size} bytes of JSON; the limit is {MAX_JSON_BYTES}.")
+        raise error(f"{what} is {size} bytes of JSON; the limit is {MAX_JSON_BYTES}. {fix}")
     limits = (
         f"(policyport's limits: {MAX_JSON_BYTES} bytes, {MAX_JSON_DEPTH} levels of "
         f"nesting, integers of {MAX_INT_DIGITS} digits)"
@@ -77,13 +78,13 @@ def loads(text: str, what: str, error: type[InputError]) -> Any:
     try:
         value = json.loads(text, parse_int=_bounded_int)
     except RecursionError as e:
-        raise error(f"{what} nests deeper than Python can parse {limits}.") from e
+        raise error(f"{what} nests deeper than Python can parse {limits}. {fix}") from e
     except json.JSONDecodeError as e:
         where = f"line {e.lineno} column {e.colno}"
-        raise error(f"{what} is not valid JSON ({e.msg} at {where}): {text[:200]!r}.") from e
+        raise error(f"{what} is not valid JSON ({e.msg} at {where}): {text[:200]!r}. {fix}") from e
     except ValueError as e:  # from _bounded_int
-        raise error(f"{what} holds {e} {limits}.") from e
+        raise error(f"{what} holds {e} {limits}. {fix}") from e
     levels = depth(value)
     if levels > MAX_JSON_DEPTH:
-        raise error(f"{what} nests {levels} levels deep {limits}.")
+        raise error(f"{what} nests {levels} levels deep {limits}. {fix}")
     return value

@@ -17,16 +17,20 @@ from .policy import MLPActorCriticPolicy
 from .policy._lerax_files import read_lerax_file
 from .policy._serialization import MAGIC, accepted_kwargs, read_bytes, saved_class
 
+_KWARGS_EXAMPLE = (
+    "Pass the constructor kwargs the policy was built with as one JSON object, e.g. "
+    "--policy-kwargs '{\"feature_width\": 128}'."
+)
+
 
 def parse_policy_kwargs(text: str | None) -> dict[str, Any]:
     """`--policy-kwargs` as a JSON object; `check_policy_kwargs` judges it against the class."""
     if not text:
         return {}
-    kwargs = bounded_json.loads(text, "--policy-kwargs", InputError)
+    kwargs = bounded_json.loads(text, "--policy-kwargs", InputError, _KWARGS_EXAMPLE)
     if not isinstance(kwargs, dict):
         raise InputError(
-            f"--policy-kwargs must be a JSON object, found {text[:200]!r}. "
-            "Example: --policy-kwargs '{\"feature_width\": 128}'"
+            f"--policy-kwargs must be a JSON object, found {text[:200]!r}. {_KWARGS_EXAMPLE}"
         )
     return kwargs
 

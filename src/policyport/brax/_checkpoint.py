@@ -50,6 +50,7 @@ _NULLABLE = ("mean_kernel_init_fn",)
 # The factory's arguments that are not network kwargs (Brax passes them itself).
 _NOT_KWARGS = ("observation_size", "action_size", "preprocess_observations_fn")
 _PICKLE_MARKERS = (b"\x80",)  # pickle protocols 2-5 start with PROTO (0x80)
+_RESAVE_CONFIG = "The config is damaged: re-save the checkpoint with Brax's checkpoint code."
 
 _RESAVE = (
     "Re-save the params with Brax's checkpoint code, which writes orbax files and a JSON "
@@ -168,7 +169,8 @@ def _check_kinds(kwargs: dict[str, Any], algorithm: Algorithm, path: Path) -> No
             raise ModelFileError(
                 f"{path}: network_factory_kwargs has {name!r:.60}, which Brax 0.14.2's "
                 f"make_{algorithm.name}_networks does not take. Was the checkpoint written "
-                "with another network factory or Brax version?"
+                "with another network factory or Brax version? Re-save it with Brax's "
+                "checkpoint code and the factory it was trained with."
             )
         if (
             name == "activation"
@@ -191,7 +193,7 @@ def read_config(step: Path, algorithm: Algorithm) -> dict[str, Any]:
     its numbers in closed form (`_config.check_config`)."""
     path = step / algorithm.config_file
     text = bounded_json.read_text(path, "the network config", ModelFileError)
-    config = bounded_json.loads(text, f"{path}", ModelFileError)
+    config = bounded_json.loads(text, f"{path}", ModelFileError, _RESAVE_CONFIG)
     shapes, kwargs = check_config(config, algorithm.name, path)
     networks = _import_brax()
     _check_kinds(kwargs, algorithm, path)

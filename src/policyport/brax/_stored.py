@@ -27,6 +27,7 @@ _ORBAX_JSON_FOLDERS = ("array_metadatas",)
 # (`count`, or its `hi`/`lo` halves, and `std_eps`).
 NORMALISER_ARRAYS = ("mean", "std", "summed_variance")
 _NORMALISER_SCALARS = 3
+_RESAVE = "The checkpoint is damaged: re-save it with Brax's checkpoint code."
 _SLACK = 8  # entries beyond those counted, for scalars a later Brax may add
 
 
@@ -51,7 +52,8 @@ def check_fits(expected: Any, found: Any, what: str, path: Path) -> None:
             f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
         )
         raise ModelFileError(
-            f"{path}: the {what} params do not fit the network its config describes: {shown}."
+            f"{path}: the {what} params do not fit the network its config describes: {shown}. "
+            "Re-save the checkpoint with the config it was trained with."
         )
 
 
@@ -73,10 +75,10 @@ def check_metadata_files(step: Path, expected_arrays: int) -> None:
     for file in _bounded_files(step):
         text = bounded_json.read_text(file, "orbax's metadata", ModelFileError)
         if file.name == "_METADATA":
-            tree = bounded_json.loads(text, str(file), ModelFileError)
+            tree = bounded_json.loads(text, str(file), ModelFileError, _RESAVE)
             entries = tree.get("tree_metadata") if isinstance(tree, dict) else None
             if not isinstance(entries, dict):
-                raise ModelFileError(f"{file} has no tree_metadata object: it is damaged.")
+                raise ModelFileError(f"{file} has no tree_metadata object. {_RESAVE}")
             if len(entries) > expected_arrays + _SLACK:
                 raise ModelFileError(
                     f"{file} lists {len(entries)} arrays; the networks the config describes "
@@ -93,7 +95,8 @@ def read_metadata(step: Path) -> Any:
         return ocp.PyTreeCheckpointer().metadata(step.resolve()).item_metadata.tree
     except Exception as e:  # orbax / tensorstore failures have no common base class
         raise ModelFileError(
-            f"{step}: reading the orbax metadata failed: {type(e).__name__}: {str(e)[:300]}."
+            f"{step}: reading the orbax metadata failed: {type(e).__name__}: {str(e)[:300]}. "
+            + _RESAVE
         ) from e
 
 
@@ -109,7 +112,7 @@ def _normaliser_problem(stored: Any, observation: Any, path: Path) -> None:
     if not isinstance(stored, dict) or not {"mean", "std"} <= set(stored):
         raise ModelFileError(
             f"{path}: the first parameter group is not Brax's running statistics (no mean "
-            "and std): the checkpoint was not written by Brax's checkpoint code."
+            "and std): the checkpoint was not written by Brax's checkpoint code. " + _RESAVE
         )
     want = shapes(observation)
     for name in (k for k in NORMALISER_ARRAYS if k in stored):
@@ -118,13 +121,14 @@ def _normaliser_problem(stored: Any, observation: Any, path: Path) -> None:
             raise ModelFileError(
                 f"{path}: the normaliser's observation shapes {_shown(found)} do not match "
                 f"the config's observation_size {_shown(want)} (its {name}): the config was "
-                "edited, or belongs to another checkpoint."
+                "edited, or belongs to another checkpoint: re-save the checkpoint with Brax."
             )
     others = {k: v for k, v in stored.items() if k not in NORMALISER_ARRAYS}
     for name, shape in shapes(others).items():
         if shape != ():
             raise ModelFileError(
-                f"{path}: the normaliser's {name} has shape {shape}; Brax stores a scalar."
+                f"{path}: the normaliser's {name} has shape {shape}; Brax stores a scalar. "
+                + _RESAVE
             )
 
 
