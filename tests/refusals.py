@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 # Runs each case with the CLI's own `run`, one JSON line per case; the peak RSS is the
 # process's so far (it only grows), so a bound on the last bounds every case.
@@ -39,7 +40,9 @@ class Outcome:
     peak_mb: float
 
 
-def run_cases(cases: dict[str, list[str]], timeout: float = 300) -> dict[str, Outcome]:
+def run_cases(
+    cases: dict[str, list[str]], timeout: float = 300, cwd: Path | None = None
+) -> dict[str, Outcome]:
     """Each case's outcome; fails naming the case the child died or hung in."""
     try:
         result = subprocess.run(
@@ -47,6 +50,7 @@ def run_cases(cases: dict[str, list[str]], timeout: float = 300) -> dict[str, Ou
             capture_output=True,
             text=True,
             timeout=timeout,
+            cwd=cwd,
         )
         stdout, returncode = result.stdout, result.returncode
     except subprocess.TimeoutExpired as e:
