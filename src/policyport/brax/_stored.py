@@ -88,11 +88,25 @@ def check_metadata_files(step: Path, expected_arrays: int) -> None:
 
 
 def read_metadata(step: Path) -> Any:
-    """The stored tree, each leaf Orbax's `ArrayMetadata` (shape, dtype): nothing restored."""
+    """The stored tree, each leaf Orbax's `ArrayMetadata` (shape, dtype): nothing restored.
+
+    Orbax's `ScalarMetadata` says shape () without looking, yet its restore reads the
+    stored array whole, at whatever shape it claims: those are opened (not read) here."""
     from orbax import checkpoint as ocp
 
     try:
-        return ocp.PyTreeCheckpointer().metadata(step.resolve()).item_metadata.tree
+        metadata = ocp.PyTreeCheckpointer().metadata(step.resolve()).item_metadata
+        for leaf in jax.tree.leaves(metadata.tree):
+            if isinstance(leaf, ocp.metadata.ScalarMetadata):
+                _check_scalar(step, leaf.name, bool(metadata.use_zarr3))
+            elif not isinstance(leaf, ocp.metadata.ArrayMetadata):
+                raise ModelFileError(
+                    f"{step} stores a {type(leaf).__name__} where Brax stores arrays. "
+                    + _RESAVE
+                )
+        return metadata.tree
+    except ModelFileError:
+        raise
     except Exception as e:  # orbax / tensorstore failures have no common base class
         raise ModelFileError(
             f"{step}: reading the orbax metadata failed: {type(e).__name__}: {str(e)[:300]}. "
@@ -105,6 +119,21 @@ def _shown(shapes_: dict[str, tuple[int, ...]]) -> str:
     if list(shapes_) == [""]:
         return str(shapes_[""])
     return str({k.strip("[]'"): v for k, v in shapes_.items()})
+
+
+def _check_scalar(step: Path, name: str, zarr3: bool) -> None:
+    """The array Orbax restores a scalar from holds one element (opened, not read)."""
+    import tensorstore as ts
+
+    base = {"driver": "file", "path": f"{step.resolve()}/"}
+    if (step / "manifest.ocdbt").is_file():
+        base = {"driver": "ocdbt", "base": base}
+    spec = {"driver": "zarr3" if zarr3 else "zarr", "kvstore": base, "path": f"{name}/"}
+    shape = tuple(ts.open(spec, open=True, read=True).result().shape)
+    if shape != ():
+        raise ModelFileError(
+            f"{step}: the scalar {name} is stored as an array of shape {shape}. " + _RESAVE
+        )
 
 
 def _normaliser_problem(stored: Any, observation: Any, path: Path) -> None:
