@@ -645,7 +645,15 @@ def _edit_zarr(rng: random.Random, step: Path) -> str:
 
 
 def mutate_brax(rng: random.Random, step: Path) -> str:
-    """Mutate the step folder in place; say how."""
+    """Mutate the step folder in place; say how. A second mutation may find the first one's
+    work in its way (a file deleted or no longer JSON): then it does nothing."""
+    try:
+        return _mutate_brax(rng, step)
+    except (OSError, ValueError, StopIteration, IndexError):
+        return "(nothing: an earlier edit is in the way)"
+
+
+def _mutate_brax(rng: random.Random, step: Path) -> str:
     choice = rng.randrange(10)
     config = _config_path(step)
     if choice < 4:
@@ -730,6 +738,9 @@ def fuzz_brax(
 
 def run_brax_fuzz(cases: int, folder: Path, rng_seed: int, time_limit: float) -> int:
     """The Brax fuzz with a summary line; exit status 1 on any failure."""
+    import logging
+
+    logging.getLogger("absl").setLevel(logging.ERROR)  # orbax's warnings on damaged folders
     seeds = make_brax_seeds(folder / "seeds")
     start = time.perf_counter()
     tally = fuzz_brax(seeds, cases, folder, rng_seed, time_limit)
