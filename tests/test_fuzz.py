@@ -612,7 +612,8 @@ def _edit_json_file(rng: random.Random, path: Path) -> str:
         parent = parent[key]
     value = rng.choice(BRAX_VALUES)
     if not where:
-        tree = value if rng.random() < 0.1 else {**tree, "extra": value}
+        keep = isinstance(tree, dict) and rng.random() < 0.9
+        tree = {**tree, "extra": value} if keep else value
     elif rng.random() < 0.15 and isinstance(parent, dict):
         del parent[where[-1]]
     else:
@@ -649,7 +650,7 @@ def mutate_brax(rng: random.Random, step: Path) -> str:
     work in its way (a file deleted or no longer JSON): then it does nothing."""
     try:
         return _mutate_brax(rng, step)
-    except (OSError, ValueError, StopIteration, IndexError):
+    except (OSError, ValueError, TypeError, StopIteration, IndexError, KeyError):
         return "(nothing: an earlier edit is in the way)"
 
 
