@@ -10,6 +10,10 @@ The config is read here rather than with Brax's `load_config`, which in Brax 0.1
 configs its own `save` writes (`"mean_kernel_init_fn": null` -> `KeyError: None`). Names
 are looked up in Brax's own tables (`brax.training.networks.ACTIVATION`,
 `KERNEL_INITIALIZER`); nothing a file names is imported, and nothing is unpickled.
+
+A checkpoint is bounded before anything it describes is allocated: the config in closed
+form (`_config`, policyport's own limits), then the stored arrays' shapes from Orbax's
+metadata against the networks the config describes (`_stored`), and only then the restore.
 """
 
 from __future__ import annotations
@@ -155,7 +159,7 @@ def _kind_problem(value: Any, default: Any) -> str | None:
     if isinstance(default, str):
         return None if isinstance(value, str) and len(value) <= 100 else "a name"
     if default is None:  # mean_clip_scale, the initialisers' kwargs
-        ok = value is None or isinstance(value, dict) or (is_int(value, 0, MAX_WIDTH))
+        ok = value is None or isinstance(value, dict) or is_int(value, 0, MAX_WIDTH)
         ok = ok or (isinstance(value, float) and math.isfinite(value))
         return None if ok else "null, a number or an object"
     return None

@@ -86,7 +86,9 @@ def observation_shapes(value: Any, path: Path) -> Shapes:
     return _leaf_shape(value, path)
 
 
-def _hidden_sizes(kwargs: Mapping[str, Any], name: str, default: Sequence[int], path: Path):
+def _hidden_sizes(
+    kwargs: Mapping[str, Any], name: str, default: Sequence[int], path: Path
+) -> tuple[int, ...]:
     """A hidden-layer kwarg: a list of at most MAX_DEPTH positive widths."""
     sizes = kwargs.get(name, default)
     if not isinstance(sizes, list | tuple) or len(sizes) > MAX_DEPTH:

@@ -101,8 +101,7 @@ def read_metadata(step: Path) -> Any:
                 _check_scalar(step, leaf.name, bool(metadata.use_zarr3))
             elif not isinstance(leaf, ocp.metadata.ArrayMetadata):
                 raise ModelFileError(
-                    f"{step} stores a {type(leaf).__name__} where Brax stores arrays. "
-                    + _RESAVE
+                    f"{step} stores a {type(leaf).__name__} where Brax stores arrays. " + _RESAVE
                 )
         return metadata.tree
     except ModelFileError:
