@@ -547,11 +547,11 @@ def _hostile_checkpoints(folder: Path, tmp_path: Path) -> dict[str, tuple[Path, 
         r"num_quantiles is 'many'; Brax expects an integer",
         lambda f: _edit_config(f, num_quantiles="many"),
     )
-    # Sparse: 1 GiB on disk costs nothing, read whole it costs a GiB (and 4 GB did).
+    # Sparse: 4 GiB on disk cost nothing; read whole they cost 4 GiB and more.
     case(
-        "1 GiB config",
-        r"the network config is 1073741824 bytes; the limit is 1048576",
-        lambda f: os.truncate(f / "ppo_network_config.json", 1 << 30),
+        "4 GiB config",
+        r"the network config is 4294967296 bytes; the limit is 1048576",
+        lambda f: os.truncate(f / "ppo_network_config.json", 1 << 32),
     )
     case(
         "10 MB orbax _METADATA",

@@ -29,6 +29,7 @@ import argparse
 import hashlib
 import json
 import math
+import os
 import random
 import signal
 import sys
@@ -654,9 +655,22 @@ def mutate_brax(rng: random.Random, step: Path) -> str:
         return "(nothing: an earlier edit is in the way)"
 
 
+def _hostile_file(rng: random.Random, step: Path) -> str:
+    """A file Orbax or the reader parses made huge (sparse) or nested past any limit."""
+    path = rng.choice([_config_path(step), step / "_METADATA", step / "_sharding"])
+    if rng.random() < 0.5:
+        os.truncate(path, rng.choice([1 << 20, (1 << 20) + 1, 1 << 32]))
+        return f"{path.name} grown to {path.stat().st_size} bytes"
+    levels = rng.choice([17, 900, 100_000])
+    path.write_text("[" * levels + "]" * levels)
+    return f"{path.name} nested {levels} deep"
+
+
 def _mutate_brax(rng: random.Random, step: Path) -> str:
-    choice = rng.randrange(10)
+    choice = rng.randrange(11)
     config = _config_path(step)
+    if choice == 10:
+        return _hostile_file(rng, step)
     if choice < 4:
         return _edit_json_file(rng, config)
     if choice == 4:
@@ -684,6 +698,11 @@ class BraxTally:
     wrong: list[str] | None = None
     slowest: float = 0.0
     slowest_case: str = ""
+    targets: dict[str, int] | None = None  # mutated cases per file mutated
+
+
+# What a mutation label names first: the file it mutated.
+BRAX_TARGETS = ("_network_config", "config bytes", "_METADATA", "zarr", "deleted", "_sharding")
 
 
 def fuzz_brax(
@@ -701,7 +720,7 @@ def fuzz_brax(
     from policyport import InputError
 
     rng = random.Random(rng_seed)
-    tally = BraxTally(hangs=[], wrong=[])
+    tally = BraxTally(hangs=[], wrong=[], targets=dict.fromkeys(BRAX_TARGETS, 0))
     previous = signal.signal(signal.SIGALRM, _on_alarm)
     try:
         for i in range(cases):
@@ -709,6 +728,8 @@ def fuzz_brax(
             step = folder / f"case-{i}" / seed.step.name
             shutil.copytree(seed.step, step)
             label = "; ".join(mutate_brax(rng, step) for _ in range(1 + (rng.random() < 0.3)))
+            for target in BRAX_TARGETS:
+                tally.targets[target] += target in label
             where = f"case {i} ({seed.name}: {label}), kept in {step}"
             print(f"started {where}", flush=True)  # the last line if the process dies
             start = time.perf_counter()
@@ -751,6 +772,7 @@ def run_brax_fuzz(cases: int, folder: Path, rng_seed: int, time_limit: float) ->
         f"hangs, {len(tally.wrong)} wrong exits; slowest {tally.slowest:.2f} s: "
         f"{tally.slowest_case}"
     )
+    print(f"TARGETS {json.dumps(tally.targets)}")
     for failure in (tally.hangs + tally.wrong)[:5]:
         print(failure)
     return 1 if tally.hangs or tally.wrong else 0
@@ -778,6 +800,9 @@ def test_brax_checkpoint_folders_survive_mutations(tmp_path):
     assert result.returncode == 0, result.stdout[-4000:]
     refused = int(summary.split(" refused")[0].split()[-1])
     assert refused > BRAX_TEST_CASES // 2, summary
+    # Every file the reader or Orbax parses was mutated, the stored arrays' metadata too.
+    targets = json.loads(next(x for x in lines if x.startswith("TARGETS")).split(" ", 1)[1])
+    assert all(count >= 3 for count in targets.values()), targets
 
 
 def main() -> None:
