@@ -64,9 +64,9 @@ def _leaf_shape(value: Any, path: Path) -> tuple[int, ...]:
         return tuple(value)
     raise _refuse(
         path,
-        f"observation_size holds {value!r:.80}; expected a size, a shape (a list of "
-        f"1..{_MAX_NDIM} positive sizes), or Brax's array spec ({{'shape': [...], "
-        "'dtype': ...}) per observation key",
+        f"observation_size holds {value!r:.80}; expected a size in 1..{MAX_SPACE_SIZE}, a "
+        f"shape (1..{_MAX_NDIM} positive sizes, <= {MAX_SPACE_SIZE} elements), or Brax's "
+        "array spec ({'shape': [...], 'dtype': ...}) per observation key",
     )
 
 
