@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -28,6 +30,7 @@ from policyport import ModelFileError
 from policyport._cli import run
 from policyport.brax import from_ppo, from_ppo_params, from_sac
 from policyport.formats import FORMATS
+from refusals import PEAK_MB, run_cases
 
 OBSERVATION_SIZE, ACTION_SIZE, STEP = 6, 3, 1234
 
@@ -435,3 +438,158 @@ def test_example_closed_loop_script_runs_without_jax(example_onnx):
     assert result.returncode == 0, result.stderr[-2000:]
     mean = float(result.stdout.split("mean return ")[1].split()[0])
     assert mean > -400
+
+
+# Hostile checkpoints (issue 25): every one is refused with exit 2 and a message, before
+# anything the file describes is allocated, in a child process that must not abort.
+
+
+def _claim_shape(step: Path, array: str, shape: list[int]) -> None:
+    """Make orbax's stored metadata of `array` (e.g. "0.mean") claim `shape`: the zarr
+    metadata inside the OCDBT database, which orbax allocates by when it restores."""
+    import tensorstore as ts
+
+    kvstore = ts.KvStore.open({"driver": "ocdbt", "base": f"file://{step}/"}).result()
+    key = f"{array}/.zarray".encode()
+    metadata = json.loads(kvstore.read(key).result().value)
+    metadata.update(shape=shape, chunks=[min(n, 1 << 20) for n in shape])
+    kvstore.write(key, json.dumps(metadata).encode()).result()
+
+
+def _config_text(folder: Path, edit) -> None:
+    path = folder / "ppo_network_config.json"
+    path.write_text(edit(path.read_text()))
+
+
+def _hostile_checkpoints(folder: Path, tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    """name -> (step folder, what the refusal must say)."""
+    cases = {}
+
+    def case(name: str, match: str, *edits) -> None:
+        copy = tmp_path / name
+        shutil.copytree(folder, copy)
+        for edit in edits:
+            edit(copy)
+        cases[name] = (copy, match)
+
+    huge = 10**12
+    case(
+        "claims 1e12 (normaliser)",
+        r"observation shapes \(1000000000000,\) do not match",
+        lambda f: _claim_shape(f, "0.mean", [huge]),
+    )
+    case(
+        "claims 1e12 (kernel)",
+        r"policy params do not fit .*\(6, 166666666666\)",
+        lambda f: _claim_shape(f, "1.params.hidden_0.kernel", [6, huge // 6]),
+    )
+    case(
+        "observation_size 1e9",
+        r"observation_size holds 1000000000; expected",
+        lambda f: _set_observation_size(f, 10**9),
+    )
+    case(
+        "observation shape 1e5 x 1e5",
+        r"observation_size holds \[100000, 100000\]",
+        lambda f: _set_observation_size(f, [10**5, 10**5]),
+    )
+    for layers in (10**4, 10**5):
+        case(
+            f"{layers} hidden layers",
+            rf"policy_hidden_layer_sizes is {layers} layers; expected",
+            lambda f, n=layers: _edit_config(f, policy_hidden_layer_sizes=[16] * n),
+        )
+    for bad in ("16", -16, 16.5, None):
+        case(
+            f"hidden size {bad!r}",
+            rf"holds {re.escape(repr(bad))}; every width is an integer",
+            lambda f, b=bad: _edit_config(f, value_hidden_layer_sizes=[16, b]),
+        )
+    case(
+        "hidden sizes a string",
+        r"value_hidden_layer_sizes is '16'; expected a list",
+        lambda f: _edit_config(f, value_hidden_layer_sizes="16"),
+    )
+    case(
+        "weights beyond 2^28",
+        r"hold up to \d+ weights .*<= 268435456 weights",
+        lambda f: _edit_config(f, policy_hidden_layer_sizes=[65536] * 3),
+    )
+    case(
+        "dict observation without state",
+        r"has keys \['pixels'\], but the network reads 'state'",
+        lambda f: _set_observation_size(f, {"pixels": [6]}),
+    )
+    case(
+        "100k-deep JSON",
+        r"nests deeper than Python can parse",
+        lambda f: _config_text(f, lambda t: "[" * 100_000 + "]" * 100_000),
+    )
+    case(
+        "5000-digit integer",
+        r"holds an integer of 5000 digits",
+        lambda f: _config_text(
+            f, lambda t: t.replace('"action_size": 3', '"action_size": ' + "9" * 5000)
+        ),
+    )
+    case(
+        "action_size a string",
+        r"action_size is '3'; expected 1\.\.",
+        lambda f: _config_text(f, lambda t: t.replace('"action_size": 3', '"action_size": "3"')),
+    )
+    case(
+        "unknown factory kwarg",
+        r"has 'policy_hidden_layer_size', which Brax 0.14.2",
+        lambda f: _edit_config(f, policy_hidden_layer_size=[16]),
+    )
+    case(
+        "num_quantiles a string",
+        r"num_quantiles is 'many'; Brax expects an integer",
+        lambda f: _edit_config(f, num_quantiles="many"),
+    )
+    # Sparse: 4 GiB on disk cost nothing; read whole they cost 4 GiB and more.
+    case(
+        "4 GiB config",
+        r"the network config is 4294967296 bytes; the limit is 1048576",
+        lambda f: os.truncate(f / "ppo_network_config.json", 1 << 32),
+    )
+    case(
+        "10 MB orbax _METADATA",
+        r"orbax's metadata is 10000000 bytes; the limit is",
+        lambda f: os.truncate(f / "_METADATA", 10**7),
+    )
+    return cases
+
+
+def test_hostile_checkpoints_are_refused_before_anything_is_allocated(ppo, tmp_path):
+    cases = _hostile_checkpoints(ppo[2], tmp_path)
+    out = str(tmp_path / "never.onnx")
+    argv = {
+        name: [str(step), "--from", "brax-ppo", "--format", "onnx", "-o", out]
+        for name, (step, _) in cases.items()
+    }
+    outcomes = run_cases(argv)
+    for name, (_, match) in cases.items():
+        outcome = outcomes[name]
+        assert outcome.code == 2, (name, outcome.stderr)
+        assert re.search(match, outcome.stderr), (name, outcome.stderr)
+        assert re.search(r"re-save|set ", outcome.stderr, re.IGNORECASE), (name, outcome.stderr)
+    peak = max(o.peak_mb for o in outcomes.values())
+    assert peak < PEAK_MB, f"the refusals peaked at {peak:.0f} MB"
+    assert not Path(out).exists()
+    for name, outcome in outcomes.items():  # the first also imports Brax and Orbax
+        print(f"{name}: {outcome.seconds:.2f} s")
+    print(f"{len(cases)} refusals, peak {peak:.0f} MB")
+
+
+def test_the_hidden_size_table_is_brax_own():
+    """`_config` reads the hidden-layer defaults without importing Brax: they must be
+    Brax's."""
+    import inspect
+
+    from policyport.brax._config import HIDDEN_DEFAULTS
+
+    factories = {"ppo": ppo_networks.make_ppo_networks, "sac": sac_networks.make_sac_networks}
+    for algorithm, defaults in HIDDEN_DEFAULTS.items():
+        parameters = inspect.signature(factories[algorithm]).parameters
+        assert {k: parameters[k].default for k in defaults} == defaults

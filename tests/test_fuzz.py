@@ -12,9 +12,15 @@ bounds set to NaN, infinities, overflowing or ill-typed values. The header's has
 the leaves and the structure the header describes, so structured edits reach the
 architecture checks and, when they leave the numbers legal, the builder.
 
-The test runs a bounded, seeded number of cases. For a longer run:
+Brax checkpoint folders (Brax's own `checkpoint.save` output) are fuzzed too: structured
+edits of the network config and of Orbax's metadata, raw bytes, deleted files, and stored
+arrays whose zarr metadata claims other shapes or dtypes; in a child process, since what
+is guarded against includes Orbax aborting the process.
+
+The tests run a bounded, seeded number of cases. For a longer run:
 
     .venv/bin/python tests/test_fuzz.py --cases 20000 --structured 0.5
+    .venv/bin/python tests/test_fuzz.py --brax --cases 2000
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import argparse
 import hashlib
 import json
 import math
+import os
 import random
 import signal
 import sys
@@ -513,6 +520,291 @@ def test_a_case_past_its_time_limit_is_reported(tmp_path):
     assert len(tally.crashes) == 1 and "ran past 0.2 s" in tally.crashes[0]
 
 
+# ---------------------------------------------------------------------------------------
+# Brax checkpoint folders (issue 25): Brax's own `checkpoint.save` output, mutated in its
+# config (structured edits at and past the limits, raw bytes), in Orbax's tree metadata
+# (`_METADATA`) and in the stored arrays' own metadata (the zarr shapes and dtypes Orbax
+# allocates by). Each case runs the reader; anything but ModelFileError, a case past its
+# time limit, or the process dying (the run is a child process) is a failure.
+
+BRAX_TEST_CASES = 120
+BRAX_VALUES: list[object] = [
+    *HEADER_VALUES,
+    *EDGE_NUMBERS,
+    [MAX_WIDTH] * 3,
+    [16] * (MAX_DEPTH + 1),
+    [16] * 10_000,
+    ["16", 16],
+    [16.5],
+    [-16],
+    {"shape": [10**9], "dtype": "float32"},
+    {"pixels": [6]},
+    {"state": [6], "privileged_state": [10**12]},
+    "relu",
+    "not_an_activation",
+]
+ZARR_SHAPES: list[list[int]] = [[10**12], [], [0], [1], [6, 10**12 // 6], [2**31], [16] * 40]
+ZARR_DTYPES = ["<f8", "<f2", "|b1", "<i8", "<c16", "|S10", "<U4", "|O", "?"]
+
+
+@dataclass(frozen=True)
+class BraxSeed:
+    """A step folder Brax's `checkpoint.save` wrote, and the reader for it."""
+
+    name: str
+    step: Path
+    load: Callable[[Path], object]
+
+
+def _brax_save(folder: Path, algorithm: str, observation_size: object) -> Path:
+    """A small checkpoint saved with Brax's own code."""
+    import functools
+
+    from brax.training.acme import running_statistics
+    from brax.training.agents.ppo import checkpoint as ppo_checkpoint
+    from brax.training.agents.ppo import networks as ppo_networks
+    from brax.training.agents.sac import checkpoint as sac_checkpoint
+    from brax.training.agents.sac import networks as sac_networks
+
+    if algorithm == "ppo":
+        checkpoint = ppo_checkpoint
+        factory = functools.partial(
+            ppo_networks.make_ppo_networks,
+            policy_hidden_layer_sizes=(8, 8),
+            value_hidden_layer_sizes=(8,),
+        )
+    else:
+        checkpoint = sac_checkpoint
+        factory = functools.partial(sac_networks.make_sac_networks, hidden_layer_sizes=(8, 8))
+    networks = factory(observation_size, 2, preprocess_observations_fn=running_statistics.normalize)
+    spec = jax.tree.map(lambda n: jax.ShapeDtypeStruct((n,), np.float32), observation_size)
+    params = [running_statistics.init_state(spec), networks.policy_network.init(jax.random.key(0))]
+    if algorithm == "ppo":
+        params.append(networks.value_network.init(jax.random.key(1)))
+    config = checkpoint.network_config(observation_size, 2, True, factory)
+    checkpoint.save(folder, 7, tuple(params), config)
+    return folder / f"{7:012d}"
+
+
+def make_brax_seeds(folder: Path) -> list[BraxSeed]:
+    from policyport.brax import from_ppo, from_sac
+
+    return [
+        BraxSeed("brax ppo", _brax_save(folder / "ppo", "ppo", 6), from_ppo),
+        BraxSeed(
+            "brax ppo dict",
+            _brax_save(folder / "dict", "ppo", {"state": 5, "privileged": 3}),
+            from_ppo,
+        ),
+        BraxSeed("brax sac", _brax_save(folder / "sac", "sac", 4), from_sac),
+    ]
+
+
+def _config_path(step: Path) -> Path:
+    return next(step.glob("*_network_config.json"))
+
+
+def _edit_json_file(rng: random.Random, path: Path) -> str:
+    """A value anywhere in the JSON file set to an odd one, deleted, or a key added."""
+    tree = json.loads(path.read_text())
+    where = _random_path(rng, tree)
+    parent = tree
+    for key in where[:-1]:
+        parent = parent[key]
+    value = rng.choice(BRAX_VALUES)
+    if not where:
+        keep = isinstance(tree, dict) and rng.random() < 0.9
+        tree = {**tree, "extra": value} if keep else value
+    elif rng.random() < 0.15 and isinstance(parent, dict):
+        del parent[where[-1]]
+    else:
+        parent[where[-1]] = value
+    path.write_text(json.dumps(tree))
+    return f"{path.name} {'.'.join(map(str, where)) or '(top)'}={str(value)[:30]}"
+
+
+def _zarr_store(step: Path) -> object:
+    import tensorstore as ts
+
+    return ts.KvStore.open({"driver": "ocdbt", "base": f"file://{step}/"}).result()
+
+
+def _edit_zarr(rng: random.Random, step: Path) -> str:
+    """One stored array's zarr metadata claims another shape or dtype."""
+    store = _zarr_store(step)
+    keys = [k for k in store.list().result() if k.endswith(b"/.zarray")]
+    key = rng.choice(keys)
+    metadata = json.loads(store.read(key).result().value)
+    if rng.random() < 0.6:
+        shape = rng.choice(ZARR_SHAPES)
+        metadata.update(shape=shape, chunks=[max(1, min(n, 1 << 20)) for n in shape])
+        label = f"shape {shape if len(shape) < 4 else len(shape)}"
+    else:
+        metadata["dtype"] = rng.choice(ZARR_DTYPES)
+        label = f"dtype {metadata['dtype']}"
+    store.write(key, json.dumps(metadata).encode()).result()
+    return f"zarr {key.decode().split('/')[0]} {label}"
+
+
+def mutate_brax(rng: random.Random, step: Path) -> str:
+    """Mutate the step folder in place; say how. A second mutation may find the first one's
+    work in its way (a file deleted or no longer JSON): then it does nothing."""
+    try:
+        return _mutate_brax(rng, step)
+    except (OSError, ValueError, TypeError, StopIteration, IndexError, KeyError):
+        return "(nothing: an earlier edit is in the way)"
+
+
+def _hostile_file(rng: random.Random, step: Path) -> str:
+    """A file Orbax or the reader parses made huge (sparse) or nested past any limit."""
+    path = rng.choice([_config_path(step), step / "_METADATA", step / "_sharding"])
+    if rng.random() < 0.5:
+        os.truncate(path, rng.choice([1 << 20, (1 << 20) + 1, 1 << 32]))
+        return f"{path.name} grown to {path.stat().st_size} bytes"
+    levels = rng.choice([17, 900, 100_000])
+    path.write_text("[" * levels + "]" * levels)
+    return f"{path.name} nested {levels} deep"
+
+
+def _mutate_brax(rng: random.Random, step: Path) -> str:
+    choice = rng.randrange(11)
+    config = _config_path(step)
+    if choice == 10:
+        return _hostile_file(rng, step)
+    if choice < 4:
+        return _edit_json_file(rng, config)
+    if choice == 4:
+        config.write_bytes(_mutate_bytes(rng, config.read_bytes()))
+        return "config bytes"
+    if choice == 5:
+        return _edit_json_file(rng, step / "_METADATA")
+    if choice == 6:
+        metadata = step / "_METADATA"
+        metadata.write_bytes(_mutate_bytes(rng, metadata.read_bytes()))
+        return "_METADATA bytes"
+    if choice == 7:
+        victim = rng.choice([p for p in step.rglob("*") if p.is_file()])
+        victim.unlink()
+        return f"deleted {victim.relative_to(step)}"
+    return _edit_zarr(rng, step)
+
+
+@dataclass
+class BraxTally:
+    cases: int = 0
+    refused: int = 0
+    loaded: int = 0
+    hangs: list[str] | None = None
+    wrong: list[str] | None = None
+    slowest: float = 0.0
+    slowest_case: str = ""
+    targets: dict[str, int] | None = None  # mutated cases per file mutated
+
+
+# What a mutation label names first: the file it mutated.
+BRAX_TARGETS = ("_network_config", "config bytes", "_METADATA", "zarr", "deleted", "_sharding")
+
+
+def fuzz_brax(
+    seeds: list[BraxSeed],
+    cases: int,
+    folder: Path,
+    rng_seed: int = 0,
+    time_limit: float = CASE_TIME_LIMIT,
+) -> BraxTally:
+    """Run `cases` mutated step folders through the reader, each within `time_limit`.
+
+    A wrong exit is any exception but InputError (the CLI's exit 2): exit 3 for a user."""
+    import shutil
+
+    from policyport import InputError
+
+    rng = random.Random(rng_seed)
+    tally = BraxTally(hangs=[], wrong=[], targets=dict.fromkeys(BRAX_TARGETS, 0))
+    previous = signal.signal(signal.SIGALRM, _on_alarm)
+    try:
+        for i in range(cases):
+            seed = seeds[i % len(seeds)]
+            step = folder / f"case-{i}" / seed.step.name
+            shutil.copytree(seed.step, step)
+            label = "; ".join(mutate_brax(rng, step) for _ in range(1 + (rng.random() < 0.3)))
+            for target in BRAX_TARGETS:
+                tally.targets[target] += target in label
+            where = f"case {i} ({seed.name}: {label}), kept in {step}"
+            print(f"started {where}", flush=True)  # the last line if the process dies
+            start = time.perf_counter()
+            signal.setitimer(signal.ITIMER_REAL, time_limit)
+            try:
+                with jax.numpy_rank_promotion("allow"):
+                    seed.load(step)
+            except InputError:
+                tally.refused += 1
+                shutil.rmtree(step.parent)
+            except CaseTimeout:
+                tally.hangs.append(f"{where} ran past {time_limit} s")
+            except Exception:
+                tally.wrong.append(f"{where}:\n{traceback.format_exc()[-1500:]}")
+            else:
+                tally.loaded += 1
+                shutil.rmtree(step.parent)
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+            seconds = time.perf_counter() - start
+            if seconds > tally.slowest:
+                tally.slowest, tally.slowest_case = seconds, where
+            tally.cases += 1
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+    return tally
+
+
+def run_brax_fuzz(cases: int, folder: Path, rng_seed: int, time_limit: float) -> int:
+    """The Brax fuzz with a summary line; exit status 1 on any failure."""
+    import logging
+
+    logging.getLogger("absl").setLevel(logging.ERROR)  # orbax's warnings on damaged folders
+    seeds = make_brax_seeds(folder / "seeds")
+    start = time.perf_counter()
+    tally = fuzz_brax(seeds, cases, folder, rng_seed, time_limit)
+    print(
+        f"SUMMARY {tally.cases} cases in {time.perf_counter() - start:.1f} s: "
+        f"{tally.refused} refused, {tally.loaded} loaded, 0 crashes, {len(tally.hangs)} "
+        f"hangs, {len(tally.wrong)} wrong exits; slowest {tally.slowest:.2f} s: "
+        f"{tally.slowest_case}"
+    )
+    print(f"TARGETS {json.dumps(tally.targets)}")
+    for failure in (tally.hangs + tally.wrong)[:5]:
+        print(failure)
+    return 1 if tally.hangs or tally.wrong else 0
+
+
+def test_brax_checkpoint_folders_survive_mutations(tmp_path):
+    """In a child process: a crash (Orbax's SIGABRT) must be counted, not end pytest."""
+    import subprocess
+
+    import pytest
+
+    pytest.importorskip("brax")
+    command = [sys.executable, __file__, "--brax", "--cases", str(BRAX_TEST_CASES)]
+    result = subprocess.run(
+        [*command, "--folder", str(tmp_path)], capture_output=True, text=True, timeout=600
+    )
+    lines = result.stdout.splitlines()
+    summary = next((line for line in lines if line.startswith("SUMMARY")), None)
+    assert summary is not None, (
+        f"the fuzz process died ({result.returncode}) in: "
+        f"{next((x for x in reversed(lines) if x.startswith('started')), '?')}\n"
+        f"{result.stderr[-2000:]}"
+    )
+    print(summary)
+    assert result.returncode == 0, result.stdout[-4000:]
+    refused = int(summary.split(" refused")[0].split()[-1])
+    assert refused > BRAX_TEST_CASES // 2, summary
+    # Every file the reader or Orbax parses was mutated, the stored arrays' metadata too.
+    targets = json.loads(next(x for x in lines if x.startswith("TARGETS")).split(" ", 1)[1])
+    assert all(count >= 3 for count in targets.values()), targets
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=20_000)
@@ -522,8 +814,11 @@ def main() -> None:
         "--structured", type=float, default=0.5, help="share of structured header edits"
     )
     parser.add_argument("--time-limit", type=float, default=CASE_TIME_LIMIT)
+    parser.add_argument("--brax", action="store_true", help="fuzz Brax checkpoint folders")
     args = parser.parse_args()
     args.folder.mkdir(parents=True, exist_ok=True)
+    if args.brax:
+        sys.exit(run_brax_fuzz(args.cases, args.folder, args.seed, args.time_limit))
     seeds = make_seeds(args.folder)
     start = time.perf_counter()
     tally = fuzz(

@@ -39,6 +39,7 @@ from policyport._publish import PLAN, host_name, remove_stale_staging
 from policyport.exporters import FORMATS
 from policyport.policy import MLPActorCriticPolicy
 from policyport.policy._serialization import _LENGTH, MAGIC
+from refusals import PEAK_MB, run_cases
 
 LERAX_FILE = Path("examples/cartpole/policy.eqx")
 STAGING = "*.policyport-staging-*"
@@ -690,3 +691,88 @@ def test_exit_codes_are_documented():
     for code, meaning in [(0, "success"), (1, "parity failure"), (2, "input error")]:
         assert re.search(rf"{code} {meaning}", section), (code, section)
     assert re.search(r"3 internal error", section)
+
+
+# ---------------------------------------------------------------------------------------
+# lerax files: kwargs bounded for every class before anything is built (issue 25)
+
+# A class policyport has no closed form for: lerax's own, subclassed where the user works.
+_OWN_CLASS = """
+from lerax.policy import MLPActorCriticPolicy
+
+
+class MyPolicy(MLPActorCriticPolicy):
+    pass
+"""
+
+
+def _lerax_kwargs_cases() -> dict[str, tuple[list[str], str]]:
+    """name -> (extra CLI arguments, what the refusal must say)."""
+    lerax_ac = ["--policy-class", "lerax.policy:MLPActorCriticPolicy"]
+    lerax_q = ["--policy-class", "lerax.policy:MLPQPolicy"]
+    deep = '{"a": ' + "[" * 50_000 + "]" * 50_000 + "}"
+    return {
+        "lerax feature_depth 1e6": (
+            [*lerax_ac, "--policy-kwargs", '{"feature_depth": 1000000}'],
+            r"feature_depth must be an integer in 0\.\.64, found 1000000",
+        ),
+        "lerax widths beyond 2^28 weights": (
+            [*lerax_ac, "--policy-kwargs", '{"feature_width": 60000, "value_width": 60000}'],
+            r"\d+ weights in all; the limit is 268435456",
+        ),
+        "lerax Q depth 1e6": (
+            [*lerax_q, "--policy-kwargs", '{"depth": 1000000}'],
+            r"depth must be an integer in 0\.\.64, found 1000000",
+        ),
+        "own class feature_depth 1e6": (
+            [
+                "--policy-class",
+                "own_policy:MyPolicy",
+                "--policy-kwargs",
+                '{"feature_depth": 1000000}',
+            ],
+            r"kwarg feature_depth=1000000 is beyond policyport's limits .* \(65 for a kwarg",
+        ),
+        "own class feature_width 1e9": (
+            [
+                "--policy-class",
+                "own_policy:MyPolicy",
+                "--policy-kwargs",
+                '{"feature_width": 1000000000}',
+            ],
+            r"kwarg feature_width=1000000000 is beyond .* \(65536 for a kwarg",
+        ),
+        "5000-digit integer": (
+            [*lerax_ac, "--policy-kwargs", '{"feature_width": ' + "9" * 5000 + "}"],
+            r"--policy-kwargs holds an integer of 5000 digits",
+        ),
+        "50k-deep JSON": (
+            [*lerax_ac, "--policy-kwargs", deep],
+            r"--policy-kwargs nests deeper than Python can parse",
+        ),
+        "100-deep JSON": (
+            [*lerax_ac, "--policy-kwargs", "[" * 100 + "]" * 100],
+            r"--policy-kwargs nests 100 levels deep",
+        ),
+    }
+
+
+def test_lerax_kwargs_are_bounded_for_every_class_before_building(tmp_path):
+    pytest.importorskip("lerax.env")
+    (tmp_path / "own_policy.py").write_text(_OWN_CLASS)
+    out = tmp_path / "never.onnx"
+    base = [str(LERAX_FILE.resolve()), "--env", "lerax.env:CartPole", "--format", "onnx"]
+    cases = _lerax_kwargs_cases()
+    argv = {name: [*base, *extra, "-o", str(out)] for name, (extra, _) in cases.items()}
+    outcomes = run_cases(argv, cwd=tmp_path)
+    for name, (_, match) in cases.items():
+        outcome = outcomes[name]
+        assert outcome.code == 2, (name, outcome.stderr)
+        assert re.search(match, outcome.stderr), (name, outcome.stderr)
+        assert re.search(r"pass .*kwargs", outcome.stderr, re.IGNORECASE), (name, outcome.stderr)
+    peak = max(o.peak_mb for o in outcomes.values())
+    assert peak < PEAK_MB, f"the refusals peaked at {peak:.0f} MB"
+    assert not out.exists()
+    for name, outcome in outcomes.items():
+        print(f"{name}: {outcome.seconds:.2f} s")
+    print(f"{len(cases)} refusals, peak {peak:.0f} MB")

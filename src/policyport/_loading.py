@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import json
 import os
 import sys
 from pathlib import Path
@@ -12,25 +11,27 @@ from typing import Any
 
 import equinox as eqx
 
+from . import _bounded_json as bounded_json
 from ._errors import InputError, ModelFileError
 from .policy import MLPActorCriticPolicy
 from .policy._lerax_files import read_lerax_file
 from .policy._serialization import MAGIC, accepted_kwargs, read_bytes, saved_class
+
+_KWARGS_EXAMPLE = (
+    "Pass the constructor kwargs the policy was built with as one JSON object, e.g. "
+    "--policy-kwargs '{\"feature_width\": 128}'."
+)
 
 
 def parse_policy_kwargs(text: str | None) -> dict[str, Any]:
     """`--policy-kwargs` as a JSON object; `check_policy_kwargs` judges it against the class."""
     if not text:
         return {}
-    try:
-        kwargs = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise InputError(
-            f"--policy-kwargs is not valid JSON ({e.msg}): {text!r}. "
-            "Example: --policy-kwargs '{\"feature_width\": 128}'"
-        ) from e
+    kwargs = bounded_json.loads(text, "--policy-kwargs", InputError, _KWARGS_EXAMPLE)
     if not isinstance(kwargs, dict):
-        raise InputError(f"--policy-kwargs must be a JSON object, found {text!r}.")
+        raise InputError(
+            f"--policy-kwargs must be a JSON object, found {text[:200]!r}. {_KWARGS_EXAMPLE}"
+        )
     return kwargs
 
 

@@ -10,11 +10,16 @@ The config is read here rather than with Brax's `load_config`, which in Brax 0.1
 configs its own `save` writes (`"mean_kernel_init_fn": null` -> `KeyError: None`). Names
 are looked up in Brax's own tables (`brax.training.networks.ACTIVATION`,
 `KERNEL_INITIALIZER`); nothing a file names is imported, and nothing is unpickled.
+
+A checkpoint is bounded before anything it describes is allocated: the config in closed
+form (`_config`, policyport's own limits), then the stored arrays' shapes from Orbax's
+metadata against the networks the config describes (`_stored`), and only then the restore.
 """
 
 from __future__ import annotations
 
-import json
+import inspect
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +28,19 @@ from typing import Any
 import jax
 import numpy as np
 
+from .. import _bounded_json as bounded_json
 from .._errors import ModelFileError
 from ..policy import FunctionPolicy
+from ..policy._architecture import MAX_WIDTH, is_int
+from ._config import HIDDEN_DEFAULTS, check_config
 from ._policies import from_ppo_params, from_sac_params, require_brax
+from ._stored import (
+    abstract_observation,
+    check_fits,
+    check_metadata_files,
+    check_stored,
+    expected_count,
+)
 
 # Brax's kernel-initialiser kwargs (`brax.training.checkpoint._KERNEL_INIT_FN_KEYWORDS`).
 _KERNEL_INIT_KEYS = (
@@ -36,7 +51,10 @@ _KERNEL_INIT_KEYS = (
 )
 # Factory kwargs whose default is None: a null there is a value, not a missing name.
 _NULLABLE = ("mean_kernel_init_fn",)
+# The factory's arguments that are not network kwargs (Brax passes them itself).
+_NOT_KWARGS = ("observation_size", "action_size", "preprocess_observations_fn")
 _PICKLE_MARKERS = (b"\x80",)  # pickle protocols 2-5 start with PROTO (0x80)
+_RESAVE_CONFIG = "The config is damaged: re-save the checkpoint with Brax's checkpoint code."
 
 _RESAVE = (
     "Re-save the params with Brax's checkpoint code, which writes orbax files and a JSON "
@@ -126,27 +144,63 @@ def _named(table: dict[str, Any], name: Any, key: str, config: Path) -> Any:
     return table[name]
 
 
+def _kind_problem(value: Any, default: Any) -> str | None:
+    """Why `value` cannot stand where the factory's `default` stands, or None.
+
+    Sizes and hidden layers are bounded in `_config`; this checks the remaining kwargs'
+    kinds, so Brax never meets a string where it computes with a number."""
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else "true or false"
+    if isinstance(default, int):
+        return None if is_int(value, 1, MAX_WIDTH) else f"an integer in 1..{MAX_WIDTH}"
+    if isinstance(default, float):
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        return None if number and math.isfinite(value) else "a finite number"
+    if isinstance(default, str):
+        return None if isinstance(value, str) and len(value) <= 100 else "a name"
+    if default is None:  # mean_clip_scale, the initialisers' kwargs
+        ok = value is None or isinstance(value, dict) or is_int(value, 0, MAX_WIDTH)
+        ok = ok or (isinstance(value, float) and math.isfinite(value))
+        return None if ok else "null, a number or an object"
+    return None
+
+
+def _check_kinds(kwargs: dict[str, Any], algorithm: Algorithm, path: Path) -> None:
+    """Every kwarg is one the factory takes, of the kind its default has."""
+    parameters = inspect.signature(_factory(algorithm)).parameters
+    for name, value in kwargs.items():
+        if name not in parameters or name in _NOT_KWARGS:
+            raise ModelFileError(
+                f"{path}: network_factory_kwargs has {name!r:.60}, which Brax 0.14.2's "
+                f"make_{algorithm.name}_networks does not take. Was the checkpoint written "
+                "with another network factory or Brax version? Re-save it with Brax's "
+                "checkpoint code and the factory it was trained with."
+            )
+        if (
+            name == "activation"
+            or name in _KERNEL_INIT_KEYS
+            or name in HIDDEN_DEFAULTS[algorithm.name]
+        ):
+            continue  # names (looked up below) and hidden sizes (bounded in `_config`)
+        problem = _kind_problem(value, parameters[name].default)
+        if problem is not None:
+            raise ModelFileError(
+                f"{path}: network_factory_kwargs {name} is {value!r:.60}; Brax expects "
+                f"{problem}. The config is damaged: re-save the checkpoint with Brax."
+            )
+
+
 def read_config(step: Path, algorithm: Algorithm) -> dict[str, Any]:
-    """The config as a dict of factory arguments, names replaced by Brax's functions."""
-    networks = _import_brax()
+    """The config as a dict of factory arguments, names replaced by Brax's functions.
+
+    Bounded before Brax sees it: the file's bytes before reading, its JSON while parsing,
+    its numbers in closed form (`_config.check_config`)."""
     path = step / algorithm.config_file
-    try:
-        config = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ModelFileError(f"{path} is not readable JSON: {e}.") from e
-    if not isinstance(config, dict):
-        raise ModelFileError(f"{path} must hold a JSON object, found {type(config).__name__}.")
-    missing = [
-        k
-        for k in ("network_factory_kwargs", "normalize_observations", "observation_size")
-        if k not in config
-    ] + ([] if "action_size" in config else ["action_size"])
-    if missing:
-        raise ModelFileError(f"{path} lacks {missing}: it is not a Brax network config.")
-    kwargs = config["network_factory_kwargs"]
-    if not isinstance(kwargs, dict):
-        raise ModelFileError(f"{path}: network_factory_kwargs must be an object.")
-    kwargs = dict(kwargs)
+    text = bounded_json.read_text(path, "the network config", ModelFileError)
+    config = bounded_json.loads(text, f"{path}", ModelFileError, _RESAVE_CONFIG)
+    shapes, kwargs = check_config(config, algorithm.name, path)
+    networks = _import_brax()
+    _check_kinds(kwargs, algorithm, path)
     if "activation" in kwargs:
         kwargs["activation"] = _named(
             networks.ACTIVATION, kwargs["activation"], "the activation", path
@@ -159,35 +213,7 @@ def read_config(step: Path, algorithm: Algorithm) -> dict[str, Any]:
                 del kwargs[key]  # only initialises weights, which are read from the file
             continue
         kwargs[key] = _named(networks.KERNEL_INITIALIZER, kwargs[key], key, path)
-    shapes = observation_shapes(config["observation_size"], path)
     return {**config, "network_factory_kwargs": kwargs, "observation_size": shapes}
-
-
-# Brax's PPO training records `observation_size` as a `specs.Array` per leaf, which its
-# config writer turns into {"shape": [n], "dtype": "unserializable object: float32"}.
-_SPEC_KEYS = {"shape", "dtype"}
-Shapes = tuple[int, ...] | dict[str, tuple[int, ...]]
-
-
-def _leaf_shape(value: Any, path: Path) -> tuple[int, ...]:
-    if isinstance(value, dict) and set(value) == _SPEC_KEYS:
-        value = value["shape"]
-    if isinstance(value, int) and not isinstance(value, bool):
-        return (value,)
-    if isinstance(value, list) and all(isinstance(d, int) for d in value):
-        return tuple(value)
-    raise ModelFileError(
-        f"{path}: observation_size holds {value!r}; expected a size, a shape, or Brax's "
-        "array spec ({'shape': [...], 'dtype': ...}) per observation key."
-    )
-
-
-def observation_shapes(value: Any, path: Path) -> Shapes:
-    """`observation_size` as Brax writes it (an int, a shape, an array spec, or a dict of
-    those per observation key) as shapes."""
-    if isinstance(value, dict) and set(value) != _SPEC_KEYS:
-        return {str(k): _leaf_shape(v, path) for k, v in value.items()}
-    return _leaf_shape(value, path)
 
 
 def _factory(algorithm: Algorithm) -> Callable[..., Any]:
@@ -244,30 +270,6 @@ def read_params(step: Path, algorithm: Algorithm) -> tuple[Any, ...]:
     return tuple(params)
 
 
-def _shapes(tree: Any) -> dict[str, tuple[int, ...]]:
-    return {
-        jax.tree_util.keystr(p): tuple(np.shape(x))
-        for p, x in jax.tree_util.tree_leaves_with_path(tree)
-    }
-
-
-def check_fits(expected: Any, found: Any, what: str, path: Path) -> None:
-    """`found` has exactly the leaves and shapes of `expected` (from the network's init)."""
-    want, have = _shapes(expected), _shapes(found)
-    problems = [f"{k}: missing (expected {v})" for k, v in want.items() if k not in have]
-    problems += [f"{k}: unexpected" for k in have if k not in want]
-    problems += [
-        f"{k}: shape {have[k]}, expected {v}" for k, v in want.items() if k in have and have[k] != v
-    ]
-    if problems:
-        shown = "; ".join(problems[:5]) + (
-            f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
-        )
-        raise ModelFileError(
-            f"{path}: the {what} params do not fit the network its config describes: {shown}."
-        )
-
-
 def _check_observation_size(config: dict[str, Any], normalizer: Any, path: Path) -> None:
     expected = config["observation_size"]
     mean = normalizer.mean
@@ -283,17 +285,37 @@ def _check_observation_size(config: dict[str, Any], normalizer: Any, path: Path)
         )
 
 
+def _expected_params(networks: Any, algorithm: Algorithm, path: Path) -> tuple[Any, ...]:
+    """The policy's (and PPO's value's) params as abstract arrays: Brax's own init, traced."""
+    key = jax.random.key(0)
+    inits = [networks.policy_network.init]
+    if algorithm is PPO:
+        inits.append(networks.value_network.init)
+    try:
+        return tuple(jax.eval_shape(init, key) for init in inits)
+    except Exception as e:  # Brax's init on the config's kwargs (an initialiser's kwargs)
+        raise ModelFileError(
+            f"{path}: Brax 0.14.2's networks cannot be initialised from this config: "
+            f"{type(e).__name__}: {str(e)[:300]}. Re-save the checkpoint with Brax."
+        ) from e
+
+
 def load(path: Path, algorithm: Algorithm) -> tuple[Any, tuple[Any, ...], Path]:
-    """Networks and params of the checkpoint at `path`, checked against each other."""
+    """Networks and params of the checkpoint at `path`, checked against each other.
+
+    Everything is bounded before it is allocated: the config in closed form, then the
+    stored arrays' shapes against the networks it describes, and only then the restore."""
     step = find_step_folder(Path(path), algorithm)
     config = read_config(step, algorithm)
     networks = build_networks(config, algorithm, step)
+    expected = _expected_params(networks, algorithm, step)
+    observation = abstract_observation(config["observation_size"])
+    check_metadata_files(step, expected_count(expected, observation))
+    check_stored(step, expected, observation, algorithm.params_length, algorithm.name)
     params = read_params(step, algorithm)
     _check_observation_size(config, params[0], step)
-    key = jax.random.key(0)
-    check_fits(jax.eval_shape(networks.policy_network.init, key), params[1], "policy", step)
-    if algorithm is PPO:
-        check_fits(jax.eval_shape(networks.value_network.init, key), params[2], "value", step)
+    for what, want, found in zip(("policy", "value"), expected, params[1:], strict=False):
+        check_fits(want, found, what, step)
     return networks, params, step
 
 

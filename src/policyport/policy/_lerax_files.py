@@ -23,6 +23,7 @@ import equinox as eqx
 import jax
 
 from .._errors import ModelFileError
+from ._architecture import MAX_DEPTH, MAX_SPACE_SIZE, MAX_WIDTH
 from ._serialization import (
     CLASSES,
     _check_float32,
@@ -96,6 +97,54 @@ def _check_fingerprint(
         )
 
 
+def closed_form_name(cls: type) -> str | None:
+    """The `CLASSES` name whose closed form bounds `cls`: policyport's own classes, and
+    lerax's classes of the same name (policyport's are built to match them layer for
+    layer, see `_mismatch_hint`), whose kwargs mean the same."""
+    known = known_class_name(cls)
+    if known is not None:
+        return known
+    module = getattr(cls, "__module__", "") or ""
+    name = class_name(cls)
+    return name if module.split(".")[0] == "lerax" and name in CLASSES else None
+
+
+# Any other class is built, to be checked, from kwargs nothing bounds in closed form, and
+# building costs time in the depth and memory in the widths: so by name, at least these.
+_NAMED_LIMITS = (("depth", MAX_DEPTH + 1), ("layers", MAX_DEPTH + 1), ("width", MAX_WIDTH))
+
+
+def _int_limit(name: str) -> int:
+    """The largest integer a kwarg called `name` may be for a class with no closed form."""
+    for part, limit in _NAMED_LIMITS:
+        if part in name.lower():
+            return limit
+    return MAX_SPACE_SIZE
+
+
+def _shown(value: int) -> str:
+    """An integer for a message: `str` refuses ints of over 4300 digits."""
+    if value.bit_length() <= 64:
+        return str(value)
+    return f"<an integer of about {int(value.bit_length() * 0.30103)} digits>"
+
+
+def check_open_kwargs(path: Path, cls: type, kwargs: dict[str, Any]) -> None:
+    """Bound the integer kwargs of a class with no closed form, before it is built."""
+    for name, value in kwargs.items():
+        if isinstance(value, bool) or not isinstance(value, int):
+            continue
+        limit = _int_limit(name)
+        if abs(value) > limit:
+            raise ModelFileError(
+                f"{path}: {class_name(cls)} kwarg {name}={_shown(value)} is beyond policyport's "
+                f"limits for classes it has no closed form for ({limit} for a kwarg named "
+                f"like {name!r}; depths <= {MAX_DEPTH + 1}, widths <= {MAX_WIDTH}, other "
+                f"integers <= {MAX_SPACE_SIZE} in size). Pass the kwargs the policy was "
+                "trained with."
+            )
+
+
 def read_lerax_file(
     cls: type, path: Path, data: bytes, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
@@ -103,8 +152,10 @@ def read_lerax_file(
     arguments: the env (by position or `env=`), an ignored `key`, constructor kwargs.
 
     For policyport's own classes the kwargs are bounded and the weights' size checked in
-    closed form before anything is built; other classes are checked on the policy they
-    build (as shapes) in `_load_leaves`.
+    closed form before anything is built; lerax's classes of the same names are bounded
+    by the same closed form, and any other class's integer kwargs by name
+    (`check_open_kwargs`). Their weights are then checked on the policy they build (as
+    shapes) in `_load_leaves`.
     """
     fingerprint, leaves = split_fingerprint(path, data)
     env, kwargs = split_arguments(path, args, kwargs)
@@ -118,10 +169,13 @@ def read_lerax_file(
         )
     described_as = f"as {class_name(cls)} for this env with kwargs {kwargs or '(defaults)'}"
     known = known_class_name(cls)
-    if known is not None:
+    bounded_as = closed_form_name(cls)
+    if bounded_as is not None:
         spaces = env_spaces(path, env)
         all_kwargs = {**default_kwargs(cls), **kwargs}
-        check_limits(path, known, spaces, all_kwargs, in_header=False)
+        check_limits(path, bounded_as, spaces, all_kwargs, in_header=False)
+    else:
+        check_open_kwargs(path, cls, kwargs)
     if fingerprint is not None:
         _check_fingerprint(path, fingerprint, cls, env, kwargs)
     if known is not None:
