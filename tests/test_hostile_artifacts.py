@@ -22,6 +22,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -264,7 +265,42 @@ def test_fuzz_the_metadata_reader(corpus, tmp_path):
     )
     runs = re.search(r"Done (\d+) runs in (\d+) second", done.stderr)
     crashes = re.findall(r"(?:crash|leak|oom|timeout)-[0-9a-f]+", done.stderr)
-    print(f"fuzz: {runs.group(1) if runs else '?'} runs, {len(crashes)} crashes/hangs")
+    peak = re.search(r"peak_rss_mb:\s+(\d+)", done.stderr)
+    print(
+        f"fuzz: {runs.group(1) if runs else '?'} runs, {len(crashes)} crashes/hangs, "
+        f"peak RSS {peak.group(1) if peak else '?'} MB"
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     assert runs and int(runs.group(1)) > 10_000, done.stderr[-2000:]
     assert not crashes
+
+
+BALLAST_MB = 1024
+
+
+def test_fuzzer_memory_is_its_own(tmp_path):
+    """fuzz.sh's -rss_limit_mb measures the fuzzer, not whoever started it. Linux keeps a
+    process's peak RSS (ru_maxrss, what libFuzzer compares with the limit) across exec, and a
+    child started by fork/vfork + exec begins with its parent's: fuzz.sh once exec'd the
+    fuzzer, which a 2.3 GB pytest process then saw "out-of-memory (used: 2313Mb)" a second
+    after it started, with 25 MB live. Here a parent holding BALLAST_MB runs fuzz.sh briefly:
+    the fuzzer's peak must be its own (a few hundred MB under ASan), below the parent's."""
+    seeds = tmp_path / "seeds"
+    seeds.mkdir()
+    parent = (
+        "import subprocess, sys\n"
+        f"ballast = b'\\1' * ({BALLAST_MB} << 20)  # written, so resident\n"
+        "done = subprocess.run(sys.argv[1:], capture_output=True, text=True, errors='replace')\n"
+        "sys.stderr.write(done.stderr)\n"
+        "sys.exit(done.returncode)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", parent, "nice", "bash", str(CPP / "fuzz.sh"), str(seeds), "2"],
+        capture_output=True,
+        text=True,
+        errors="replace",
+        timeout=600,
+    )
+    peak = re.search(r"peak_rss_mb:\s+(\d+)", done.stderr)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert peak and int(peak.group(1)) < BALLAST_MB, done.stderr[-2000:]
