@@ -99,10 +99,10 @@ def _contiguous(value: np.ndarray, spec: TensorSpec) -> np.ndarray:
 def _c_version() -> str:
     cc = compiler()
     if cc is None:
-        return "no C compiler"
+        return "c (no C compiler)"
     done = subprocess.run([cc, "--version"], capture_output=True, text=True, check=False)
     first = (done.stdout.splitlines() or ["?"])[0]
-    return f"C ({first})"
+    return f"c ({first})"
 
 
 C_RUNTIME = Runtime("c", ("c",), load_c, _c_version, missing_compiler)
