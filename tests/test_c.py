@@ -211,3 +211,22 @@ def test_without_a_compiler_nothing_is_written(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("CC", raising=False)
     monkeypatch.setattr("shutil.which", lambda name: None)
     _cli_refuses(tmp_path, capsys, "apt-get install gcc")
+
+
+def test_untransposed_gemm_weights_change_no_bit(tmp_path, monkeypatch):
+    """The generator is fed `[K][N]` Gemm weights so that the compiler vectorises across
+    outputs; each sum keeps its order, so the outputs are the same bits as with the
+    graph's own `[N][K]` layout (exact equality, no tolerance)."""
+    from policyport.formats import _c_generate
+    from policyport.formats._c_runtime import load_c
+
+    policy = make_policy("MultiDiscrete", seed=9)
+    inputs = sample_inputs(policy, seed=13, batch=512, all_false_rows=8)
+    [fast] = policyport.export(policy, "c", tmp_path / "fast.c")
+    monkeypatch.setattr(_c_generate, "untransposed_gemms", lambda model: None)
+    [plain] = policyport.export(policy, "c", tmp_path / "plain.c")
+    assert "input_b[6][64]" in fast.paths[0].read_text()
+    assert "input_b[64][6]" in plain.paths[0].read_text()
+    got, want = load_c(fast.paths[0])(inputs), load_c(plain.paths[0])(inputs)
+    for name in want:
+        assert np.array_equal(got[name], want[name]), name

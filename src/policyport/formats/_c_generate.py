@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
+from onnx import helper, numpy_helper
 
 from .._errors import UnsupportedError
 from ..tracing import TensorSpec
@@ -47,6 +48,37 @@ class Parameter:
     const: bool
 
 
+def untransposed_gemms(model: onnx.ModelProto) -> None:
+    """Store each Gemm's constant weights as `[K][N]` (`transB=0`).
+
+    emx-onnx-cgen writes a Gemm as `acc += a[k] * b[..]` over k for each output j. With
+    `b[j][k]` (our graphs' `transB=1`) that is a chain of dependent adds the compiler may not
+    vectorise without reassociating; with `b[k][j]` it vectorises across j and adds in the
+    same order, so the results are the same bits (3x faster at -O2, measured; bench/C.md).
+    """
+    weights = {init.name: init for init in model.graph.initializer}
+    uses: dict[str, int] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            uses[name] = uses.get(name, 0) + 1
+    for node in model.graph.node:
+        trans_b = next((a for a in node.attribute if a.name == "transB"), None)
+        if node.op_type != "Gemm" or trans_b is None or trans_b.i != 1:
+            continue
+        source = weights.get(node.input[1])
+        if source is None or len(source.dims) != 2:
+            continue
+        transposed = numpy_helper.from_array(
+            numpy_helper.to_array(source).T.copy(), f"{source.name}_kn"
+        )
+        if uses[source.name] == 1:
+            model.graph.initializer.remove(source)
+        model.graph.initializer.append(transposed)
+        node.input[1] = transposed.name
+        node.attribute.remove(trans_b)
+        node.attribute.append(helper.make_attribute("transB", 0))
+
+
 def run_generator(model: onnx.ModelProto, function: str) -> str:
     """The C source emx-onnx-cgen writes for `model` (batch pinned to 1), as `function`."""
     model = onnx.ModelProto.FromString(model.SerializeToString())
@@ -54,6 +86,7 @@ def run_generator(model: onnx.ModelProto, function: str) -> str:
     # rewriting it leaves the compiled code as checked.
     del model.metadata_props[:]
     fix_batch(model, 1)  # the generator refuses a dynamic batch
+    untransposed_gemms(model)
     with tempfile.TemporaryDirectory(prefix="policyport-c-") as folder:
         source, target = Path(folder) / "model.onnx", Path(folder) / "model.c"
         onnx.save_model(model, source)
