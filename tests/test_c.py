@@ -230,3 +230,25 @@ def test_untransposed_gemm_weights_change_no_bit(tmp_path, monkeypatch):
     got, want = load_c(fast.paths[0])(inputs), load_c(plain.paths[0])(inputs)
     for name in want:
         assert np.array_equal(got[name], want[name]), name
+
+
+def test_a_weight_shared_by_two_gemms_is_transposed_once():
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from policyport.formats._c_generate import untransposed_gemms
+
+    weight = numpy_helper.from_array(np.arange(6, dtype=np.float32).reshape(2, 3), "w")
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])
+    outs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 2]) for n in ("y", "z")]
+    relu = helper.make_node("Relu", ["x"], ["r"])
+    gemms = [helper.make_node("Gemm", [i, "w"], [o], transB=1) for i, o in (("x", "y"), ("r", "z"))]
+    graph = helper.make_graph([relu, *gemms], "g", [x], outs, [weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    untransposed_gemms(model)
+    onnx.checker.check_model(model, full_check=True)
+    assert [i.name for i in model.graph.initializer] == ["w_kn"]
+    assert [n.input[1] for n in model.graph.node if n.op_type == "Gemm"] == ["w_kn", "w_kn"]
+    kn = numpy_helper.to_array(model.graph.initializer[0])
+    assert np.array_equal(kn, numpy_helper.to_array(weight).T)
+    assert all(a.i == 0 for n in model.graph.node for a in n.attribute if a.name == "transB")
