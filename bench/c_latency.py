@@ -13,6 +13,9 @@ rounds (`run.interleaved`: same clocks, medians and reverse-order rounds as benc
   from a C loop in another translation unit (so the compiler cannot drop calls); per call.
 - `c via ctypes`: one `<prefix>_run` per Python call (what the runtime `c` does).
 - `onnxruntime (Python)`: `InferenceSession.run` on the `.onnx`, batch 1, one thread.
+- `onnxruntime C++`: `Ort::Session::Run` (onnxruntime 1.29, `bench/ort_loop.cpp`, tensors made
+  once over fixed buffers), 1000 runs per timed call, when `$ONNXRUNTIME_ROOT` or
+  examples/cpp/prepare_onnxruntime.sh provides the C++ library (else left out, and said).
 
 The reference is onnxruntime measured in the same rounds: each figure is a ratio to it,
 per round, and the median of rounds. GFLOP/s: the policy's dense-layer FLOPs per call over
@@ -39,6 +42,8 @@ CASES = ("actor_critic_discrete", "actor_critic_box", "q", run.LARGE)
 LOOP = 1000
 REFERENCE = "onnxruntime (Python)"
 C, CTYPES, FAST = "c", "c via ctypes", "c -O3 -march=native"
+ORT_CPP = "onnxruntime C++"
+LOOPED = (C, FAST, ORT_CPP)  # timed as LOOP calls per timed call
 # What a user may ship instead of the checked -O2: -O3 for this CPU, float semantics kept.
 # Not -ffast-math / -fassociative-math: they vectorise the dot products (measured 7x faster)
 # but reassociate the arithmetic mask, `clip(logit) + penalty` with a penalty near -FLT_MAX,
@@ -135,6 +140,41 @@ def _template(c_path: Path, policy: Any) -> list:
     return session.run(None, run._inputs(policy, 1))
 
 
+def onnxruntime_root() -> Path | None:
+    """onnxruntime's C++ release (include/, lib/): $ONNXRUNTIME_ROOT, else the one
+    examples/cpp/prepare_onnxruntime.sh prepares (cached after its first run)."""
+    import os
+
+    if os.environ.get("ONNXRUNTIME_ROOT"):
+        return Path(os.environ["ONNXRUNTIME_ROOT"])
+    script = run.ROOT / "examples" / "cpp" / "prepare_onnxruntime.sh"
+    done = subprocess.run(["bash", str(script)], capture_output=True, text=True)
+    return Path(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else None
+
+
+def _ort_cpp_library(folder: Path) -> Path | None:
+    root = onnxruntime_root()
+    if root is None:
+        return None
+    library = folder / "libort_loop.so"
+    command = ["g++", "-std=c++17", "-O2", "-shared", "-fPIC", str(run.HERE / "ort_loop.cpp")]
+    command += [f"-I{root}/include", f"-L{root}/lib", "-lonnxruntime", f"-Wl,-rpath,{root}/lib"]
+    done = subprocess.run([*command, "-o", str(library)], capture_output=True, text=True)
+    return library if done.returncode == 0 else None
+
+
+def _ort_cpp_call(library: Path, onnx_path: Path, inputs: dict, outputs: list) -> run.Call:
+    import numpy as np
+
+    buffers = [np.array(a) for a in (*inputs.values(), *outputs)]  # its own copies
+    lib = ctypes.CDLL(str(library))
+    lib.ort_open.restype = ctypes.c_void_p
+    lib.ort_loop.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    pointers = (ctypes.c_void_p * len(buffers))(*(b.ctypes.data for b in buffers))
+    handle = lib.ort_open(str(onnx_path).encode(), pointers)
+    return lambda: (buffers, lib.ort_loop(handle, LOOP))[1]
+
+
 def measure(case: str, folder: Path, rounds: int) -> dict[str, Any]:
     """One case, in this (pinned) process: per-call times, ratios, GFLOP/s."""
     import numpy as np
@@ -146,8 +186,11 @@ def measure(case: str, folder: Path, rounds: int) -> dict[str, Any]:
     outputs = [np.zeros_like(r[0]) if r.ndim > 1 else np.zeros(1, r.dtype) for r in results]
     calls = {REFERENCE: lambda: session.run(None, inputs)}
     calls |= _c_calls(folder / case / f"{case}.c", inputs, outputs)
+    if (folder / "libort_loop.so").exists():
+        library = folder / "libort_loop.so"
+        calls[ORT_CPP] = _ort_cpp_call(library, folder / f"{case}.onnx", inputs, outputs)
     timed = run.interleaved(calls, rounds)
-    for name in (C, FAST):
+    for name in (n for n in LOOPED if n in timed):
         for key in ("cpu_rounds_us", "wall_rounds_us", "cpu_us", "wall_us", "p99_us"):
             value = timed[name][key]
             timed[name][key] = (
@@ -157,6 +200,11 @@ def measure(case: str, folder: Path, rounds: int) -> dict[str, Any]:
     for figures in timed.values():
         ratios = [r / t for r, t in zip(reference, figures["cpu_rounds_us"], strict=True)]
         figures["speedup_vs_reference"] = run._median(ratios)
+    if ORT_CPP in timed:
+        cpp = timed[ORT_CPP]["cpu_rounds_us"]
+        for name in (C, FAST):
+            ratios = [r / t for r, t in zip(cpp, timed[name]["cpu_rounds_us"], strict=True)]
+            timed[name]["speedup_vs_onnxruntime_cpp"] = run._median(ratios)
     flops = run.flops_per_observation(policy)
     return {
         "case": case,
@@ -180,20 +228,29 @@ def export(folder: Path) -> None:
 
 
 def table(results: list[dict]) -> str:
+    """us a call (CPU time); in brackets, the speedup over onnxruntime from Python, then
+    over onnxruntime C++ when it was measured."""
     lines = [
-        "| case | onnxruntime (Python) us | c us | c via ctypes us | c speedup | "
-        "c GFLOP/s | c -O3 -march=native us (speedup) | its actions = checked | "
-        "matmul peak GFLOP/s |",
+        "| case | onnxruntime Python us | onnxruntime C++ us | c -O2 us | c -O3 -march=native us "
+        "| c via ctypes us | c GFLOP/s | matmul rate GFLOP/s | -O3 actions = -O2 |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
+
+    def cell(t: dict, name: str) -> str:
+        if name not in t:
+            return "not measured"
+        figures = t[name]
+        speed = [f"{figures['speedup_vs_reference']:.1f}x"]
+        if "speedup_vs_onnxruntime_cpp" in figures:
+            speed.append(f"{figures['speedup_vs_onnxruntime_cpp']:.1f}x")
+        return f"{figures['cpu_us']:.2f}" + (f" ({', '.join(speed)})" if name in (C, FAST) else "")
+
     for r in results:
         t = r["runtimes"]
         lines.append(
-            f"| {r['case']} | {t[REFERENCE]['cpu_us']:.2f} | {t[C]['cpu_us']:.3f} | "
-            f"{t[CTYPES]['cpu_us']:.2f} | {t[C]['speedup_vs_reference']:.1f}x | "
-            f"{r['c_gflops']:.2f} | {t[FAST]['cpu_us']:.3f} "
-            f"({t[FAST]['speedup_vs_reference']:.1f}x) | "
-            f"{r['fast_vs_checked']['actions_equal']:.4f} | {r['matmul_peak_gflops']:.1f} |"
+            f"| {r['case']} | {t[REFERENCE]['cpu_us']:.2f} | {cell(t, ORT_CPP)} | {cell(t, C)} "
+            f"| {cell(t, FAST)} | {t[CTYPES]['cpu_us']:.2f} | {r['c_gflops']:.1f} "
+            f"| {r['matmul_peak_gflops']:.1f} | {r['fast_vs_checked']['actions_equal']:.4f} |"
         )
     return "\n".join(lines)
 
@@ -209,6 +266,8 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory(prefix="policyport-bench-c-") as tmp:
         export(Path(tmp))
+        if _ort_cpp_library(Path(tmp)) is None:
+            print("onnxruntime C++ not available: its column is left out", file=sys.stderr)
         command = [*run._pinned(1), sys.executable, __file__, "--worker", tmp]
         done = subprocess.run(
             [*command, "--rounds", str(args.rounds)],
