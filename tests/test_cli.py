@@ -68,8 +68,9 @@ def test_all_formats_with_output_stem(model, tmp_path):
     out.parent.mkdir()
     assert run([str(model), "--format", "all", "-o", str(out)]) == 0
     names = sorted(p.name for p in out.parent.iterdir())
+    # Each format's files: its primary path and companions (.ort's config, c's header).
     assert names == sorted(
-        [f"policy{f.suffix}" for f in FORMATS.values()] + ["policy.required_operators.config"]
+        p.name for f in FORMATS.values() for p in f.destinations(out.with_suffix(f.suffix))
     )
 
 

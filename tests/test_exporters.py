@@ -7,6 +7,7 @@ it is registered.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import jax
@@ -40,6 +41,10 @@ def read_metadata(format: str, path: Path) -> dict[str, str]:
         from policyport.formats._tflite import read_tflite_metadata
 
         return read_tflite_metadata(path.read_bytes())
+    if format == "c":
+        from policyport.formats._c_header import read_header_metadata
+
+        return read_header_metadata(path.with_suffix(".h").read_text())
     raise AssertionError(f"no metadata reader for format {format!r}: add one")
 
 
@@ -96,7 +101,28 @@ def read_signature(format: str, path: Path) -> tuple[dict, dict]:
             }
 
         return details(runner.get_input_details()), details(runner.get_output_details())
+    if format == "c":
+        return read_c_signature(path)
     raise AssertionError(f"no signature reader for format {format!r}: add one")
+
+
+_C_TYPES = {"float": "float32", "int64_t": "int64", "bool": "bool"}
+
+
+def read_c_signature(path: Path) -> tuple[dict, dict]:
+    """The header's `int <prefix>_run(...)` for names, types and order (`const` marks the
+    inputs), the generated function in the `.c` for each row's shape; the batch is the
+    call (one row), reported as None like the other formats' dynamic batch."""
+    header = path.with_suffix(".h").read_text()
+    prefix, params = re.search(r"^int (\w+)_run\((.*)\);$", header, re.M).groups()
+    generated = re.search(rf"^static void {prefix}_model\((.*)\) {{$", path.read_text(), re.M)
+    inputs, outputs = {}, {}
+    for ours, theirs in zip(params.split(", "), generated.group(1).split(", "), strict=True):
+        const, ctype, name = re.fullmatch(r"(const )?(\w+) (\w+)\[\w+\]", ours).groups()
+        dims = re.fullmatch(rf"(?:const )?{ctype} {name}\[restrict 1\]((?:\[\d+\])*)", theirs)
+        shape = tuple(int(d) for d in re.findall(r"\d+", dims.group(1)))
+        (inputs if const else outputs)[name] = ((None, *shape), _C_TYPES[ctype])
+    return inputs, outputs
 
 
 CASES = [(f, a) for f in FORMATS for a in ACTION_SPACES]
@@ -222,6 +248,6 @@ def test_onnx_passes_the_checker_with_full_shape_inference(exported):
 def test_every_format_has_readers_here():
     # The matrix above covers FORMATS by construction; the readers must keep up too.
     for format in FORMATS:
-        assert format in ("onnx", "ort", "savedmodel", "stablehlo", "tflite"), (
+        assert format in ("onnx", "ort", "savedmodel", "stablehlo", "tflite", "c"), (
             f"format {format!r} is registered but this file cannot read its metadata"
         )

@@ -151,7 +151,9 @@ def test_sentis_refuses_an_operator_it_does_not_list():
 def test_target_errors(policy, tmp_path, capsys):
     with pytest.raises(InputError, match="above what --target sentis reads"):
         policyport.export(policy, "onnx", tmp_path / "p.onnx", target="sentis", opset=16)
-    with pytest.raises(InputError, match="--target applies to onnx and ort"):
+    with pytest.raises(
+        InputError, match="--target tract applies to onnx and ort artifacts, not savedmodel"
+    ):
         policyport.export(policy, "savedmodel", tmp_path / "p.savedmodel", target="tract")
     with pytest.raises(InputError, match="Unknown target 'unity'"):
         policyport.export(policy, "onnx", tmp_path / "p.onnx", target="unity")

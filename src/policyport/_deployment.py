@@ -44,8 +44,11 @@ def targeted(
     """The options a target asks for, and its runtimes installed here to check in (a
     missing one is said, not fatal)."""
     chosen = resolve_target(name)
-    if any(f not in ("onnx", "ort") for f in formats):
-        raise InputError(f"--target applies to onnx and ort artifacts, not {', '.join(formats)}.")
+    if any(f not in chosen.formats for f in formats):
+        raise InputError(
+            f"--target {name} applies to {' and '.join(chosen.formats)} artifacts, not "
+            f"{', '.join(f for f in formats if f not in chosen.formats)}."
+        )
     if opset is not None and opset > chosen.max_opset:
         raise InputError(
             f"--opset {opset} is above what --target {name} reads (at most "

@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import TypeVar
 
 from ._base import ArtifactFormat, Runtime
+from ._c import CFormat
+from ._c_runtime import C_RUNTIME
 from ._onnx import ONNXRUNTIME, OnnxFormat
 from ._onnx_reference import ONNX_REFERENCE
 from ._onnxruntime_legacy import ONNXRUNTIME_LEGACY
@@ -33,7 +35,15 @@ def _table(rows: tuple[T, ...], kind: str) -> dict[str, T]:
 
 
 FORMATS: dict[str, ArtifactFormat] = _table(
-    (OnnxFormat(), OrtFormat(), SavedModelFormat(), StableHloFormat(), TfliteFormat()), "format"
+    (
+        OnnxFormat(),
+        OrtFormat(),
+        SavedModelFormat(),
+        StableHloFormat(),
+        TfliteFormat(),
+        CFormat(),
+    ),
+    "format",
 )
 RUNTIMES: dict[str, Runtime] = _table(
     (
@@ -45,6 +55,7 @@ RUNTIMES: dict[str, Runtime] = _table(
         ONNX_REFERENCE,
         ONNXRUNTIME_LEGACY,
         LITERT,
+        C_RUNTIME,
     ),
     "runtime",
 )

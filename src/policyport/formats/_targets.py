@@ -35,6 +35,23 @@ SENTIS_OPS = frozenset(
 )  # fmt: skip
 
 
+# Operators policyport's lowering writes that emx-onnx-cgen 1.4.0 (the `c` format's
+# generator) lowers to C: all of them, read from its lowering registry (2026-12-04). A graph
+# with anything else (the jax2onnx fallback's) is refused for `--target mcu` up front.
+MCU_OPS = frozenset(
+    {
+        "Abs", "Acos", "Acosh", "Add", "And", "ArgMax", "ArgMin", "Asin", "Asinh", "Atan",
+        "Atanh", "Cast", "CastLike", "Ceil", "Clip", "Concat", "Cos", "Cosh", "CumSum", "Div",
+        "Einsum", "Equal", "Erf", "Exp", "Expand", "Floor", "Gather", "GatherElements", "Gemm",
+        "Greater", "GreaterOrEqual", "Identity", "IsInf", "LayerNormalization", "Less",
+        "LessOrEqual", "Log", "Max", "Min", "Mod", "Mul", "Neg", "Not", "Or", "Pad", "Pow",
+        "Reciprocal", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceSum", "Relu", "Reshape",
+        "Round", "Shape", "Sigmoid", "Sign", "Sin", "Sinh", "Slice", "Split", "Sqrt", "Squeeze",
+        "Sub", "Tan", "Tanh", "Tile", "TopK", "Transpose", "Unsqueeze", "Where", "Xor",
+    }
+)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Target:
     """The choices one destination needs. `max_opset` bounds `--opset`; `fixed_batch` is
@@ -47,6 +64,7 @@ class Target:
     fixed_batch: int | None = None
     ops: frozenset[str] | None = None  # None: any operator our lowering writes
     check_in: tuple[str, ...] = ()  # runtimes the export is also checked in, if installed
+    formats: tuple[str, ...] = ("onnx", "ort")  # the formats the target applies to
 
 
 TARGETS: dict[str, Target] = {
@@ -76,6 +94,16 @@ TARGETS: dict[str, Target] = {
         ),
         Target(
             "tract", "tract 0.23: opset 21, dynamic batch", DEFAULT_OPSET, 26, check_in=("tract",)
+        ),
+        Target(
+            "mcu",
+            "microcontrollers through the c format (emx-onnx-cgen 1.4.0): batch fixed at 1, "
+            "operators the generator lowers; onnx/ort for generating C yourself",
+            DEFAULT_OPSET,
+            26,
+            fixed_batch=1,
+            ops=MCU_OPS,
+            formats=("c", "onnx", "ort"),
         ),
         Target(
             "openvino",
