@@ -25,11 +25,11 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Literal
 
-from ._errors import InputError, ParityError, PolicyportError
-from ._export import default_output, resolve_formats
-from ._export import destinations as destinations_of
-from ._sweep_options import SweepOptions
-from ._sweep_paths import expand_models, find_collisions, output_paths
+from .._errors import InputError, ParityError, PolicyportError
+from .._export import default_output
+from .._export import destinations as destinations_of
+from .._settings import ExportSettings
+from ._paths import expand_models, find_collisions, output_paths
 
 Status = Literal["exported", "failed", "refused", "error"]
 STATUSES: tuple[Status, ...] = ("exported", "failed", "refused", "error")
@@ -46,11 +46,13 @@ class SweepJob:
     model: str  # absolute path of the policy file
     output: str | None  # absolute `-o` path for this model, or None: beside the model
     label: str  # the model as the user named it, for messages
-    format: str = "onnx"
-    # For files written by lerax (with `options.env`): the class and kwargs it was built with.
+    settings: ExportSettings = field(default_factory=ExportSettings)
+    # `MODULE:ATTR`, imported in the worker (an env object may not pickle): for files
+    # written by lerax, with the class and kwargs the policy was built with, and for
+    # settings that step or wrap the env (`ExportSettings.uses_env`).
+    env: str | None = None
     policy_class: str | None = None
     policy_kwargs: dict[str, Any] = field(default_factory=dict)
-    options: SweepOptions = field(default_factory=SweepOptions)
 
 
 @dataclass(frozen=True)
@@ -79,8 +81,8 @@ def _worker() -> str:
 
 def export_one(job: SweepJob) -> ModelResult:
     """Load and export one model; its own faults become its result, never an exception."""
-    from ._export import export
-    from ._loading import load_policy
+    from .._export import export
+    from .._loading import import_env, load_policy
 
     start = time.perf_counter()
     seconds: dict[str, float] = {}
@@ -93,14 +95,16 @@ def export_one(job: SweepJob) -> ModelResult:
     try:
         policy = load_policy(
             Path(job.model),
-            job.options.env,
+            job.env,
             dict(job.policy_kwargs),
             job.policy_class,
-            job.options.bake_wrappers,
+            job.settings.bake_wrappers,
         )
         seconds["load"] = time.perf_counter() - start
-        options = job.options.export_kwargs()
-        results = export(policy, job.format, job.output, source=job.model, **options)
+        env = import_env(job.env) if job.env and job.settings.uses_env else None
+        results = export(
+            policy, output=job.output, settings=job.settings, source=job.model, env=env
+        )
     except ParityError as e:
         if e.report is not None and hasattr(e.report, "to_json"):
             parity.append(e.report.to_json())
@@ -127,17 +131,17 @@ def export_one(job: SweepJob) -> ModelResult:
 
 def plan_jobs(
     models: Sequence[str | os.PathLike[str]],
-    format: str,
     output: str | os.PathLike[str] | None,
-    options: SweepOptions,
+    settings: ExportSettings,
     *,
+    env: str | None = None,
     policy_class: str | None = None,
     policy_kwargs: dict[str, Any] | None = None,
 ) -> list[SweepJob]:
     """One job per model file; two models writing one path are refused before any runs."""
-    formats = resolve_formats(format)
+    formats = settings.formats
     files = expand_models(models)
-    outputs = output_paths(files, output, format)
+    outputs = output_paths(files, output, settings.format)
     destinations = []
     for model, out in zip(files, outputs, strict=True):
         base = out if out is not None else model
@@ -148,7 +152,7 @@ def plan_jobs(
                 for path in destinations_of(
                     base if len(formats) == 1 and out is not None else default_output(base, name),
                     name,
-                    options.sample,
+                    settings.sample,
                 )
             ]
         )
@@ -165,10 +169,10 @@ def plan_jobs(
             model=str(model.absolute()),
             output=None if out is None else str(out.absolute()),
             label=str(model),
-            format=format,
+            settings=settings,
+            env=env,
             policy_class=policy_class,
             policy_kwargs=dict(policy_kwargs or {}),
-            options=options,
         )
         for model, out in zip(files, outputs, strict=True)
     ]
@@ -267,24 +271,17 @@ def run_jobs(
 
 def export_many(
     models: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
-    format: str = "onnx",
+    format: str | None = None,
     output: str | os.PathLike[str] | None = None,
     *,
+    settings: ExportSettings | None = None,
     workers: int = 1,
     client: Any = None,
     progress: SweepProgress | None = None,
     env: str | None = None,
     policy_class: str | None = None,
     policy_kwargs: dict[str, Any] | None = None,
-    opset: int | None = None,
-    check: bool = True,
-    force: bool = False,
-    seed: int = 0,
-    allow_nonfinite: bool = False,
-    sample: bool = False,
-    clip_actions: bool = False,
-    check_in: Sequence[str] = (),
-    target: str | None = None,
+    **options: Any,
 ) -> list[ModelResult]:
     """Export every model file named by `models`, each checked, one result per model.
 
@@ -292,31 +289,29 @@ def export_many(
 
     - `models`: policy files, folders (every `*.eqx` below) and globs (`runs/**/*.eqx`).
     - `output`: None (beside each model), a folder, or a template such as
-      `"out/{relstem}.onnx"` (fields in `policyport._sweep_paths.TEMPLATE_FIELDS`).
+      `"out/{relstem}.onnx"` (fields in `policyport.sweep._paths.TEMPLATE_FIELDS`).
+    - `settings`, `format` and keyword `options`: applied to every model, as in
+      `policyport.export`.
     - `workers`: local processes to export on; `client`: a `distributed.Client` to run
       on a Dask cluster instead (its workers must see the same paths).
     - `env`, `policy_class`, `policy_kwargs`: for files written by lerax, as the CLI's
-      `--env`, `--policy-class`, `--policy-kwargs`; the rest as `policyport.export`.
+      `--env`, `--policy-class`, `--policy-kwargs`; `env` (`MODULE:ATTR`, imported in each
+      worker) is also the env of `rollouts` and `bake_wrappers`.
 
     **Returns:** one `ModelResult` per model file, sorted by path. A model that fails
-    never stops the others; usage errors (no model found, two models writing one path)
-    raise `InputError` before anything is exported.
+    never stops the others; usage errors (no model found, two models writing one path, an
+    invalid setting) raise `InputError` before anything is exported.
     """
     if isinstance(models, str | os.PathLike):
         models = [models]
-    options = SweepOptions(
-        opset=opset,
-        check=check,
-        force=force,
-        seed=seed,
-        allow_nonfinite=allow_nonfinite,
-        env=env,
-        sample=sample,
-        clip_actions=clip_actions,
-        check_in=tuple(check_in),
-        target=target,
-    )
+    if format is not None:
+        options["format"] = format
     jobs = plan_jobs(
-        models, format, output, options, policy_class=policy_class, policy_kwargs=policy_kwargs
+        models,
+        output,
+        ExportSettings.of(settings, **options),
+        env=env,
+        policy_class=policy_class,
+        policy_kwargs=policy_kwargs,
     )
     return run_jobs(jobs, workers=workers, client=client, progress=progress)
