@@ -17,6 +17,7 @@ import traceback
 from pathlib import Path
 
 from ._errors import ParityError, PolicyportError
+from ._loading import SOURCES
 from ._settings import ExportSettings
 from .sweep._cli import add_sweep_arguments, is_sweep, run_sweep
 from .sweep._report import write_json
@@ -40,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--from",
         dest="source",
-        choices=["policy", "brax-ppo", "brax-sac"],
+        choices=SOURCES,
         default="policy",
         help="what MODEL is: a policy file (default), or a Brax PPO / SAC checkpoint folder",
     )
