@@ -4,6 +4,7 @@ generated from its fields (so an option is one field plus its use)."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +12,8 @@ import policyport
 from conftest import make_policy
 from policyport import ExportSettings, InputError
 from policyport._cli import build_parser, settings_of
+
+README = Path(__file__).parent.parent / "README.md"
 
 
 @pytest.mark.parametrize(
@@ -41,9 +44,12 @@ def test_every_field_is_a_flag_with_its_help():
     """A new field gets its `export-policy` flag by itself: parsed back, the flags give the
     settings they were written from."""
     flags = {a.dest: a for a in build_parser()._actions}
+    usage = README.read_text().split("## Command line", 1)[1].split("```")[1]
     for field in dataclasses.fields(ExportSettings):
         assert field.name in flags, field.name
         assert flags[field.name].help == field.metadata["help"]
+        [flag] = flags[field.name].option_strings
+        assert f"[{flag}" in usage or f" {flag} " in usage, f"README's usage lacks {flag}"
     args = build_parser().parse_args(
         ["m.eqx", "--format", "ort", "--no-check", "--seed", "4", "--sample", "--opset", "17"]
     )
