@@ -81,7 +81,10 @@ SLOW_TESTS: dict[str, tuple[str, ...]] = {
     "test_graph_shape.py": ("test_primitives_outside_our_lowering_go_through_jax2onnx",),
     "test_gridworld.py": ("test_committed_policy_*",),
     "test_lerax_classes.py": (
+        # These three share a fixture exporting every lerax class to every format.
         "test_lerax_objects_export_with_parity",
+        "test_every_registered_format_is_in_the_matrix",
+        "test_q_artifact_outputs_are_the_policys_q_values_and_greedy_action",
         "test_more_lerax_spaces_export_to_onnx",
     ),
     "test_loader.py": ("test_composite_observations_reload_in_their_order",),
