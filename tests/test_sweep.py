@@ -23,7 +23,7 @@ from policyport._cli import run
 from policyport.checks import sample_inputs
 from policyport.checks._reference import reference_and_margins
 from policyport.sweep._cli import EXIT_SOME_FAILED
-from policyport.sweep._run import SweepJob
+from policyport.sweep._jobs import SweepJob
 from policyport.tracing import trace
 
 # Small policies: the sweep's logic, not the network's size, is under test.

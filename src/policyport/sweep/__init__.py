@@ -4,5 +4,5 @@
 sweep (`export-policy runs/ ...`) runs the same jobs. docs/sweep.md is the user's guide.
 """
 
-from ._run import ModelResult as ModelResult
+from ._jobs import ModelResult as ModelResult
 from ._run import export_many as export_many

@@ -70,6 +70,7 @@ def run_sweep(args: argparse.Namespace, settings: ExportSettings) -> int:
     report."""
     from .._errors import InputError, PolicyportError
     from .._loading import parse_policy_kwargs
+    from ._jobs import plan_jobs
     from ._report import (
         SweepProgress,
         default_report_path,
@@ -78,7 +79,7 @@ def run_sweep(args: argparse.Namespace, settings: ExportSettings) -> int:
         summary_table,
         write_json,
     )
-    from ._run import plan_jobs, run_jobs
+    from ._run import run_jobs
 
     try:
         if args.workers is not None and args.dask is not None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .._version import __version__
-from ._run import STATUSES, ModelResult
+from ._jobs import STATUSES, ModelResult
 
 _MARKS = {"exported": "✓", "failed": "✗", "refused": "!", "error": "‼"}
 
