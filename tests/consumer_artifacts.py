@@ -26,7 +26,7 @@ import jax
 import numpy as np
 
 import policyport
-from policyport.runtime_checks import ATOL, RTOL, reference_outputs, sample_inputs
+from policyport.checks import ATOL, RTOL, reference_outputs, sample_inputs
 
 CASES = ("q", "dict")
 # A real contract-1 file, written by the policyport of 2026-11-25 (see its README.md).

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import make_policy
 from policyport._cli import run
-from policyport.exporters import FORMATS
+from policyport.formats import FORMATS
 
 pytest.importorskip("lerax.env", reason="the test install includes lerax")
 

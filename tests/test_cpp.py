@@ -34,7 +34,7 @@ import policyport
 from conftest import ACTION_SPACES, MASKABLE, make_policy
 from consumer_artifacts import CASES, assert_matches, contract1, exported
 from consumer_artifacts import make_policy as make_case_policy
-from policyport.runtime_checks import ATOL, NEAR_TIE, RTOL, reference_outputs, sample_inputs
+from policyport.checks import ATOL, NEAR_TIE, RTOL, reference_outputs, sample_inputs
 from policyport.tracing import trace
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -19,8 +19,9 @@ lerax_env = pytest.importorskip("lerax.env", reason="the test install includes l
 from lerax.env.classic_control.cartpole import CartPoleState  # noqa: E402
 
 import policyport  # noqa: E402
+from policyport._export import compare_rollouts  # noqa: E402
+from policyport.checks import ATOL, RTOL, reference_outputs  # noqa: E402
 from policyport.policy import MLPActorCriticPolicy  # noqa: E402
-from policyport.runtime_checks import ATOL, RTOL, compare_rollouts, reference_outputs  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 # Runs a script with `import jax` made impossible, then checks nothing imported it.

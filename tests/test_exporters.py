@@ -19,8 +19,9 @@ import pytest
 
 import policyport
 from conftest import ACTION_SPACES, MASKABLE, make_policy
-from policyport.exporters import CONTRACT_VERSION, FORMATS
-from policyport.runtime_checks import RUNTIMES, reference_outputs, sample_inputs
+from policyport.checks import reference_outputs, sample_inputs
+from policyport.formats import FORMATS, RUNTIMES
+from policyport.tracing import CONTRACT_VERSION
 
 # The contract's dtypes, by the names each runtime reports them under.
 _ONNX_TYPES = {1: "float32", 7: "int64", 9: "bool"}
@@ -194,7 +195,7 @@ def test_all_true_mask_matches_the_unmasked_policy(exported, format, action):
     policy, result = exported(format, action)
     inputs = sample_inputs(policy, seed=3, batch=64)
     inputs["action_mask"][:] = True
-    got = RUNTIMES[FORMATS[format].runtime](result.paths[0], inputs)
+    got = RUNTIMES[FORMATS[format].runtime].load(result.paths[0])(inputs)
     unmasked = jax.vmap(lambda o: policy(None, o)[1])(jnp.asarray(inputs["observation"]))
     want = np.asarray(unmasked).reshape(64, -1).astype(np.int64)
     assert np.array_equal(got["action"].reshape(64, -1), want)
@@ -204,7 +205,7 @@ def test_all_true_mask_matches_the_unmasked_policy(exported, format, action):
 def test_all_false_rows_give_action_zero(exported, format):
     policy, result = exported(format, "Discrete")
     inputs = sample_inputs(policy, seed=4, batch=16, all_false_rows=16)
-    got = RUNTIMES[FORMATS[format].runtime](result.paths[0], inputs)
+    got = RUNTIMES[FORMATS[format].runtime].load(result.paths[0])(inputs)
     assert np.array_equal(got["action"], np.zeros(16, dtype=np.int64))
     assert np.all(np.isfinite(got["value"]))
     assert np.array_equal(got["action"], reference_outputs(policy, inputs)["action"])

@@ -12,7 +12,7 @@ import pytest
 
 import policyport
 from conftest import make_policy
-from policyport.exporters import trace
+from policyport import trace
 from policyport.formats._onnx import lower_to_onnx
 
 # Default architecture: encoder 3 layers, value head 3, action head 1 hidden layer plus

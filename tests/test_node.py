@@ -19,7 +19,7 @@ import pytest
 import policyport
 from conftest import make_policy
 from consumer_artifacts import CASES, Case, assert_matches, contract1, exported
-from policyport.runtime_checks import ATOL, RTOL, reference_outputs, sample_inputs
+from policyport.checks import ATOL, RTOL, reference_outputs, sample_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 NODE_EXAMPLE = ROOT / "examples" / "node"

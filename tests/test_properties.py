@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import policyport
-from policyport.exporters import FORMATS
+from policyport.formats import FORMATS, RUNTIMES
 from policyport.policy import (
     Box,
     Discrete,
@@ -26,7 +26,6 @@ from policyport.policy import (
     MultiDiscrete,
     SpacesEnv,
 )
-from policyport.runtime_checks import LOADERS
 
 PROFILE = {
     "derandomize": True,
@@ -115,7 +114,7 @@ def _assert_masks_respected(policy, artifact, format: str, seed: int) -> None:
         ),
         dtype=np.float32,
     )
-    run = LOADERS[FORMATS[format].runtime](artifact)
+    run = RUNTIMES[FORMATS[format].runtime].load(artifact)
     outputs = run({"observation": observation, "action_mask": masks})
     assert _illegal_rows(space, np.asarray(outputs["action"]), masks) == 0
 

@@ -18,10 +18,10 @@ import pytest
 import policyport
 from kinds import BENCH, KINDS, OBSERVATION, DiscreteSACLikePolicy, QLikePolicy
 from policyport import InputError, UnsupportedError
+from policyport._export import compare_rollouts
 from policyport.formats import FORMATS, RUNTIMES
 from policyport.policy import Discrete, SpacesEnv
 from policyport.policy._spaces import SPACE_TYPES
-from policyport.runtime_checks import compare_rollouts
 
 # What each kind's artifact must look like: its outputs, and whether it takes a mask.
 EXPECTED = {

@@ -36,7 +36,7 @@ from conftest import make_policy
 from policyport import InputError, ModelFileError, ParityError, UnsupportedError
 from policyport._cli import run
 from policyport._publish import PLAN, host_name, remove_stale_staging
-from policyport.exporters import FORMATS
+from policyport.formats import FORMATS
 from policyport.policy import MLPActorCriticPolicy
 from policyport.policy._serialization import _LENGTH, MAGIC
 from refusals import PEAK_MB, run_cases

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import os
 import pickle
@@ -19,12 +18,12 @@ import pytest
 import policyport
 import policyport._export
 from conftest import ACTION_SPACES, make_policy
+from policyport import ExportSettings
 from policyport._cli import run
-from policyport._sweep import SweepJob
-from policyport._sweep_cli import EXIT_SOME_FAILED
-from policyport._sweep_options import NOT_SWEPT, SweepOptions
 from policyport.checks import sample_inputs
 from policyport.checks._reference import reference_and_margins
+from policyport.sweep._cli import EXIT_SOME_FAILED
+from policyport.sweep._jobs import SweepJob
 from policyport.tracing import trace
 
 # Small policies: the sweep's logic, not the network's size, is under test.
@@ -285,24 +284,23 @@ def test_batched_trace_per_architecture_lowers_to_the_same_bytes():
             assert cached == direct.SerializeToString(), (action, seed)
 
 
-def test_sweep_options_are_exactly_the_keyword_options_of_export():
-    """A new (or renamed, or re-defaulted) option of `export()` fails here until the sweep
-    carries it too: names, order and defaults must match."""
-    keywords = {
-        name: parameter.default
-        for name, parameter in inspect.signature(policyport.export).parameters.items()
-        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
-    }
-    assert set(NOT_SWEPT) <= set(keywords)
-    expected = [(n, d) for n, d in keywords.items() if n not in NOT_SWEPT]
-    fields = dataclasses.fields(SweepOptions)
-    assert [(f.name, f.default) for f in fields] == expected
-    assert set(SweepOptions().export_kwargs()) == set(keywords) - set(NOT_SWEPT)
+def test_export_many_takes_every_setting_by_keyword(monkeypatch, runs):
+    """`export_many(**keywords)` and `export(**keywords)` take the same options: the fields
+    of `ExportSettings`, one of which (`rollout_steps`) `export_many` once lacked."""
+    planned = []
+    monkeypatch.setattr(
+        "policyport.sweep._run.run_jobs", lambda jobs, **_: planned.extend(jobs) or []
+    )
+    policyport.export_many(runs / "lr0", "ort", seed=3, rollout_steps=9, check_in=["tract"])
+    expected = ExportSettings(format="ort", seed=3, rollout_steps=9, check_in=("tract",))
+    assert [job.settings for job in planned] == [expected, expected]  # seed0, seed2
+    with pytest.raises(TypeError, match=r"Unknown export option\(s\) rollout_step;"):
+        policyport.export_many(runs / "lr0", rollout_step=9)
 
 
 def test_a_job_is_plain_data_that_pickles():
-    options = SweepOptions(seed=3, check_in=("openvino",), env="lerax.env:CartPole")
-    job = SweepJob("/m/policy.eqx", None, "policy.eqx", options=options)
+    settings = ExportSettings(seed=3, check_in=("openvino",))
+    job = SweepJob("/m/policy.eqx", None, "policy.eqx", settings, env="lerax.env:CartPole")
     assert pickle.loads(pickle.dumps(job)) == job
     with pytest.raises(dataclasses.FrozenInstanceError, match="cannot assign to field 'seed'"):
-        options.seed = 4  # type: ignore[misc]
+        settings.seed = 4  # type: ignore[misc]

@@ -22,9 +22,9 @@ from conftest import make_policy
 from kinds import KINDS
 from policyport import ParityError, UnsupportedError
 from policyport._cli import run as cli
+from policyport.checks import reference_outputs, sample_inputs
 from policyport.formats import RUNTIMES, Runtime
 from policyport.formats._tflite import SIGNATURE, read_tflite_metadata, tflite_function
-from policyport.runtime_checks import reference_outputs, sample_inputs
 from policyport.tracing._single_operand import first_argmax
 
 Interpreter = pytest.importorskip("ai_edge_litert.interpreter").Interpreter

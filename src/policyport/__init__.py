@@ -9,11 +9,12 @@ from ._errors import UnsupportedError as UnsupportedError
 from ._export import check as check
 from ._export import export as export
 from ._noise import sampling_noise as sampling_noise
-from ._sweep import ModelResult as ModelResult
-from ._sweep import export_many as export_many
+from ._settings import ExportSettings as ExportSettings
 from ._version import __version__ as __version__
 from .policy import MLPActorCriticPolicy as MLPActorCriticPolicy
 from .policy import MLPQPolicy as MLPQPolicy
 from .policy import from_function as from_function
+from .sweep import ModelResult as ModelResult
+from .sweep import export_many as export_many
 from .tracing import TracedPolicy as TracedPolicy
 from .tracing import trace as trace

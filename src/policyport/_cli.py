@@ -2,12 +2,13 @@
 
 Exit codes: 0 success, 1 parity failure, 2 usage or input error (a full disk included),
 3 internal error (a bug: the message asks for a report; the traceback goes to a log file),
-4 some models of a sweep were not exported (`_sweep_cli.py`).
+4 some models of a sweep were not exported (`sweep/_cli.py`).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import tempfile
@@ -16,9 +17,10 @@ import traceback
 from pathlib import Path
 
 from ._errors import ParityError, PolicyportError
-from ._sweep_cli import add_sweep_arguments, is_sweep, run_sweep
-from ._sweep_report import write_json
-from .formats import ALL, DEFAULT_OPSET, FORMATS, MAX_OPSET, MIN_OPSET, RUNTIMES, TARGETS
+from ._loading import SOURCES
+from ._settings import ExportSettings
+from .sweep._cli import add_sweep_arguments, is_sweep, run_sweep
+from .sweep._report import write_json
 
 EXIT_PARITY, EXIT_INPUT, EXIT_INTERNAL = 1, 2, 3
 
@@ -26,8 +28,9 @@ EXIT_PARITY, EXIT_INPUT, EXIT_INTERNAL = 1, 2, 3
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="export-policy",
-        description="Export a trained MLPActorCriticPolicy to portable artifacts and prove "
-        "each computes what the JAX policy computes.",
+        description="Export a trained JAX policy (policyport's, lerax's, Brax's or a plain "
+        "function) to ONNX, .ort, SavedModel, StableHLO or TFLite, and prove each artifact "
+        "computes what the JAX policy computes.",
     )
     parser.add_argument(
         "model",
@@ -38,12 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--from",
         dest="source",
-        choices=["policy", "brax-ppo", "brax-sac"],
+        choices=SOURCES,
         default="policy",
         help="what MODEL is: a policy file (default), or a Brax PPO / SAC checkpoint folder",
-    )
-    parser.add_argument(
-        "--format", required=True, choices=[*FORMATS, ALL], help="artifact format, or all"
     )
     parser.add_argument(
         "-o",
@@ -62,58 +62,31 @@ def build_parser() -> argparse.ArgumentParser:
         "e.g. lerax.policy:MLPQPolicy)",
     )
     parser.add_argument("--policy-kwargs", help="JSON constructor kwargs of a lerax-saved policy")
-    parser.add_argument(
-        "--opset",
-        type=int,
-        help=f"ONNX opset for onnx/ort, {MIN_OPSET}..{MAX_OPSET} (default {DEFAULT_OPSET})",
-    )
-    parser.add_argument("--no-check", action="store_true", help="skip the parity check")
-    parser.add_argument(
-        "--target",
-        choices=list(TARGETS),
-        help="deployment target of an onnx/ort artifact: its opset, batch and operator "
-        "choices (docs/embedding.md); default: onnxruntime's",
-    )
-    parser.add_argument(
-        "--check-in",
-        metavar="RUNTIMES",
-        default="",
-        help="also check parity in these runtimes, comma-separated (e.g. openvino,tract; "
-        f"registered: {', '.join(RUNTIMES)})",
-    )
     parser.add_argument("--report", type=Path, help="write the parity report(s) as JSON here")
-    parser.add_argument("--force", action="store_true", help="replace existing artifacts")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the check inputs")
-    parser.add_argument(
-        "--allow-nonfinite", action="store_true", help="export weights holding NaN or inf"
-    )
-    parser.add_argument(
-        "--rollouts",
-        type=int,
-        default=0,
-        metavar="N",
-        help="also compare N closed-loop episodes in --env (JAX policy vs artifact)",
-    )
-    parser.add_argument(
-        "--rollout-steps", type=int, default=500, metavar="T", help="steps per episode (500)"
-    )
-    parser.add_argument(
-        "--sample",
-        action="store_true",
-        help="add the stochastic path: input `noise`, outputs `sampled_action` and `log_prob`",
-    )
-    parser.add_argument(
-        "--clip-actions",
-        action="store_true",
-        help="clip Box actions to the action space's finite bounds inside the artifact",
-    )
-    parser.add_argument(
-        "--bake-wrappers",
-        action="store_true",
-        help="put --env's pure lerax wrapper transforms inside (base env's spaces in and out)",
-    )
+    add_settings_arguments(parser)
     add_sweep_arguments(parser)
     return parser
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per field of `ExportSettings`, from the field's name, default and help."""
+    for setting in dataclasses.fields(ExportSettings):
+        flag = "--" + setting.name.replace("_", "-")
+        keywords = {"dest": setting.name, "help": setting.metadata["help"]}
+        if isinstance(setting.default, bool):
+            # A switch turns the default over: `--sample` on, `--no-check` off.
+            flag = flag if not setting.default else "--no-" + flag.removeprefix("--")
+            keywords["action"] = "store_false" if setting.default else "store_true"
+        else:
+            keywords |= {"default": setting.default, **setting.metadata["flag"]}
+        parser.add_argument(flag, **keywords)
+
+
+def settings_of(args: argparse.Namespace) -> ExportSettings:
+    """The parsed flags as settings (an invalid value raises `InputError`)."""
+    return ExportSettings(
+        **{f.name: getattr(args, f.name) for f in dataclasses.fields(ExportSettings)}
+    )
 
 
 def _progress(line: str) -> None:
@@ -152,6 +125,11 @@ def run(argv: list[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     try:
+        settings = settings_of(args)
+    except PolicyportError as e:
+        print(f"export-policy: error: {e}", file=sys.stderr)
+        return EXIT_INPUT
+    try:
         if args.source != "policy":
             if len(args.model) != 1 or args.workers is not None or args.dask is not None:
                 print(
@@ -161,9 +139,9 @@ def run(argv: list[str] | None = None) -> int:
                 )
                 return EXIT_INPUT
         elif is_sweep(args):
-            return run_sweep(args)
+            return run_sweep(args, settings)
         args.model = Path(args.model[0])
-        return _run(args)
+        return _run(args, settings)
     except Exception as e:
         log = _crash_log(e)
         where = f"the traceback is in {log}" if log else "the traceback could not be saved"
@@ -176,10 +154,10 @@ def run(argv: list[str] | None = None) -> int:
         return EXIT_INTERNAL
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, settings: ExportSettings) -> int:
     from . import export
     from ._errors import InputError
-    from ._export import refuse_unwritable, resolve_formats
+    from ._export import refuse_unwritable
     from ._loading import import_env, load_checkpoint, load_policy, parse_policy_kwargs
 
     try:
@@ -189,12 +167,10 @@ def _run(args: argparse.Namespace) -> int:
             raise InputError(f"--report {args.report} is a folder; give a file path.")
         if args.report is not None and not os.access(args.report.parent, os.W_OK):
             raise InputError(f"--report folder {args.report.parent} is not writable.")
-        if args.rollouts < 0 or args.rollout_steps <= 0:
-            raise InputError("--rollouts must be >= 0 and --rollout-steps > 0.")
-        if args.rollouts and args.env is None:
+        if settings.rollouts and args.env is None:
             raise InputError("--rollouts needs the env to step: pass --env MODULE:ATTR.")
         # A format this environment cannot write is refused before the model is loaded.
-        refuse_unwritable(resolve_formats(args.format))
+        refuse_unwritable(settings.formats)
         start = time.perf_counter()
         if args.source != "policy":
             _refuse_file_options(args)
@@ -205,28 +181,16 @@ def _run(args: argparse.Namespace) -> int:
                 args.env,
                 parse_policy_kwargs(args.policy_kwargs),
                 args.policy_class,
-                args.bake_wrappers,
+                settings.bake_wrappers,
             )
         _progress(f"load   {time.perf_counter() - start:6.2f} s  {args.model}")
         results = export(
             policy,
-            args.format,
-            args.output,
+            output=args.output,
+            settings=settings,
             source=args.model,
-            opset=args.opset,
-            check=not args.no_check,
-            force=args.force,
-            seed=args.seed,
-            allow_nonfinite=args.allow_nonfinite,
-            rollouts=args.rollouts,
-            env=import_env(args.env) if args.rollouts or args.bake_wrappers else None,
-            rollout_steps=args.rollout_steps,
-            sample=args.sample,
-            clip_actions=args.clip_actions,
-            bake_wrappers=args.bake_wrappers,
+            env=import_env(args.env) if settings.uses_env else None,
             progress=_progress,
-            check_in=[name.strip() for name in args.check_in.split(",") if name.strip()],
-            target=args.target,
         )
     except ParityError as e:
         print(f"export-policy: parity check failed: {e}", file=sys.stderr)

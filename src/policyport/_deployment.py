@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from ._errors import InputError, MissingDependencyError
-from .formats import RUNTIMES, ExportOptions, resolve_target
+from ._settings import ExportSettings
+from .formats import DEFAULT_OPSET, RUNTIMES, ExportOptions, resolve_target
 
 
 def resolve_check_in(check_in: Sequence[str], formats: list[str]) -> tuple[str, ...]:
@@ -35,28 +36,32 @@ def resolve_check_in(check_in: Sequence[str], formats: list[str]) -> tuple[str, 
     return names
 
 
-def targeted(
-    name: str,
-    formats: list[str],
-    opset: int | None,
-    progress: Callable[[str], None] | None,
+def deployment(
+    settings: ExportSettings, progress: Callable[[str], None] | None
 ) -> tuple[ExportOptions, tuple[str, ...]]:
-    """The options a target asks for, and its runtimes installed here to check in (a
-    missing one is said, not fatal)."""
+    """What `settings` ask of the formats (opset, target), and every runtime to check in
+    besides each format's own: `check_in`, then the target's runtimes installed here (a
+    missing one is said, not fatal; none without the parity check)."""
+    formats = settings.formats
+    if settings.target is None:
+        opset = DEFAULT_OPSET if settings.opset is None else settings.opset
+        return ExportOptions(opset=opset), resolve_check_in(settings.check_in, formats)
+    name = settings.target
     chosen = resolve_target(name)
     if any(f not in chosen.formats for f in formats):
         raise InputError(
             f"--target {name} applies to {' and '.join(chosen.formats)} artifacts, not "
             f"{', '.join(f for f in formats if f not in chosen.formats)}."
         )
-    if opset is not None and opset > chosen.max_opset:
+    if settings.opset is not None and settings.opset > chosen.max_opset:
         raise InputError(
-            f"--opset {opset} is above what --target {name} reads (at most "
+            f"--opset {settings.opset} is above what --target {name} reads (at most "
             f"{chosen.max_opset}). Drop --opset to use {chosen.opset}."
         )
     installed = [r for r in chosen.check_in if RUNTIMES[r].missing() is None]
     skipped = [r for r in chosen.check_in if r not in installed]
     if skipped and progress is not None:
         progress(f"target {name}: not installed here, not checked in: {', '.join(skipped)}")
-    options = ExportOptions(opset=opset if opset is not None else chosen.opset, target=name)
-    return options, tuple(installed)
+    opset = settings.opset if settings.opset is not None else chosen.opset
+    check_in = (*settings.check_in, *(installed if settings.check else ()))
+    return ExportOptions(opset=opset, target=name), resolve_check_in(check_in, formats)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ._deployment import resolve_check_in, targeted
+from ._deployment import deployment
 from ._errors import (
     InputError,
     MissingDependencyError,
@@ -26,6 +26,7 @@ from ._errors import (
 )
 from ._pause import test_pause
 from ._publish import disk_error, probe_writable, publish, remove_stale_staging, staging_dir
+from ._settings import ExportSettings
 from .checks import (
     DEFAULT_BATCH_SIZES,
     ParityReport,
@@ -35,10 +36,7 @@ from .checks import (
 )
 from .checks import compare_rollouts as _closed_loop
 from .formats import (
-    ALL,
     FORMATS,
-    MAX_OPSET,
-    MIN_OPSET,
     RUNTIMES,
     TARGET_KEY,
     ExportOptions,
@@ -84,15 +82,6 @@ def _stage(name: str, seconds: dict[str, float], progress: Progress | None) -> I
     seconds[name] = time.perf_counter() - start
     if progress is not None:
         progress(f"{name:<6} {seconds[name]:6.2f} s")
-
-
-def resolve_formats(format: str) -> list[str]:
-    """The formats `format` names (`all` is every registered one)."""
-    if format == ALL:
-        return list(FORMATS)
-    if format not in FORMATS:
-        raise InputError(f"Unknown format {format!r}. Choose one of: {', '.join([*FORMATS, ALL])}.")
-    return [format]
 
 
 def refuse_unwritable(formats: Sequence[str]) -> None:
@@ -187,24 +176,14 @@ def _check_finite(traced: TracedPolicy) -> None:
 
 def export(
     policy: Any,
-    format: str = "onnx",
+    format: str | None = None,
     output: str | Path | None = None,
     *,
+    settings: ExportSettings | None = None,
     source: str | Path | None = None,
-    opset: int | None = None,
-    check: bool = True,
-    force: bool = False,
-    seed: int = 0,
-    allow_nonfinite: bool = False,
-    rollouts: int = 0,
     env: Any = None,
-    rollout_steps: int = 500,
-    sample: bool = False,
-    clip_actions: bool = False,
-    bake_wrappers: bool = False,
     progress: Progress | None = None,
-    check_in: Sequence[str] = (),
-    target: str | None = None,
+    **options: Any,
 ) -> list[ExportResult]:
     """Export `policy` to one format (or `"all"`), checking parity in each format's runtime.
 
@@ -213,45 +192,29 @@ def export(
     - `policy`: any object following lerax's policy protocol (`observation_space`,
       `action_space`, `__call__(state, observation, *, key=None, action_mask=None)`, and
       optionally `value` / `q_values`): policyport's and lerax's classes, or your own.
-
+    - `format`: `onnx` (the default), `ort`, `savedmodel`, `stablehlo`, `tflite` or `all`.
     - `output`: the artifact's path; with `format="all"`, a path whose suffix each format
       replaces. Defaults to `source` (the policy file) with the format's suffix.
-    - `opset`: the ONNX opset for `onnx` and `ort` (default 21).
-    - `check`: run the parity check; a failed check raises `ParityError` and writes nothing.
-    - `force`: replace existing artifacts.
-    - `rollouts`: also run this many closed-loop episodes of at most `rollout_steps` steps in
-      `env` with the JAX policy and with the artifact, and fail unless they agree.
-    - `check_in`: more runtimes (names in `policyport.formats.RUNTIMES`, e.g. `openvino`,
-      `tract`) to run the same parity check in, with the same inputs and tolerances; each
-      must pass, or nothing is written.
-    - `target`: a deployment target of `policyport.formats.TARGETS` (`onnxruntime`,
-      `mobile`, `sentis`, `tract`, `openvino`) for `onnx`/`ort`: its opset (unless `opset`
-      is given, up to the target's maximum), batch and operator choices, recorded as the
-      metadata key `policyport.target`; also checked in the target's runtimes installed here.
-    - `sample`: add the stochastic path (input `noise`, outputs `sampled_action` and
-      `log_prob`; docs/artifact.md); `sampling_noise(policy, key)` gives the noise for a key.
-    - `clip_actions`: clip Box actions to the action space's finite bounds in the artifact.
-    - `bake_wrappers`: `env` is a lerax wrapper chain; its pure observation and action
-      transforms go inside the artifact, which then takes and returns the base env's.
+    - `settings`: an `ExportSettings`; `format` and any keyword `options` (its field names:
+      `opset`, `check`, `force`, `seed`, `rollouts`, `sample`, `check_in`, `target`, ...;
+      each documented on its field) replace its values. A failed check raises
+      `ParityError` and writes nothing.
+    - `env`: the env object, for `rollouts` (closed-loop episodes compared between the JAX
+      policy and the artifact) and `bake_wrappers` (a lerax wrapper chain).
+    - `progress`: called with one line per stage.
 
     **Returns:** one `ExportResult` per format and entry point (with `sample`, the
     default entry, then the sample entry), in the order exported.
     """
-    formats = resolve_formats(format)
-    refuse_unwritable(formats)
+    if format is not None:
+        options["format"] = format
+    settings = ExportSettings.of(settings, **options)
     # A trace made with `sample=True` carries the sampling path: it gets both entries.
-    sample = sample or (isinstance(policy, TracedPolicy) and policy.sampling is not None)
-    if seed < 0:
-        raise InputError(f"--seed must be a non-negative integer, found {seed}.")
-    if opset is not None and not MIN_OPSET <= opset <= MAX_OPSET:
-        raise InputError(f"--opset {opset} is out of range: choose {MIN_OPSET}..{MAX_OPSET}.")
-    options = ExportOptions() if opset is None else ExportOptions(opset=opset)
-    if target is not None:
-        options, target_runtimes = targeted(target, formats, opset, progress)
-        check_in = (*check_in, *(target_runtimes if check else ()))
-    if check_in and not check:
-        raise InputError("--check-in runs the parity check in more runtimes: drop --no-check.")
-    also = resolve_check_in(check_in, formats)
+    if isinstance(policy, TracedPolicy) and policy.sampling is not None:
+        settings = dataclasses.replace(settings, sample=True)
+    formats = settings.formats
+    refuse_unwritable(formats)
+    lowering, also = deployment(settings, progress)
     if output is None and source is None:
         raise InputError("Give an output path (or the source policy file to name it after).")
     base = Path(output if output is not None else source)
@@ -262,23 +225,26 @@ def export(
     if base.parent.is_dir():
         remove_stale_staging(base.parent)  # finish (or undo) what a killed export left
     for name, primary in primaries.items():
-        _check_destination(destinations(primary, name, sample), force, name)
-    if rollouts and env is None:
+        _check_destination(destinations(primary, name, settings.sample), settings.force, name)
+    if settings.rollouts and env is None:
         raise InputError("Closed-loop rollouts need the env to step: pass --env MODULE:ATTR.")
-    if bake_wrappers and env is None:
+    if settings.bake_wrappers and env is None:
         raise InputError("--bake-wrappers needs the wrapped env: pass --env MODULE:ATTR.")
-    wrappers = unwrap(env) if bake_wrappers else None
+    wrappers = unwrap(env) if settings.bake_wrappers else None
     if wrappers is not None and wrappers.left_out and progress is not None:
         progress(f"wrappers left out (not pure): {', '.join(wrappers.left_out)}")
     # With baked wrappers the artifact drives the base env (JAX applies them on its side).
-    closed_loop = ClosedLoop(
-        rollouts, env if wrappers is None else wrappers.base_env, rollout_steps
-    )
+    driven = env if wrappers is None else wrappers.base_env
 
     seconds: dict[str, float] = {}
     with _stage("trace", seconds, progress):
-        traced = trace(policy, sample=sample, clip_actions=clip_actions, wrappers=wrappers)
-    if not allow_nonfinite:
+        traced = trace(
+            policy,
+            sample=settings.sample,
+            clip_actions=settings.clip_actions,
+            wrappers=wrappers,
+        )
+    if not settings.allow_nonfinite:
         _check_finite(traced)
     first = primaries[formats[0]]
     results, moves = [], []
@@ -287,7 +253,7 @@ def export(
     with staging_dir(first) as staging:
         for name in formats:
             fmt = FORMATS[name]
-            entries = entry_points(primaries[name], name, sample)
+            entries = entry_points(primaries[name], name, settings.sample)
             # The default entry is the trace without its sampling path: a runtime computes
             # every output of a graph, so the deterministic one gets its own.
             traces = {DEFAULT_ENTRY: traced.deterministic, SAMPLE_ENTRY: traced}
@@ -297,10 +263,9 @@ def export(
                     name,
                     primary,
                     staging / (name if entry == DEFAULT_ENTRY else f"{name}.{entry}"),
-                    options,
-                    check,
-                    seed,
-                    closed_loop,
+                    settings,
+                    lowering,
+                    driven,
                     progress,
                     dict(seconds),
                     tuple(r for r in also if name in RUNTIMES[r].formats),
@@ -312,7 +277,7 @@ def export(
         test_pause("checked")
         start = time.perf_counter()
         try:
-            publish(moves, staging, force=force)
+            publish(moves, staging, force=settings.force)
         except OSError as e:
             if (clear := disk_error(e, "the artifacts", first.parent)) is None:
                 raise
@@ -324,15 +289,6 @@ def export(
     for result in results:
         result.seconds["publish"] = elapsed
     return results
-
-
-@dataclass(frozen=True)
-class ClosedLoop:
-    """How many closed-loop episodes to compare, in which env, for how many steps."""
-
-    episodes: int
-    env: Any
-    max_steps: int
 
 
 def _open(runtime: str, artifact: Path, format: str) -> Runner:
@@ -519,10 +475,9 @@ def _stage_one(
     name: str,
     primary: Path,
     folder: Path,
+    settings: ExportSettings,
     options: ExportOptions,
-    check: bool,
-    seed: int,
-    closed_loop: ClosedLoop,
+    env: Any,
     progress: Progress | None,
     seconds: dict[str, float],
     check_in: tuple[str, ...] = (),
@@ -531,9 +486,12 @@ def _stage_one(
     """Write and check one format (one entry) inside `folder` (in the staging folder);
     publish nothing.
 
+    `options` is what `settings` ask of the format (`_deployment.deployment`); `env` is
+    stepped for the closed-loop episodes `settings.rollouts` asks for.
     Returns the result and the staged paths, in the format's `destinations` order.
     """
     fmt = FORMATS[name]
+    seed = settings.seed
     entry_metadata = entry_metadata or {}
     label = name if traced.sampling is None else f"{name} ({SAMPLE_ENTRY} entry)"
     say = (lambda line: progress(f"{label}: {line}")) if progress else None
@@ -550,7 +508,7 @@ def _stage_one(
     test_pause("written")
     report = None
     recorder = None
-    if check:
+    if settings.check:
         with _stage("check", seconds, say):
             recorder = _Recorder(_open(fmt.runtime, staged[0], name))
             report = _parity(traced, recorder, staged[0], name, seed)
@@ -566,16 +524,16 @@ def _stage_one(
         for runtime in check_in
     )
     rollouts = None
-    if closed_loop.episodes:
+    if settings.rollouts:
         with _stage("rollouts", seconds, say):
             rollouts = _closed_loop(
                 traced,
                 _open(fmt.runtime, staged[0], name),
-                closed_loop.env,
+                env,
                 format=name,
                 artifact=str(primary),
-                episodes=closed_loop.episodes,
-                max_steps=closed_loop.max_steps,
+                episodes=settings.rollouts,
+                max_steps=settings.rollout_steps,
                 seed=seed,
             )
         if not rollouts.passed:

@@ -6,6 +6,7 @@ import importlib
 import inspect
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -227,16 +228,28 @@ def _check_agrees(
                 )
 
 
-# `--from`: what MODEL is. "policy" is a policy file; the others are checkpoint folders of
-# other libraries, read by subpackages imported only when asked for (core imports no Brax).
-SOURCES = ("policy", "brax-ppo", "brax-sac")
+def _brax(reader: str) -> Callable[[Path], Any]:
+    """`policyport.brax.<reader>`, imported when a checkpoint is read (core imports no Brax)."""
+
+    def read(path: Path) -> Any:
+        from . import brax
+
+        return getattr(brax, reader)(path)
+
+    return read
+
+
+# `--from`: what MODEL is, besides a policy file: a checkpoint folder of another library,
+# read by a subpackage imported only when asked for. A loader is one row here.
+CHECKPOINTS: dict[str, Callable[[Path], Any]] = {
+    "brax-ppo": _brax("from_ppo"),
+    "brax-sac": _brax("from_sac"),
+}
+SOURCES = ("policy", *CHECKPOINTS)
 
 
 def load_checkpoint(source: str, path: Path) -> Any:
-    """A checkpoint folder of another library (`--from brax-ppo` / `brax-sac`) as a policy."""
-    from .brax import from_ppo, from_sac
-
-    readers = {"brax-ppo": from_ppo, "brax-sac": from_sac}
-    if source not in readers:
+    """A checkpoint folder of another library (`--from brax-ppo`, ...) as a policy."""
+    if source not in CHECKPOINTS:
         raise InputError(f"--from {source!r}: choose one of {', '.join(SOURCES)}.")
-    return readers[source](path)
+    return CHECKPOINTS[source](path)

@@ -19,9 +19,9 @@ from ..tracing import TracedPolicy
 
 # ONNX opsets we write. 21 is the default: every consumer we test loads it (onnxruntime
 # 1.29 C/C++, onnxruntime-node/-web 1.30, the 1.32 wheel); -web 1.30 refuses opsets above
-# 26 (DESIGN.md). policyport's own lowering writes opset 13 and up (Unity Sentis reads
-# 7-15; 13 is where Squeeze/Split/ReduceSum take axes as inputs); jax2onnx's fallback
-# keeps its own floor, 18.
+# 26 (docs/design.md, Decisions). policyport's own lowering writes opset 13 and up (Unity
+# Sentis reads 7-15; 13 is where Squeeze/Split/ReduceSum take axes as inputs); jax2onnx's
+# fallback keeps its own floor, 18.
 MIN_OPSET, DEFAULT_OPSET, MAX_OPSET = 13, 21, 26
 JAX2ONNX_MIN_OPSET = 18
 

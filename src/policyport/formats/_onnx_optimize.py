@@ -2,7 +2,7 @@
 
 jax2onnx lowers the vmapped `weight @ x` of each layer to `Transpose -> Gemm(W, x^T) ->
 Transpose`, then adds the bias and applies relu as `Max(y, 0)`. onnxruntime's own
-optimisers leave most of those Transposes in place (DESIGN.md), and they cost more than
+optimisers leave most of those Transposes in place (docs/design.md), and they cost more than
 the matmuls at batch 1. Each rule below replaces one such pattern with the form
 onnxruntime runs fastest; every rule preserves the computation exactly (no reordered
 arithmetic) except `_fold_linear_pairs`, which multiplies two weight matrices into one
@@ -610,10 +610,6 @@ def _int64_through_cast_like(graph: _Graph, node: onnx.NodeProto) -> bool:
     like = graph.add_constant(f"{node.output[0]}_int64", np.array(0, np.int64))
     _replace(graph, [node], helper.make_node("CastLike", [node.input[0], like], [node.output[0]]))
     return True
-
-
-def _opset(graph: _Graph) -> int:
-    return next(o.version for o in graph.model.opset_import if o.domain in ("", "ai.onnx"))
 
 
 def _linear(graph: _Graph, node: onnx.NodeProto | None) -> tuple | None:

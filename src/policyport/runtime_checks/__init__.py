@@ -1,6 +1,8 @@
 """Compatibility names (policyport 0.1): the checks now live in `policyport.checks`, the
-runtimes in `policyport.formats` (`RUNTIMES`)."""
+runtimes in `policyport.formats` (`RUNTIMES`). Importing this module warns: it goes in a
+later release."""
 
+import warnings as _warnings
 from pathlib import Path as _Path
 
 from .._export import check as check
@@ -21,3 +23,10 @@ RUNTIMES = {
     name: (lambda load: lambda path, inputs: load(_Path(path))(inputs))(runtime.load)
     for name, runtime in _RUNTIMES.items()
 }
+
+_warnings.warn(
+    "policyport.runtime_checks is deprecated (a policyport 0.1 name) and will be removed: "
+    "use policyport.check, policyport.checks and policyport.formats.RUNTIMES.",
+    DeprecationWarning,
+    stacklevel=2,
+)

@@ -1,9 +1,9 @@
 """A policy's trace with `argmax` rewritten into single-operand reductions.
 
 `jnp.argmax` lowers to a variadic StableHLO `reduce` (values and indices reduced
-together), which TensorFlow Lite's converter cannot legalize (DESIGN.md). The same choice,
-made from reductions of one operand each: the maximum, then the smallest index holding
-it. That keeps argmax's tie rule (the first index wins), and its NaN rule too: XLA's
+together), which TensorFlow Lite's converter cannot legalize (docs/design.md). The same
+choice, made from reductions of one operand each: the maximum, then the smallest index
+holding it. That keeps argmax's tie rule (the first index wins), and its NaN rule too: XLA's
 argmax treats NaN as the largest value, so the smallest index holding a NaN wins, and
 here the maximum is NaN exactly when a NaN is present. Booleans are compared as int32
 (TFLite has no boolean max). Everything else is bound unchanged.

@@ -9,8 +9,8 @@ import jax
 import numpy as np
 
 import policyport
+from policyport.checks import reference_outputs, sample_inputs
 from policyport.policy import Box, Discrete, MLPActorCriticPolicy
-from policyport.runtime_checks import reference_outputs, sample_inputs
 
 
 class Env:

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from ._sweep import STATUSES, ModelResult
-from ._version import __version__
+from .._version import __version__
+from ._jobs import STATUSES, ModelResult
 
 _MARKS = {"exported": "✓", "failed": "✗", "refused": "!", "error": "‼"}
 

@@ -15,8 +15,8 @@ import string
 from collections.abc import Sequence
 from pathlib import Path
 
-from ._errors import InputError
-from .formats import FORMATS
+from .._errors import InputError
+from ..formats import FORMATS
 
 # Files a folder given as a model stands for.
 MODEL_PATTERN = "*.eqx"

@@ -13,6 +13,8 @@ import os
 import sys
 import time
 
+from .._settings import ExportSettings
+
 EXIT_SOME_FAILED = 4
 
 
@@ -48,7 +50,7 @@ def is_sweep(args: argparse.Namespace) -> bool:
 
 
 def _client(address: str):
-    from ._errors import InputError, missing_dependency
+    from .._errors import InputError, missing_dependency
 
     try:
         from distributed import Client
@@ -63,13 +65,13 @@ def _client(address: str):
         ) from e
 
 
-def run_sweep(args: argparse.Namespace) -> int:
-    """Export every model `args` names; print the table; write the JSON report."""
-    from ._errors import InputError, PolicyportError
-    from ._loading import parse_policy_kwargs
-    from ._sweep import plan_jobs, run_jobs
-    from ._sweep_options import SweepOptions
-    from ._sweep_report import (
+def run_sweep(args: argparse.Namespace, settings: ExportSettings) -> int:
+    """Export every model `args` names with `settings`; print the table; write the JSON
+    report."""
+    from .._errors import InputError, PolicyportError
+    from .._loading import parse_policy_kwargs
+    from ._jobs import plan_jobs
+    from ._report import (
         SweepProgress,
         default_report_path,
         report_json,
@@ -77,6 +79,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         summary_table,
         write_json,
     )
+    from ._run import run_jobs
 
     try:
         if args.workers is not None and args.dask is not None:
@@ -84,26 +87,11 @@ def run_sweep(args: argparse.Namespace) -> int:
         report = args.report or default_report_path()
         if not report.parent.is_dir() or not os.access(report.parent, os.W_OK):
             raise InputError(f"--report folder {report.parent} is not a writable folder.")
-        options = SweepOptions(
-            opset=args.opset,
-            check=not args.no_check,
-            force=args.force,
-            seed=args.seed,
-            allow_nonfinite=args.allow_nonfinite,
-            rollouts=args.rollouts,
-            env=args.env,
-            rollout_steps=args.rollout_steps,
-            sample=args.sample,
-            clip_actions=args.clip_actions,
-            bake_wrappers=args.bake_wrappers,
-            check_in=tuple(name.strip() for name in args.check_in.split(",") if name.strip()),
-            target=args.target,
-        )
         jobs = plan_jobs(
             args.model,
-            args.format,
             args.output,
-            options,
+            settings,
+            env=args.env,
             policy_class=args.policy_class,
             policy_kwargs=parse_policy_kwargs(args.policy_kwargs),
         )
@@ -115,7 +103,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         print(f"export-policy: error: {e}", file=sys.stderr)
         return 2
     where = f"dask {args.dask}" if client is not None else f"{workers} local"
-    print(f"[policyport] {len(jobs)} models, {args.format}, workers: {where}", file=sys.stderr)
+    print(f"[policyport] {len(jobs)} models, {settings.format}, workers: {where}", file=sys.stderr)
     progress = SweepProgress(len(jobs))
     start = time.perf_counter()
     try:
@@ -127,6 +115,6 @@ def run_sweep(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     print(summary_table(results))
     print(summary_line(results, seconds))
-    write_json(report, report_json(results, format=args.format, seconds=seconds, workers=where))
+    write_json(report, report_json(results, format=settings.format, seconds=seconds, workers=where))
     print(f"report: {report}")
     return 0 if all(r.ok for r in results) else EXIT_SOME_FAILED
