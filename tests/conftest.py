@@ -57,7 +57,18 @@ def any_policy(request) -> MLPActorCriticPolicy:
 # slow when it takes more than about 10 s, or belongs to a matrix (every format, kind or
 # runtime) whose one-per-format cover the fast tier already has (tests/test_exporters.py).
 # Files that build or drive a consumer outside Python: the C++ wrapper, Node.js, Chromium.
-CONSUMER_FILES = frozenset({"test_cpp.py", "test_node.py", "test_node_sampling.py", "test_web.py"})
+# The hostile-artifact corpus runs through all three (and libFuzzer); the MCU firmware
+# runs under QEMU.
+CONSUMER_FILES = frozenset(
+    {
+        "test_cpp.py",
+        "test_node.py",
+        "test_node_sampling.py",
+        "test_web.py",
+        "test_hostile_artifacts.py",
+        "test_mcu.py",
+    }
+)
 # Files whose tests are slow throughout: training, closed loops, property searches.
 SLOW_FILES = frozenset(
     {
@@ -74,6 +85,7 @@ SLOW_TESTS: dict[str, tuple[str, ...]] = {
     "test_brax.py": ("test_checkpoints_export_to_every_format_with_parity",),
     "test_cli.py": ("test_lerax_files_with_non_default_architectures",),
     "test_clip_actions.py": ("test_actions_are_clipped_and_log_prob_is_the_unclipped_sample",),
+    "test_environment.py": ("test_every_format_exports_the_bundled_policy_*",),
     "test_function.py": (
         "test_plain_functions_export_to_every_format_with_parity",
         "test_a_sample_function_exports_the_stochastic_path",

@@ -17,11 +17,10 @@ from conftest import make_policy
 from kinds import KINDS
 from policyport import InputError
 from policyport._cli import run as cli
-from policyport.checks import ATOL, RTOL
+from policyport.checks import ATOL, RTOL, reference_outputs, sample_inputs
 from policyport.formats import FORMATS, TARGET_KEY
 from policyport.formats._c_names import c_identifier
 from policyport.formats._c_runtime import C_FLAGS, compiler
-from policyport.runtime_checks import reference_outputs, sample_inputs
 
 ROWS, ALL_MASKED = 8, 2
 # What a C policy may need from outside itself: libm and the C library's memory copies.
