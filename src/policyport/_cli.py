@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 
 from ._errors import ParityError, PolicyportError
@@ -119,12 +120,36 @@ def _crash_log(error: BaseException) -> Path | None:
     return Path(path)
 
 
+@contextlib.contextmanager
+def _escaping_output() -> Iterator[None]:
+    """stdout and stderr print what they cannot encode as escapes while the CLI runs: a
+    path that is not valid UTF-8 (a model found by a glob, a --report file) must not turn
+    the printing of a finished export into a crash."""
+    restore = []
+    for stream in (sys.stdout, sys.stderr):
+        errors = getattr(stream, "errors", None)
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            stream.reconfigure(errors="backslashreplace")
+            restore.append((stream, errors))
+    try:
+        yield
+    finally:
+        for stream, errors in restore:
+            with contextlib.suppress(AttributeError, ValueError, OSError):
+                stream.reconfigure(errors=errors)
+
+
 def run(argv: list[str] | None = None) -> int:
     """Parse `argv`, export, print the reports; return the exit code.
 
     An exception policyport did not raise on purpose is a bug, not a parity failure: it
     gets its own exit code and a short message; the traceback goes to a log file.
     """
+    with _escaping_output():
+        return _run_cli(argv)
+
+
+def _run_cli(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = settings_of(args)
@@ -261,9 +286,4 @@ def _refuse_file_options(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    # A path that is not valid UTF-8 (in a message, a table, "wrote ...") must not crash the
-    # printing of a result that was written: such bytes print as escapes.
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(AttributeError, ValueError):
-            stream.reconfigure(errors="backslashreplace")
     sys.exit(run())

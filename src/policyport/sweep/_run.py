@@ -120,6 +120,9 @@ def run_jobs(
         raise InputError(f"--workers must be at least 1, found {workers}.")
     if client is not None and workers != 1:
         raise InputError("Give either local workers or a Dask client, not both.")
+    # Never more processes than models: `--workers 10**23` is as many as there are jobs
+    # (a process pool that large overflows a C int).
+    workers = min(workers, max(len(jobs), 1))
     made: list[Path] = []
     try:
         jobs = _make_folders(jobs, made)
