@@ -7,6 +7,7 @@ import json
 import os
 import pickle
 import shutil
+import signal
 from pathlib import Path
 
 import jax
@@ -380,7 +381,17 @@ def test_globs_cut_symlink_loops(runs, tmp_path, monkeypatch, capsys):
     shutil.copy(runs / "lr0" / "seed0" / "policy.eqx", tmp_path / "elsewhere" / "x")
     (runs / "lr1" / "outside").symlink_to(tmp_path / "elsewhere")
     monkeypatch.chdir(tmp_path)
-    found = policyport.sweep._paths.expand_models(["runs/**/policy.eqx"])
+
+    def hang(*_):
+        raise TimeoutError("the glob did not finish in 20 s")
+
+    signal.signal(signal.SIGALRM, hang)
+    signal.alarm(20)
+    try:
+        found = policyport.sweep._paths.expand_models(["runs/**/policy.eqx"])
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
     assert [str(p) for p in found] == [
         "runs/lr0/seed0/policy.eqx",
         "runs/lr0/seed2/policy.eqx",
