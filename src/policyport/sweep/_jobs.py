@@ -107,6 +107,12 @@ def export_one(job: SweepJob) -> ModelResult:
         return ended("failed", str(e).split("\n", 1)[0])
     except PolicyportError as e:
         return ended("refused", str(e))
+    except SystemExit as e:  # only the user's code (--env, --policy-class) exits
+        return ended(
+            "refused",
+            f"stopped by SystemExit({e.code!r}), raised by code named with --env or "
+            "--policy-class; point MODULE:ATTR at an env (or policy class), not a program",
+        )
     except Exception as e:  # a bug: reported for this model, the others go on
         where = traceback.extract_tb(e.__traceback__)[-1]
         return ended(
