@@ -83,7 +83,10 @@ SLOW_FILES = frozenset(
 # Slow tests (every parameter of each; `*` as in fnmatch) in files that are otherwise fast.
 SLOW_TESTS: dict[str, tuple[str, ...]] = {
     "test_brax.py": ("test_checkpoints_export_to_every_format_with_parity",),
-    "test_cli.py": ("test_lerax_files_with_non_default_architectures",),
+    "test_cli.py": (
+        "test_lerax_files_with_non_default_architectures",
+        "test_random_argument_vectors",
+    ),
     "test_clip_actions.py": ("test_actions_are_clipped_and_log_prob_is_the_unclipped_sample",),
     "test_environment.py": ("test_every_format_exports_the_bundled_policy_*",),
     "test_function.py": (

@@ -635,13 +635,14 @@ def test_force_never_replaces_something_that_is_not_a_previous_artifact(
 ):
     model = tmp_path / "p.eqx"
     make_policy("Discrete").serialize(model)
-    target = tmp_path / "target"
+    # Where the export writes by default: `-o FOLDER` names a folder to write into.
+    target = tmp_path / f"p{FORMATS[format].suffix}"
     if make == "folder":
         target.mkdir()
         (target / "keep.txt").write_text("important")
     else:
         target.write_text("important")
-    assert run([str(model), "--format", format, "-o", str(target), "--force"]) == 2
+    assert run([str(model), "--format", format, "--force"]) == 2
     assert re.search(message, capsys.readouterr().err)
     kept = target / "keep.txt" if make == "folder" else target
     assert kept.read_text() == "important"

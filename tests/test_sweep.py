@@ -7,6 +7,7 @@ import json
 import os
 import pickle
 import shutil
+import signal
 from pathlib import Path
 
 import jax
@@ -304,3 +305,109 @@ def test_a_job_is_plain_data_that_pickles():
     assert pickle.loads(pickle.dumps(job)) == job
     with pytest.raises(dataclasses.FrozenInstanceError, match="cannot assign to field 'seed'"):
         settings.seed = 4  # type: ignore[misc]
+
+
+def test_outputs_with_dotdot(runs, tmp_path, monkeypatch, capsys):
+    """`-o ../out/{relstem}.onnx` from a subfolder: every model was an `error` (the output
+    was compared with the staging folder unnormalised)."""
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    args = ["../runs/lr0", "--format", "onnx", "-o", "../out/{relstem}.onnx", "--report", "r.json"]
+    assert run(args) == 0, capsys.readouterr()
+    assert _files(tmp_path / "out") == [
+        "seed0",
+        "seed0/policy.onnx",
+        "seed2",
+        "seed2/policy.onnx",
+    ]
+    jobs = policyport.sweep._jobs.plan_jobs(
+        ["../runs/lr0"], "../out/{relstem}.onnx", ExportSettings()
+    )
+    assert all(".." not in job.output.split(os.sep) for job in jobs)
+
+
+def test_a_model_named_dots_is_refused_alone(runs, tmp_path, capsys):
+    """`...eqx` has the stem `..`: `out/{stem}/x.onnx` would be `out/../x.onnx`. It aborted
+    the whole sweep (FileExistsError, exit 3); now it is refused and the others export."""
+    shutil.copy(runs / "lr0" / "seed0" / "policy.eqx", runs / "lr0" / "seed0" / "...eqx")
+    out = tmp_path / "out"
+    args = [str(runs / "lr0"), "--format", "onnx", "-o", f"{out}/{{parent}}/{{stem}}/x.onnx"]
+    assert run([*args, "--report", str(tmp_path / "r.json")]) == EXIT_SOME_FAILED
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["counts"] == {"exported": 2, "failed": 0, "refused": 1, "error": 0}
+    [refused] = [m for m in data["models"] if m["status"] == "refused"]
+    assert refused["model"].endswith("...eqx") and "{stem} is '..'" in refused["message"]
+    assert _files(out) == [
+        "seed0",
+        "seed0/policy",
+        "seed0/policy/x.onnx",
+        "seed2",
+        "seed2/policy",
+        "seed2/policy/x.onnx",
+    ]
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_an_output_folder_that_cannot_be_made_refuses_that_model_alone(runs, tmp_path):
+    """A file where a template's folder goes refuses that model; the sweep goes on."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "seed0").write_text("a file, not a folder")
+    results = policyport.export_many(
+        runs / "lr0", format="onnx", output=f"{out}/{{parent}}/sub/{{stem}}.onnx"
+    )
+    status = {Path(r.model).parent.name: r.status for r in results}
+    assert status == {"seed0": "refused", "seed2": "exported"}
+    assert "Cannot create the output folder" in results[0].message
+
+
+def test_a_folder_output_ending_in_slash_is_made(tmp_path, capsys):
+    """`-o new/` over several models is a folder (docs/sweep.md); the slash was dropped
+    and the sweep refused it as one file."""
+    for name in ("a.eqx", "b.eqx"):
+        make_policy("Discrete", **SMALL).serialize(tmp_path / name)
+    models = [str(tmp_path / "a.eqx"), str(tmp_path / "b.eqx")]
+    assert run([*models, "--format", "onnx", "-o", f"{tmp_path}/new/"]) == 0
+    assert _files(tmp_path / "new") == ["a.onnx", "b.onnx"]
+
+
+def test_globs_cut_symlink_loops(runs, tmp_path, monkeypatch, capsys):
+    """`**` follows a symlink only into a folder not visited yet: one loop exported the
+    same model 41 times, two loops never finished."""
+    (runs / "lr0" / "seed0" / "up").symlink_to("../..")  # a loop
+    (runs / "lr1" / "again").symlink_to("..")  # a second one
+    (runs / "lr1" / "seed0-link").symlink_to("../lr0/seed0")  # a folder seen twice
+    (tmp_path / "elsewhere" / "x").mkdir(parents=True)  # only reachable by a link
+    shutil.copy(runs / "lr0" / "seed0" / "policy.eqx", tmp_path / "elsewhere" / "x")
+    (runs / "lr1" / "outside").symlink_to(tmp_path / "elsewhere")
+    monkeypatch.chdir(tmp_path)
+
+    def hang(*_):
+        raise TimeoutError("the glob did not finish in 20 s")
+
+    signal.signal(signal.SIGALRM, hang)
+    signal.alarm(20)
+    try:
+        found = policyport.sweep._paths.expand_models(["runs/**/policy.eqx"])
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    assert [str(p) for p in found] == [
+        "runs/lr0/seed0/policy.eqx",
+        "runs/lr0/seed2/policy.eqx",
+        "runs/lr1/broken/policy.eqx",
+        "runs/lr1/outside/x/policy.eqx",
+        "runs/lr1/seed1/policy.eqx",
+    ]
+    assert run(["runs/**/policy.eqx", "--format", "onnx", "--no-check"]) == EXIT_SOME_FAILED
+    assert "5 models" in capsys.readouterr().out
+
+
+def test_more_workers_than_models(runs, tmp_path, capsys):
+    """`--workers 10**23` is as many processes as models (a pool that large overflowed a
+    C int: exit 3); `--workers 0` is refused (it was taken as 1)."""
+    models = [str(runs / "lr0" / "seed0" / "policy.eqx"), "--format", "onnx", "--no-check"]
+    assert run([*models, "--workers", str(10**23)]) == 0
+    assert "workers: 1 local" in capsys.readouterr().err
+    assert run([*models, "--force", "--workers", "0"]) == 2
+    assert "--workers must be at least 1, found 0" in capsys.readouterr().err

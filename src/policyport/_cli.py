@@ -8,12 +8,14 @@ Exit codes: 0 success, 1 parity failure, 2 usage or input error (a full disk inc
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 
 from ._errors import ParityError, PolicyportError
@@ -48,9 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-o",
         "--output",
-        type=Path,
-        help="output path (default: MODEL with the format's suffix); for several models a "
-        "folder or a template such as 'out/{stem}.onnx'",
+        # Text, not a Path: a Path drops the trailing `/` that says "a folder".
+        help="output path (default: MODEL with the format's suffix); a folder (an existing "
+        "one, or a path ending in '/') gets MODEL's name with the format's suffix; for "
+        "several models a folder or a template such as 'out/{stem}.onnx'",
     )
     parser.add_argument(
         "--env", help="MODULE:ATTR of the env, for files saved by lerax (e.g. lerax.env:CartPole)"
@@ -117,12 +120,36 @@ def _crash_log(error: BaseException) -> Path | None:
     return Path(path)
 
 
+@contextlib.contextmanager
+def _escaping_output() -> Iterator[None]:
+    """stdout and stderr print what they cannot encode as escapes while the CLI runs: a
+    path that is not valid UTF-8 (a model found by a glob, a --report file) must not turn
+    the printing of a finished export into a crash."""
+    restore = []
+    for stream in (sys.stdout, sys.stderr):
+        errors = getattr(stream, "errors", None)
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            stream.reconfigure(errors="backslashreplace")
+            restore.append((stream, errors))
+    try:
+        yield
+    finally:
+        for stream, errors in restore:
+            with contextlib.suppress(AttributeError, ValueError, OSError):
+                stream.reconfigure(errors=errors)
+
+
 def run(argv: list[str] | None = None) -> int:
     """Parse `argv`, export, print the reports; return the exit code.
 
     An exception policyport did not raise on purpose is a bug, not a parity failure: it
     gets its own exit code and a short message; the traceback goes to a log file.
     """
+    with _escaping_output():
+        return _run_cli(argv)
+
+
+def _run_cli(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = settings_of(args)
@@ -142,6 +169,16 @@ def run(argv: list[str] | None = None) -> int:
             return run_sweep(args, settings)
         args.model = Path(args.model[0])
         return _run(args, settings)
+    except SystemExit as e:
+        # Only code the user named runs inside (an --env or --policy-class module, its
+        # constructor): argparse's own exits happen above.
+        print(
+            f"export-policy: error: the export was stopped by SystemExit({e.code!r}), "
+            "raised by code named with --env or --policy-class. Check that MODULE:ATTR "
+            "points at an env (or policy class) and not at a program.",
+            file=sys.stderr,
+        )
+        return EXIT_INPUT
     except Exception as e:
         log = _crash_log(e)
         where = f"the traceback is in {log}" if log else "the traceback could not be saved"
@@ -154,6 +191,21 @@ def run(argv: list[str] | None = None) -> int:
         return EXIT_INTERNAL
 
 
+def single_output(text: str | None, model: Path, settings: ExportSettings) -> Path | None:
+    """`-o` of one model: None (beside MODEL), the path as given (absolute, normalised
+    once), or, for a folder (an existing one or a path ending in `/`), MODEL's name with
+    the format's suffix inside it (with `--format all`, each format's)."""
+    from ._export import default_output, output_base
+    from .sweep._paths import names_folder
+
+    if text is None:
+        return None
+    if names_folder(text):
+        inside = output_base(text) / Path(os.path.abspath(model)).name
+        return inside if len(settings.formats) != 1 else default_output(inside, settings.format)
+    return output_base(text)
+
+
 def _run(args: argparse.Namespace, settings: ExportSettings) -> int:
     from . import export
     from ._errors import InputError
@@ -161,6 +213,7 @@ def _run(args: argparse.Namespace, settings: ExportSettings) -> int:
     from ._loading import import_env, load_checkpoint, load_policy, parse_policy_kwargs
 
     try:
+        args.output = single_output(args.output, args.model, settings)
         if args.report is not None and not args.report.parent.is_dir():
             raise InputError(f"--report folder {args.report.parent} does not exist.")
         if args.report is not None and args.report.is_dir():

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -165,6 +166,27 @@ def _check_destination(paths: tuple[Path, ...], force: bool, format: str) -> Non
         probe_writable(parent)
 
 
+def output_base(path: str | Path) -> Path:
+    """The output path (or the source it is named after) made absolute and normalised once
+    (`os.path.abspath`: `out/../x.onnx` is `x.onnx`, as a shell's `cd` reads it), so the
+    staging folder and the artifacts beside it are compared as the same text; a path no
+    runtime can open is refused here, before anything is traced."""
+    text = os.fspath(path)
+    if "\0" in text:
+        raise InputError(f"Output path {text!r} holds a NUL character. Choose another -o path.")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        char = ord(text[e.start])
+        what = f"byte 0x{char - 0xDC00:02x}" if 0xDC80 <= char <= 0xDCFF else f"{chr(char)!r}"
+        raise InputError(
+            f"Output path {text!r} is not valid UTF-8 ({what} at character {e.start}); the "
+            "runtimes that check and load an artifact take UTF-8 paths only. Choose a UTF-8 "
+            "name with -o (or rename the model file)."
+        ) from e
+    return Path(os.path.abspath(text))
+
+
 def _check_finite(traced: TracedPolicy) -> None:
     if traced.nonfinite_weights is not None:
         raise InputError(
@@ -217,7 +239,7 @@ def export(
     lowering, also = deployment(settings, progress)
     if output is None and source is None:
         raise InputError("Give an output path (or the source policy file to name it after).")
-    base = Path(output if output is not None else source)
+    base = output_base(output if output is not None else source)
     primaries = {
         name: (base if len(formats) == 1 and output is not None else default_output(base, name))
         for name in formats

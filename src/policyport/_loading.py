@@ -83,11 +83,26 @@ def import_policy_class(spec: str) -> type:
     return target
 
 
+def _is_module_name(name: str) -> bool:
+    return all(part.isidentifier() for part in name.split("."))
+
+
 def _import_attr(spec: str, flag: str, example: str) -> Any:
-    """`MODULE:ATTR` imported (MODULE may also be found from the current directory)."""
+    """`MODULE:ATTR` imported (MODULE may also be found from the current directory).
+
+    MODULE is a dotted module name, never a path (`../x` or `envs/maze` is refused), and
+    whatever importing it raises, `SystemExit` included (the user's code runs), is an
+    input error naming it."""
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise InputError(f"{flag} must look like MODULE:ATTR (e.g. {example}), found {spec!r}.")
+    if not _is_module_name(module_name) or not attr.isidentifier():
+        raise InputError(
+            f"{flag} {spec[:200]!r}: {module_name[:200]!r} is not a module name or "
+            f"{attr[:200]!r} not an attribute name. MODULE is a dotted Python module name "
+            f"(e.g. {example}), not a file path: run from the folder that holds the module "
+            "(`envs/maze.py` is `envs.maze`)."
+        )
     if os.getcwd() not in sys.path:
         sys.path.append(os.getcwd())  # after installed packages: they win a name clash
     try:
@@ -97,10 +112,22 @@ def _import_attr(spec: str, flag: str, example: str) -> Any:
             f"{flag} {spec}: cannot import module {module_name!r} ({e}). Is it installed in "
             "this environment (for lerax: pip install 'policyport[lerax]')?"
         ) from e
+    except (Exception, SystemExit) as e:  # the user's module failed while it was imported
+        raise InputError(
+            f"{flag} {spec}: importing module {module_name!r} failed: {_raised(e)}. Fix "
+            "that module, or point it at another."
+        ) from e
     try:
         return getattr(module, attr)
     except AttributeError as e:
         raise InputError(f"{flag} {spec}: module {module_name!r} has no attribute {attr!r}.") from e
+    except (Exception, SystemExit) as e:  # a module `__getattr__` of the user's
+        raise InputError(f"{flag} {spec}: reading {attr!r} failed: {_raised(e)}.") from e
+
+
+def _raised(e: BaseException) -> str:
+    """An exception as a message quotes it: its name and at most 300 characters."""
+    return f"{type(e).__name__}: {str(e)[:300]}" if str(e) else type(e).__name__
 
 
 def import_env(spec: str) -> Any:
@@ -115,10 +142,11 @@ def import_env(spec: str) -> Any:
     if callable(target) and not _has_spaces(target):
         try:
             env = target()
-        except Exception as e:  # the user's code: any failure means the same to them
+        # The user's code: any failure means the same to them, `sys.exit` included.
+        except (Exception, SystemExit) as e:
             raise InputError(
                 f"--env {spec}: calling {attr}() to make the env failed: "
-                f"{type(e).__name__}: {e}. Point --env at an env, or at a class or function "
+                f"{_raised(e)}. Point --env at an env, or at a class or function "
                 "that makes one with no arguments."
             ) from e
     if not _has_spaces(env):

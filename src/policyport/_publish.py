@@ -232,7 +232,7 @@ def publish(moves: list[tuple[Path, Path]], staging: Path, *, force: bool) -> No
                 "replace it."
             )
         for _, target in moves:
-            if target.absolute().parent != directory.absolute():
+            if os.path.dirname(os.path.abspath(target)) != os.path.abspath(directory):
                 raise ValueError(f"{target} is not beside the staging folder {staging}")
         plan = [[str(s.relative_to(staging)), t.name] for s, t in moves]
         pending = staging / f"{PLAN}.pending"

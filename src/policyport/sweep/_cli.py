@@ -95,9 +95,10 @@ def run_sweep(args: argparse.Namespace, settings: ExportSettings) -> int:
             policy_class=args.policy_class,
             policy_kwargs=parse_policy_kwargs(args.policy_kwargs),
         )
-        workers = args.workers or 1
+        workers = 1 if args.workers is None else args.workers
         if workers < 1:
             raise InputError(f"--workers must be at least 1, found {workers}.")
+        workers = min(workers, len(jobs))  # never more processes than models
         client = _client(args.dask) if args.dask else None
     except PolicyportError as e:
         print(f"export-policy: error: {e}", file=sys.stderr)

@@ -21,7 +21,7 @@ from .._errors import InputError, ParityError, PolicyportError
 from .._export import default_output
 from .._export import destinations as destinations_of
 from .._settings import ExportSettings
-from ._paths import expand_models, find_collisions, output_paths
+from ._paths import expand_models, find_collisions, output_paths, template_refusals
 
 Status = Literal["exported", "failed", "refused", "error"]
 STATUSES: tuple[Status, ...] = ("exported", "failed", "refused", "error")
@@ -45,6 +45,8 @@ class SweepJob:
     env: str | None = None
     policy_class: str | None = None
     policy_kwargs: dict[str, Any] = field(default_factory=dict)
+    # Why this model is refused before it is loaded (a bad output path of its own), or "".
+    refusal: str = ""
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,8 @@ def export_one(job: SweepJob) -> ModelResult:
         seconds["total"] = time.perf_counter() - start
         return ModelResult(job.label, status, paths, message, seconds, parity, _worker())
 
+    if job.refusal:
+        return ended("refused", job.refusal)
     try:
         policy = load_policy(
             Path(job.model),
@@ -103,6 +107,12 @@ def export_one(job: SweepJob) -> ModelResult:
         return ended("failed", str(e).split("\n", 1)[0])
     except PolicyportError as e:
         return ended("refused", str(e))
+    except SystemExit as e:  # only the user's code (--env, --policy-class) exits
+        return ended(
+            "refused",
+            f"stopped by SystemExit({e.code!r}), raised by code named with --env or "
+            "--policy-class; point MODULE:ATTR at an env (or policy class), not a program",
+        )
     except Exception as e:  # a bug: reported for this model, the others go on
         where = traceback.extract_tb(e.__traceback__)[-1]
         return ended(
@@ -134,11 +144,14 @@ def plan_jobs(
     formats = settings.formats
     files = expand_models(models)
     outputs = output_paths(files, output, settings.format)
+    refusals = template_refusals(files, output)
     destinations = []
-    for model, out in zip(files, outputs, strict=True):
-        base = out if out is not None else model
+    for i, (model, out) in enumerate(zip(files, outputs, strict=True)):
+        base = out if out is not None else Path(os.path.abspath(model))
         destinations.append(
-            [
+            []
+            if i in refusals  # refused on its own: it writes nothing
+            else [
                 path
                 for name in formats
                 for path in destinations_of(
@@ -158,13 +171,14 @@ def plan_jobs(
         )
     return [
         SweepJob(
-            model=str(model.absolute()),
-            output=None if out is None else str(out.absolute()),
+            model=os.path.abspath(model),
+            output=None if out is None else os.path.abspath(out),
             label=str(model),
             settings=settings,
             env=env,
             policy_class=policy_class,
             policy_kwargs=dict(policy_kwargs or {}),
+            refusal=refusals.get(i, ""),
         )
-        for model, out in zip(files, outputs, strict=True)
+        for i, (model, out) in enumerate(zip(files, outputs, strict=True))
     ]

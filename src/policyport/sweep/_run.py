@@ -11,6 +11,7 @@ the same function through `Client.map`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -23,21 +24,35 @@ from .._settings import ExportSettings
 from ._jobs import ModelResult, SweepJob, SweepProgress, export_one, plan_jobs
 
 
-def _make_folders(jobs: Sequence[SweepJob]) -> list[Path]:
-    """Create the missing output folders (a template may name new ones); return them."""
-    made: list[Path] = []
+def _make_folders(jobs: Sequence[SweepJob], made: list[Path]) -> list[SweepJob]:
+    """Create the missing output folders (a template may name new ones), appending each to
+    `made`; a job whose folder cannot be made (a file in the way, no permission) is
+    refused on its own, and the others go on."""
+    ready = []
     for job in jobs:
-        if job.output is None:
+        if job.output is None or job.refusal:
+            ready.append(job)
             continue
         missing = []
-        folder = Path(job.output).parent
-        while not folder.exists():
+        folder = Path(os.path.abspath(job.output)).parent
+        while not os.path.lexists(folder):
             missing.append(folder)
             folder = folder.parent
-        for path in reversed(missing):
-            path.mkdir()
-            made.append(path)
-    return made
+        try:
+            for path in reversed(missing):
+                try:
+                    path.mkdir()
+                except FileExistsError:  # another job or process made it meanwhile
+                    continue
+                made.append(path)
+        except OSError as e:
+            job = dataclasses.replace(
+                job,
+                refusal=f"Cannot create the output folder {path} for {job.label}: "
+                f"{e.strerror or e}. Choose another -o path.",
+            )
+        ready.append(job)
+    return ready
 
 
 def _remove_empty(folders: list[Path]) -> None:
@@ -105,8 +120,12 @@ def run_jobs(
         raise InputError(f"--workers must be at least 1, found {workers}.")
     if client is not None and workers != 1:
         raise InputError("Give either local workers or a Dask client, not both.")
-    made = _make_folders(jobs)
+    # Never more processes than models: `--workers 10**23` is as many as there are jobs
+    # (a process pool that large overflows a C int).
+    workers = min(workers, max(len(jobs), 1))
+    made: list[Path] = []
     try:
+        jobs = _make_folders(jobs, made)
         if client is not None:
             return _run_dask(jobs, client, progress)
         return _run_local(jobs, workers, progress)
