@@ -5,6 +5,7 @@ process (Orbax's `std::bad_alloc` was a SIGABRT) and nothing allocates gigabytes
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -81,3 +82,21 @@ def run_cases(
             f"; finished: {sorted(outcomes)}"
         )
     return outcomes
+
+
+def assert_refused(
+    outcomes: dict[str, Outcome], matches: dict[str, str], advice: str, output: Path
+) -> None:
+    """Every case exited 2 with its message (`matches[name]`, a regex) and the `advice`
+    regex, within PEAK_MB, leaving `output` unwritten; prints each case's time."""
+    for name, match in matches.items():
+        outcome = outcomes[name]
+        assert outcome.code == 2, (name, outcome.stderr)
+        assert re.search(match, outcome.stderr), (name, outcome.stderr)
+        assert re.search(advice, outcome.stderr, re.IGNORECASE), (name, outcome.stderr)
+    peak = max(o.peak_mb for o in outcomes.values())
+    assert peak < PEAK_MB, f"the refusals peaked at {peak:.0f} MB"
+    assert not output.exists()
+    for name, outcome in outcomes.items():  # the first also imports what it needs
+        print(f"{name}: {outcome.seconds:.2f} s")
+    print(f"{len(matches)} refusals, peak {peak:.0f} MB")

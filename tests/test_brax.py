@@ -30,7 +30,7 @@ from policyport import ModelFileError
 from policyport._cli import run
 from policyport.brax import from_ppo, from_ppo_params, from_sac
 from policyport.formats import FORMATS
-from refusals import PEAK_MB, run_cases
+from refusals import assert_refused, run_cases
 
 OBSERVATION_SIZE, ACTION_SIZE, STEP = 6, 3, 1234
 
@@ -569,17 +569,8 @@ def test_hostile_checkpoints_are_refused_before_anything_is_allocated(ppo, tmp_p
         for name, (step, _) in cases.items()
     }
     outcomes = run_cases(argv)
-    for name, (_, match) in cases.items():
-        outcome = outcomes[name]
-        assert outcome.code == 2, (name, outcome.stderr)
-        assert re.search(match, outcome.stderr), (name, outcome.stderr)
-        assert re.search(r"re-save|set ", outcome.stderr, re.IGNORECASE), (name, outcome.stderr)
-    peak = max(o.peak_mb for o in outcomes.values())
-    assert peak < PEAK_MB, f"the refusals peaked at {peak:.0f} MB"
-    assert not Path(out).exists()
-    for name, outcome in outcomes.items():  # the first also imports Brax and Orbax
-        print(f"{name}: {outcome.seconds:.2f} s")
-    print(f"{len(cases)} refusals, peak {peak:.0f} MB")
+    matches = {name: match for name, (_, match) in cases.items()}
+    assert_refused(outcomes, matches, r"re-save|set ", Path(out))
 
 
 def test_the_hidden_size_table_is_brax_own():
