@@ -531,10 +531,14 @@ def _argmax_without_log_softmax(graph: ir.Graph, node: ir.Node) -> bool:
     if where is not None and _only_reader(source) is node and where.inputs[1] is not None:
         fill = _constant(where.inputs[2])
         inner = _without_row_shift(where.inputs[1], axis)
-        if fill is not None and fill.size and np.all(np.isneginf(fill)):
-            if inner is not where.inputs[1]:
-                _rewire(graph, where, 1, inner)
-                changed = True
+        if (
+            fill is not None
+            and fill.size
+            and np.all(np.isneginf(fill))
+            and inner is not where.inputs[1]
+        ):
+            _rewire(graph, where, 1, inner)
+            changed = True
     return changed
 
 
