@@ -72,7 +72,7 @@ def _producer(value: ir.Value | None, op: str) -> ir.Node | None:
 
 def _only_reader(value: ir.Value) -> ir.Node | None:
     """The one node reading `value` (once), when nothing else reads it."""
-    uses = value.uses()
+    uses = tuple(value.uses())
     return uses[0].node if len(uses) == 1 and not value.is_graph_output() else None
 
 
@@ -607,7 +607,7 @@ def _int64_without_cast(graph: ir.Graph, node: ir.Node) -> bool:
         return True
     narrow = x.producer()
     if _is_cast(narrow, ir.DataType.INT32) and _only_reader(x) is node:
-        assert narrow is not None
+        assert narrow is not None and narrow.inputs[0] is not None
         if _boolean(narrow.inputs[0]):
             x = narrow.inputs[0]
     hint = node.outputs[0].name or "int64"
