@@ -89,3 +89,33 @@ def test_the_firing_record_names_only_rules(fired):
     assert all(set(counts) <= names for counts in fired.values())
     # The plain actor-critic is the common case: its bias Adds all go into the Gemms.
     assert fired["actor_critic_discrete"]["_bias_into_gemm"] > 0
+
+
+def test_outputs_computing_the_same_tensor_keep_their_names():
+    """onnx-ir's CSE merges two outputs that compute the same thing (and its identity pass
+    would then rename one to the other): each contract output keeps its own name."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3])
+    outputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["batch", 3]) for n in "abc"]
+    nodes = [
+        helper.make_node("Relu", ["x"], ["a"]),
+        helper.make_node("Relu", ["x"], ["b"]),
+        helper.make_node("Identity", ["a"], ["c"]),
+    ]
+    graph = helper.make_graph(nodes, "same", [x], outputs)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    model.ir_version = 10
+    optimized = _onnx_optimize.optimize(onnx.ModelProto.FromString(model.SerializeToString()))
+    onnx.checker.check_model(optimized, full_check=True)
+    assert [o.name for o in optimized.graph.output] == ["a", "b", "c"]
+    assert [n.op_type for n in optimized.graph.node].count("Relu") == 1
+    rows = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
+    session = ort.InferenceSession(
+        optimized.SerializeToString(), providers=["CPUExecutionProvider"]
+    )
+    for got in session.run(["a", "b", "c"], {"x": rows}):
+        np.testing.assert_array_equal(got, np.maximum(rows, 0))
