@@ -22,6 +22,11 @@ Contract versions (bump when a consumer would need to change):
   `entry` and `entries`. Artifacts without the sampling path keep declaring 2, so every
   version-2 consumer still runs them. Optional metadata `action_clip` (with
   `clip_actions=True`) changes no input or output and needs no version.
+- 4 (2026-12-05): recurrent policies (`reset` returns a state). Inputs after the mask:
+  the state leaves (`state` for one array, else `state.<path>`, float32 `[batch, *shape]`)
+  and `reset` bool `[batch]` (rows start from the initial state, selected in the graph);
+  outputs after the heads: `next_state` / `next_state.<path>`. Metadata `state`. Both
+  entries of a sampled recurrent export declare 4; stateless artifacts keep 2 or 3.
 """
 
 from __future__ import annotations
@@ -38,9 +43,13 @@ from .._version import __version__
 CONTRACT_VERSION = 2
 # What an artifact with the sampling path declares (a consumer must feed `noise`).
 SAMPLING_CONTRACT_VERSION = 3
+# What a recurrent artifact declares (state inputs, `reset`, `next_state` outputs).
+RECURRENT_CONTRACT_VERSION = 4
+RESET = "reset"
+STATE, NEXT_STATE = "state", "next_state"
 # The contract versions a consumer of this release understands (`check` refuses others).
 # tests/golden/contract_v1 holds artifacts written at version 1; they must keep checking.
-SUPPORTED_CONTRACT_VERSIONS = (1, 2, 3)
+SUPPORTED_CONTRACT_VERSIONS = (1, 2, 3, 4)
 VERSION_KEY = "policyport.contract_version"
 # The extra heads a policy may have: method name -> (output name, per-sample rank).
 HEADS = {"value": 0, "q_values": 1}
