@@ -93,6 +93,8 @@ class PolicyDescription:
     action_clip: dict[str, Any] | None = None
     # With bake_wrappers: the transforms inside, in the order they run (`_wrappers.py`).
     wrappers: tuple[dict[str, Any], ...] | None = None
+    # A recurrent policy: its state leaves, reset input and initial state (`_state.py`).
+    state: dict[str, Any] | None = None
 
 
 def metadata(
@@ -106,9 +108,7 @@ def metadata(
     """The key/value metadata embedded in every artifact (values are strings, JSON inside)."""
     fields: dict[str, Any] = {
         "policyport_version": __version__,
-        "contract_version": CONTRACT_VERSION
-        if description.noise is None
-        else SAMPLING_CONTRACT_VERSION,
+        "contract_version": _version(description),
         "format": format_name,
         "policy_class": description.policy_class,
         "observation_space": description.observation_space,
@@ -121,6 +121,8 @@ def metadata(
         "weights_sha256": description.weights_sha256,
         "all_masked_row_action": 0,
     }
+    if description.state is not None:
+        fields["state"] = description.state
     if description.noise is not None:
         fields["noise"] = list(description.noise)
     if description.action_clip is not None:
@@ -133,6 +135,12 @@ def metadata(
         f"policyport.{k}": v if isinstance(v, str) else json.dumps(v, sort_keys=True)
         for k, v in fields.items()
     }
+
+
+def _version(description: PolicyDescription) -> int:
+    if description.state is not None:
+        return RECURRENT_CONTRACT_VERSION
+    return CONTRACT_VERSION if description.noise is None else SAMPLING_CONTRACT_VERSION
 
 
 def numpy_dtype(name: str) -> np.dtype:
