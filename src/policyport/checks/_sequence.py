@@ -83,7 +83,10 @@ class SequenceCheck:
             f"{int(np.argmax(fr))}), end of sequence {fr[-1]:.2e}; free-running tolerance "
             f"{DRIFT_ATOL:g} + {DRIFT_RTOL:g}*|jax|, teacher-forced {ATOL:g} + {RTOL:g}*|jax|"
         ]
-        for mode, checks in (("teacher-forced", self.teacher_forced), ("free-running", self.free_running)):
+        for mode, checks in (
+            ("teacher-forced", self.teacher_forced),
+            ("free-running", self.free_running),
+        ):
             for o in checks:
                 out += [f"✗ sequence {mode} {o.name}: {p}" for p in o.problems]
         return out

@@ -5,9 +5,9 @@ Libraries put more into a trace than inference computes: checks on constants
 can hold), custom-derivative wrappers, nested `jit` calls, and values computed and never
 used (log-probabilities next to a mode). Re-tracing the jaxpr through an evaluator that
 runs every equation whose inputs are all known at trace time (once, in JAX, on the CPU:
-the same float32 arithmetic the runtime would do), inlines calls (and scans of
-one step), drops identity copies and then removes dead equations leaves the function and nothing else. A failing check
-on constants raises here, as it would have in JAX.
+the same float32 arithmetic the runtime would do), inlines calls (and scans of one
+step), drops identity copies and then removes dead equations leaves the function and
+nothing else. A failing check on constants raises here, as it would have in JAX.
 """
 
 from __future__ import annotations
