@@ -428,8 +428,8 @@ def _recurrent(
     except Exception as e:  # the user's code: any failure means the same to them
         raise InputError(
             f"from_function: calling `act(state, observation"
-            f"{', action_mask' if with_mask else ''})` on the initial state and one abstract observation failed: {type(e).__name__}: "
-            f"{str(e)[:400]}."
+            f"{', action_mask' if with_mask else ''})` on the initial state and one abstract "
+            f"observation failed: {type(e).__name__}: {str(e)[:400]}."
         ) from e
     if not (isinstance(out, tuple | list) and len(out) == 2):
         raise InputError(
