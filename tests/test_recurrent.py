@@ -21,7 +21,14 @@ from policyport.checks import compare_runner
 from policyport.formats import FORMATS, RUNTIMES
 from policyport.policy import Box, Discrete
 from policyport.policy._lerax_files import structure_fingerprint
-from recurrent_policies import GRUPolicy, KeyedGRUPolicy, LSTMPolicy, box_env, discrete_env
+from recurrent_policies import (
+    GRUPolicy,
+    KeyedGRUPolicy,
+    LSTMPolicy,
+    box_env,
+    discrete_env,
+    flax_cell_policy,
+)
 from refusals import assert_refused, run_cases
 
 HERE = Path(__file__).parent
@@ -100,33 +107,9 @@ def test_the_artifact_carries_state_as_jax_does(gru, gru_onnx):
             np.testing.assert_allclose(state[r], jax_state[r], atol=1e-5, rtol=1e-5)
 
 
-def _flax_cell(cls: type, hidden: int = 8) -> policyport.policy.FunctionPolicy:
-    cell, head = cls(features=hidden), nn.Dense(3)
-    carry = cell.initialize_carry(jax.random.key(0), (4,))
-    params = cell.init(jax.random.key(1), carry, jnp.zeros(4))
-    head_params = head.init(jax.random.key(2), jnp.zeros(hidden))
-
-    def act(carry, observation):
-        carry, y = cell.apply(params, carry, observation)
-        return carry, jnp.argmax(head.apply(head_params, y))
-
-    def value(carry, observation):
-        return jnp.sum(cell.apply(params, carry, observation)[1])
-
-    space = Box(-np.ones(4, np.float32), np.ones(4, np.float32))
-    return policyport.from_function(
-        act,
-        observation_space=space,
-        action_space=Discrete(3),
-        value=value,
-        initial_state=carry,
-        name=cls.__name__,
-    )
-
-
 @pytest.mark.parametrize("cls", [nn.GRUCell, nn.LSTMCell], ids=lambda c: c.__name__)
 def test_flax_cells_through_from_function(cls, tmp_path):
-    (result,) = policyport.export(_flax_cell(cls), "onnx", tmp_path / "policy.onnx")
+    (result,) = policyport.export(flax_cell_policy(cls), "onnx", tmp_path / "policy.onnx")
     assert result.report.passed, result.report.to_table()
     assert result.report.sequence["passed"]
     names = [
