@@ -78,6 +78,7 @@ SLOW_FILES = frozenset(
         "test_fuzz.py",
         "test_lerax_equality.py",
         "test_properties.py",
+        "test_recurrent_formats.py",
     }
 )
 # Slow tests (every parameter of each; `*` as in fnmatch) in files that are otherwise fast.
