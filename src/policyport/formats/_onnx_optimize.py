@@ -106,6 +106,30 @@ def _gemm_without_transposes(graph: _Graph, node: onnx.NodeProto) -> bool:
     return True
 
 
+def _split_without_transposes(graph: _Graph, node: onnx.NodeProto) -> bool:
+    """`Transpose(Split(Transpose(x), axis=0))` per piece -> `Split(x, axis=1)`: exact.
+
+    A GRU's vmapped `weight_hh @ h` arrives as `[3h, batch]`, split into its gates along
+    axis 0, each gate transposed back to `[batch, h]`."""
+    if node.op_type != "Split" or _attrs(node).get("axis", 0) != 0:
+        return False
+    source = graph.producer.get(node.input[0])
+    if not _is_transpose_2d(source) or graph.only_consumer(source.output[0]) is not node:
+        return False
+    afters = [graph.only_consumer(name) for name in node.output]
+    if not all(_is_transpose_2d(after) for after in afters):
+        return False
+    split = helper.make_node(
+        "Split",
+        [source.input[0], *node.input[1:]],
+        [after.output[0] for after in afters],
+        axis=1,
+        name=node.name,
+    )
+    _replace(graph, [source, node, *afters], split)
+    return True
+
+
 def _bias_into_gemm(graph: _Graph, node: onnx.NodeProto) -> bool:
     """`Add(Gemm(x, W), b)` -> `Gemm(x, W, b)`, for a bias of shape `[out]` or `[1, out]`."""
     if node.op_type != "Add":
@@ -682,6 +706,7 @@ def _no_identity(graph: _Graph, node: onnx.NodeProto) -> bool:
 
 RULES = (
     _gemm_without_transposes,
+    _split_without_transposes,
     _bias_into_gemm,
     _unused_gemm_columns,
     _relu_from_max,
