@@ -212,3 +212,17 @@ def test_key_dependent_reset_is_refused_without_a_seed_and_recorded_with_one(tmp
     np.testing.assert_array_equal(np.asarray(state["leaves"][0]["initial"], np.float32), initial)
     # check() reads the seed back and traces the same initial state.
     assert policyport.check(policy, out).passed
+
+
+def test_sample_entry_takes_the_state_and_reset_before_the_noise(gru, tmp_path):
+    results = policyport.export(gru, "onnx", tmp_path / "policy.onnx", sample=True)
+    assert [r.entry for r in results] == ["default", "sample"]
+    for result in results:
+        assert result.report.passed and result.report.sequence["passed"], result.entry
+        meta = FORMATS["onnx"].read_metadata(result.paths[0])
+        assert meta["policyport.contract_version"] == "4"
+    sample_meta = FORMATS["onnx"].read_metadata(results[1].paths[0])
+    inputs = [s["name"] for s in json.loads(sample_meta["policyport.inputs"])]
+    outputs = [s["name"] for s in json.loads(sample_meta["policyport.outputs"])]
+    assert inputs == ["observation", "action_mask", "state", "reset", "noise"]
+    assert outputs == ["action", "value", "next_state", "sampled_action", "log_prob"]

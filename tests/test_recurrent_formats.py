@@ -102,3 +102,13 @@ def test_rollouts_carry_the_state_and_reset_on_episode_ends(tmp_path):
     )
     assert result.rollouts.passed, result.rollouts.to_table()
     assert all(e.steps_jax > 1 for e in result.rollouts.episodes)
+
+
+def test_sampled_entries_in_every_format(tmp_path):
+    policy = GRUPolicy(discrete_env(), key=jax.random.key(0))
+    for format in FORMATS:
+        path = tmp_path / f"policy{FORMATS[format].suffix}"
+        results = policyport.export(policy, format, path, sample=True, force=True)
+        for result in results:
+            report = result.report
+            assert report.passed and report.sequence["passed"], (format, result.entry)
