@@ -112,3 +112,12 @@ def test_sampled_entries_in_every_format(tmp_path):
         for result in results:
             report = result.report
             assert report.passed and report.sequence["passed"], (format, result.entry)
+
+
+def test_every_deployment_target_carries_the_state(tmp_path):
+    from policyport.formats._targets import TARGETS
+
+    policy = LSTMPolicy(box_env(), key=jax.random.key(0))  # two state leaves
+    for target in TARGETS:
+        (result,) = policyport.export(policy, "onnx", tmp_path / f"{target}.onnx", target=target)
+        assert result.report.passed and result.report.sequence["passed"], target
