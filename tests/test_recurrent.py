@@ -13,6 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 
@@ -226,3 +227,13 @@ def test_sample_entry_takes_the_state_and_reset_before_the_noise(gru, tmp_path):
     outputs = [s["name"] for s in json.loads(sample_meta["policyport.outputs"])]
     assert inputs == ["observation", "action_mask", "state", "reset", "noise"]
     assert outputs == ["action", "value", "next_state", "sampled_action", "log_prob"]
+
+
+def test_the_gru_graph_is_plain_gates_without_transposes(gru_onnx):
+    """The gate matmuls, split and activations as ONNX ops, no Transpose around the split
+    (`_onnx_optimize._split_without_transposes`), no Loop: one step per call."""
+    model = onnx.load(gru_onnx)
+    ops = [n.op_type for n in model.graph.node]
+    assert {"Sigmoid", "Tanh", "Split", "Where"} <= set(ops)
+    assert not {"Transpose", "Loop", "Scan"} & set(ops), ops
+    assert ops.count("Gemm") == 4  # input and hidden gates, actor, critic

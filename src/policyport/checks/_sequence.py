@@ -95,9 +95,11 @@ class SequenceCheck:
 def _steps(traced: TracedPolicy, seed: int, rows: int, steps: int) -> list[dict[str, np.ndarray]]:
     """Per step: observations (and masks) drawn as the one-step check draws them, resets."""
     rng = np.random.default_rng(seed)
+    # One draw for every step (the noise of a sampling path is drawn by jax.random once).
+    every = sample_inputs(traced, seed=seed + 7919, batch=rows * steps)
     out = []
     for t in range(steps):
-        inputs = sample_inputs(traced, seed=seed * 100_003 + t, batch=rows)
+        inputs = {k: v[t * rows : (t + 1) * rows] for k, v in every.items()}
         inputs[RESET] = np.ones(rows, bool) if t == 0 else rng.random(rows) < RESET_PROBABILITY
         out.append(inputs)
     return out
