@@ -237,3 +237,23 @@ def test_the_gru_graph_is_plain_gates_without_transposes(gru_onnx):
     assert {"Sigmoid", "Tanh", "Split", "Where"} <= set(ops)
     assert not {"Transpose", "Loop", "Scan"} & set(ops), ops
     assert ops.count("Gemm") == 4  # input and hidden gates, actor, critic
+
+
+class _BigState(eqx.Module):
+    observation_space: object = Box(-np.ones(2, np.float32), np.ones(2, np.float32))
+    action_space: object = Discrete(2)
+
+    def reset(self, *, key):
+        return {"memory": jnp.ones((130, 128)), "step": jnp.zeros(1)}  # 16,641 elements
+
+    def __call__(self, state, observation, *, key=None, action_mask=None):
+        memory = state["memory"] * 0.5 + observation[0]
+        return {"memory": memory, "step": state["step"] + 1}, jnp.argmax(observation)
+
+
+def test_a_big_initial_state_stays_in_the_graph_only():
+    traced = policyport.trace(_BigState())
+    assert traced.input_names == ("observation", "state.memory", "state.step", "reset")
+    leaves = traced.description.state["leaves"]
+    assert [leaf["initial"] for leaf in leaves] == [None, None]
+    assert [leaf["shape"] for leaf in leaves] == [[130, 128], [1]]
