@@ -44,16 +44,30 @@ class GRUPolicy(eqx.Module):
     def reset(self, *, key: jax.Array) -> jax.Array:
         return jnp.zeros(self.cell.hidden_size)
 
-    def __call__(self, state, observation, *, key=None, action_mask=None):
+    def _logits(self, state, observation, action_mask):
         hidden = self.cell(observation, state)
         logits = self.actor(hidden)
         if action_mask is not None:
             logits = jnp.where(action_mask, logits, -jnp.inf)
-        return hidden, jnp.argmax(logits)
+        return hidden, logits
+
+    def __call__(self, state, observation, *, key=None, action_mask=None):
+        hidden, logits = self._logits(state, observation, action_mask)
+        if key is None:
+            return hidden, jnp.argmax(logits)
+        return hidden, jax.random.categorical(key, logits)
 
     def value(self, state, observation):
         hidden = self.cell(observation, state)
         return hidden, self.critic(hidden)
+
+    def evaluate_action(self, state, observation, action, *, action_mask=None):
+        hidden, logits = self._logits(state, observation, action_mask)
+        log_probs = jax.nn.log_softmax(logits)
+        entropy = -jnp.sum(jnp.where(log_probs > -jnp.inf, jnp.exp(log_probs) * log_probs, 0.0))
+        # A one-hot sum rather than `log_probs[action]`: TFLite has no dynamic gather.
+        chosen = jnp.where(jnp.arange(log_probs.shape[0]) == action, log_probs, 0.0).sum()
+        return hidden, self.critic(hidden), chosen, entropy
 
 
 class KeyedGRUPolicy(GRUPolicy):

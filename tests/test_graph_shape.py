@@ -149,14 +149,3 @@ def test_lerax_objects_argmax_raw_logits(masked):
         inputs["observation"], inputs["action_mask"]
     )
     np.testing.assert_array_equal(chosen, np.asarray(expected))
-
-
-def test_gru_cell_gates_split_without_transposes():
-    """An equinox GRU cell's vmapped `weight_hh @ h` is `[3h, batch]`: its gates are split
-    along the batch's other axis directly (no Transpose before or after the Split)."""
-    from recurrent_policies import GRUPolicy, discrete_env
-
-    model = lower_to_onnx(trace(GRUPolicy(discrete_env(), key=jax.random.key(0))), opset=21)
-    ops = Counter(node.op_type for node in model.graph.node)
-    assert "Transpose" not in ops, dict(ops)
-    assert ops["Split"] == 2  # the input's gates and the hidden state's

@@ -13,6 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 
@@ -212,3 +213,47 @@ def test_key_dependent_reset_is_refused_without_a_seed_and_recorded_with_one(tmp
     np.testing.assert_array_equal(np.asarray(state["leaves"][0]["initial"], np.float32), initial)
     # check() reads the seed back and traces the same initial state.
     assert policyport.check(policy, out).passed
+
+
+def test_sample_entry_takes_the_state_and_reset_before_the_noise(gru, tmp_path):
+    results = policyport.export(gru, "onnx", tmp_path / "policy.onnx", sample=True)
+    assert [r.entry for r in results] == ["default", "sample"]
+    for result in results:
+        assert result.report.passed and result.report.sequence["passed"], result.entry
+        meta = FORMATS["onnx"].read_metadata(result.paths[0])
+        assert meta["policyport.contract_version"] == "4"
+    sample_meta = FORMATS["onnx"].read_metadata(results[1].paths[0])
+    inputs = [s["name"] for s in json.loads(sample_meta["policyport.inputs"])]
+    outputs = [s["name"] for s in json.loads(sample_meta["policyport.outputs"])]
+    assert inputs == ["observation", "action_mask", "state", "reset", "noise"]
+    assert outputs == ["action", "value", "next_state", "sampled_action", "log_prob"]
+
+
+def test_the_gru_graph_is_plain_gates_without_transposes(gru_onnx):
+    """The gate matmuls, split and activations as ONNX ops, no Transpose around the split
+    (`_onnx_optimize._split_without_transposes`), no Loop: one step per call."""
+    model = onnx.load(gru_onnx)
+    ops = [n.op_type for n in model.graph.node]
+    assert {"Sigmoid", "Tanh", "Split", "Where"} <= set(ops)
+    assert not {"Transpose", "Loop", "Scan"} & set(ops), ops
+    assert ops.count("Gemm") == 4  # input and hidden gates, actor, critic
+
+
+class _BigState(eqx.Module):
+    observation_space: object = Box(-np.ones(2, np.float32), np.ones(2, np.float32))
+    action_space: object = Discrete(2)
+
+    def reset(self, *, key):
+        return {"memory": jnp.ones((130, 128)), "step": jnp.zeros(1)}  # 16,641 elements
+
+    def __call__(self, state, observation, *, key=None, action_mask=None):
+        memory = state["memory"] * 0.5 + observation[0]
+        return {"memory": memory, "step": state["step"] + 1}, jnp.argmax(observation)
+
+
+def test_a_big_initial_state_stays_in_the_graph_only():
+    traced = policyport.trace(_BigState())
+    assert traced.input_names == ("observation", "state.memory", "state.step", "reset")
+    leaves = traced.description.state["leaves"]
+    assert [leaf["initial"] for leaf in leaves] == [None, None]
+    assert [leaf["shape"] for leaf in leaves] == [[130, 128], [1]]

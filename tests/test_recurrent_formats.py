@@ -90,3 +90,34 @@ def test_the_pure_jax_rl_network_in_c_is_refused_for_its_rank_3_matmul(tmp_path)
     Einsum such a matmul lowers to (not the state: the cells above export to C)."""
     with pytest.raises(policyport.UnsupportedError, match="Einsum"):
         policyport.export(ppo_rnn_policy(), "c", tmp_path / "policy.c")
+
+
+def test_rollouts_carry_the_state_and_reset_on_episode_ends(tmp_path):
+    from lerax.env import CartPole
+
+    env = CartPole()
+    policy = GRUPolicy(env, key=jax.random.key(0))
+    (result,) = policyport.export(
+        policy, "onnx", tmp_path / "policy.onnx", env=env, rollouts=3, rollout_steps=100
+    )
+    assert result.rollouts.passed, result.rollouts.to_table()
+    assert all(e.steps_jax > 1 for e in result.rollouts.episodes)
+
+
+def test_sampled_entries_in_every_format(tmp_path):
+    policy = GRUPolicy(discrete_env(), key=jax.random.key(0))
+    for format in FORMATS:
+        path = tmp_path / f"policy{FORMATS[format].suffix}"
+        results = policyport.export(policy, format, path, sample=True, force=True)
+        for result in results:
+            report = result.report
+            assert report.passed and report.sequence["passed"], (format, result.entry)
+
+
+def test_every_deployment_target_carries_the_state(tmp_path):
+    from policyport.formats._targets import TARGETS
+
+    policy = LSTMPolicy(box_env(), key=jax.random.key(0))  # two state leaves
+    for target in TARGETS:
+        (result,) = policyport.export(policy, "onnx", tmp_path / f"{target}.onnx", target=target)
+        assert result.report.passed and result.report.sequence["passed"], target

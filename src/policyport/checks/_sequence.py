@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..formats import Runner
-from ..tracing import ACTION, MASK, RESET, TracedPolicy
+from ..tracing import ACTION, LOG_PROB, MASK, RESET, SAMPLED_ACTION, TracedPolicy
 from ._inputs import sample_inputs
 from ._reference import reference_and_margins
 from ._report import ATOL, RTOL, OutputCheck, compare_output
@@ -95,9 +95,11 @@ class SequenceCheck:
 def _steps(traced: TracedPolicy, seed: int, rows: int, steps: int) -> list[dict[str, np.ndarray]]:
     """Per step: observations (and masks) drawn as the one-step check draws them, resets."""
     rng = np.random.default_rng(seed)
+    # One draw for every step (the noise of a sampling path is drawn by jax.random once).
+    every = sample_inputs(traced, seed=seed + 7919, batch=rows * steps)
     out = []
     for t in range(steps):
-        inputs = sample_inputs(traced, seed=seed * 100_003 + t, batch=rows)
+        inputs = {k: v[t * rows : (t + 1) * rows] for k, v in every.items()}
         inputs[RESET] = np.ones(rows, bool) if t == 0 else rng.random(rows) < RESET_PROBABILITY
         out.append(inputs)
     return out
@@ -150,6 +152,13 @@ def sequence_check(
             for i, o in zip(state_in, state_out, strict=True)
         }
 
+    # With a sampling path the margins are the action's, then the sampled action's.
+    decided = (ACTION, SAMPLED_ACTION) if traced.sampling is not None else (ACTION,)
+    split = {
+        name: [None if m is None else np.split(m, len(decided), axis=1)[i] for m in margins]
+        for i, name in enumerate(decided)
+    }
+
     def compare(actual: list[dict], atol: float, rtol: float) -> list[OutputCheck]:
         return [
             compare_output(
@@ -158,8 +167,9 @@ def sequence_check(
                 spec.dtype,
                 [e[spec.name] for e in expected],
                 [a.get(spec.name) for a in actual],
-                margins if spec.name == ACTION else [None] * steps,
-                masks if spec.name == ACTION else [None] * steps,
+                split.get(spec.name, [None] * steps),
+                masks if spec.name in split else [None] * steps,
+                nan_where_expected=spec.name == LOG_PROB,
                 atol=atol,
                 rtol=rtol,
             )

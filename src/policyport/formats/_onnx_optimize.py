@@ -107,26 +107,38 @@ def _gemm_without_transposes(graph: _Graph, node: onnx.NodeProto) -> bool:
 
 
 def _split_without_transposes(graph: _Graph, node: onnx.NodeProto) -> bool:
-    """`Transpose(Split(Transpose(x), axis=0))` per piece -> `Split(x, axis=1)`: exact.
+    """`Transpose(Split(Transpose(x), axis=a))` per output -> `Split(x, axis=1-a)`, for 2D.
 
-    A GRU's vmapped `weight_hh @ h` arrives as `[3h, batch]`, split into its gates along
-    axis 0, each gate transposed back to `[batch, h]`."""
-    if node.op_type != "Split" or _attrs(node).get("axis", 0) != 0:
+    A vmapped `W @ h` split into gates (equinox's GRU and LSTM cells: `jnp.split` of the
+    gate pre-activations) comes out of JAX's batching as `[gates, batch]`, transposed
+    around the split; the same split on the other axis moves the same numbers, exactly."""
+    if node.op_type != "Split":
         return False
     source = graph.producer.get(node.input[0])
-    if not _is_transpose_2d(source) or graph.only_consumer(source.output[0]) is not node:
+    after = [graph.only_consumer(name) for name in node.output]
+    if not (_is_transpose_2d(source) and all(_is_transpose_2d(t) for t in after)):
         return False
-    afters = [graph.only_consumer(name) for name in node.output]
-    if not all(_is_transpose_2d(after) for after in afters):
+    attrs = _attrs(node)
+    attrs["axis"] = 1 - attrs.get("axis", 0) % 2
+    inputs = [source.input[0], *node.input[1:]]
+    split = helper.make_node("Split", inputs, [t.output[0] for t in after], **attrs)
+    _replace(graph, [node, *after], split)
+    return True
+
+
+def _elementwise_without_transposes(graph: _Graph, node: onnx.NodeProto) -> bool:
+    """`Transpose(Add(Transpose(a), Transpose(b)))` -> `Add(a, b)` (and Sub, Mul), for 2D.
+
+    Equinox's LSTM cell adds its two gate matmuls before the split: batched by JAX, each
+    is `[gates, batch]`; the same elementwise op on the untransposed operands is exact."""
+    if node.op_type not in ("Add", "Sub", "Mul") or len(node.input) != 2:
         return False
-    split = helper.make_node(
-        "Split",
-        [source.input[0], *node.input[1:]],
-        [after.output[0] for after in afters],
-        axis=1,
-        name=node.name,
-    )
-    _replace(graph, [source, node, *afters], split)
+    sources = [graph.producer.get(name) for name in node.input]
+    after = graph.only_consumer(node.output[0])
+    if not (all(_is_transpose_2d(s) for s in sources) and _is_transpose_2d(after)):
+        return False
+    inputs = [s.input[0] for s in sources]
+    _replace(graph, [node, after], helper.make_node(node.op_type, inputs, [after.output[0]]))
     return True
 
 
@@ -707,6 +719,7 @@ def _no_identity(graph: _Graph, node: onnx.NodeProto) -> bool:
 RULES = (
     _gemm_without_transposes,
     _split_without_transposes,
+    _elementwise_without_transposes,
     _bias_into_gemm,
     _unused_gemm_columns,
     _relu_from_max,

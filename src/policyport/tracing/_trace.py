@@ -327,11 +327,6 @@ def trace(
     observation_space, action_space = _spaces(policy)
     check_reset_seed(reset_seed)
     state = initial_state(policy, reset_seed)
-    if state is not None and sample:
-        raise UnsupportedError(
-            f"{type(policy).__name__} is recurrent; --sample with a recurrent policy is not "
-            "supported yet: export its deterministic entry (without --sample)."
-        )
     state_specs = () if state is None else (*state.inputs, state.reset)
     heads = _heads(policy)
     prepare, transform = (lambda o: o), (lambda a: a)
@@ -430,10 +425,11 @@ def trace(
         observation_space,
         action_space,
         observations,
-        inputs[-1] if inputs[-1].name == MASK else None,
+        next((s for s in inputs if s.name == MASK), None),
         prepare,
         finish,
         lambda m: _mask_argument(action_space, m),
+        state,
     )
     full = _with_sampling(closed, sampling, inputs)
     # Both entries name the same weights, the sampling path's (say a log-std) included.
