@@ -79,6 +79,7 @@ SLOW_FILES = frozenset(
         "test_lerax_equality.py",
         "test_onnx_rules.py",  # every kind lowered, and the jax2onnx fallback
         "test_properties.py",
+        "test_recurrent_formats.py",
     }
 )
 # Slow tests (every parameter of each; `*` as in fnmatch) in files that are otherwise fast.

@@ -13,6 +13,9 @@
   action space, `.onnx` and `.ort`; `batch_run --sample SEED` (noise drawn in C++ with
   std::mt19937_64) is distributed as the policy says; `cartpole --noise` replays a sampled JAX
   rollout; sampling on a default entry is refused, naming the sample entry.
+- Recurrent policies (contract 4): `sequence_run` steps a masked GRU and a two-leaf LSTM
+  with a `policyport::State` per agent over 32 steps with resets, like onnxruntime in Python;
+  the stateless calls refuse a recurrent artifact.
 
 Skipped only where g++ or cmake is missing (the reason is printed by `-ra`).
 """
@@ -34,6 +37,7 @@ import policyport
 from conftest import ACTION_SPACES, MASKABLE, make_policy
 from consumer_artifacts import CASES, assert_matches, contract1, exported
 from consumer_artifacts import make_policy as make_case_policy
+from consumer_recurrent import RECURRENT_CASES, assert_sequence_matches, recurrent_sequence
 from policyport.checks import ATOL, NEAR_TIE, RTOL, reference_outputs, sample_inputs
 from policyport.tracing import trace
 
@@ -288,7 +292,7 @@ def edited_metadata(source: Path, target: Path, key: str, value: str | None) -> 
         (
             "99",
             "uses policyport artifact contract version 99 (written by policyport {version}), "
-            "but this policyport.hpp/.cpp understands versions 1 to 3",
+            "but this policyport.hpp/.cpp understands versions 1 to 4",
         ),
         ("0", "contract version 0"),
         ("1.0", "contract version 1.0"),
@@ -826,3 +830,36 @@ def test_cartpole_sampling_needs_the_sample_entry(build, cartpole_entries, cartp
         run(build / "cartpole", "--noise", tmp_path / "short.f32", model, 0, 0, 0, 0),
         "holds 3 rows; the episode reached step 4",
     )
+
+
+# ---- Recurrent policies (contract 4) -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", RECURRENT_CASES)
+def test_sequence_run_carries_the_state_like_onnxruntime(build, tmp_path_factory, case):
+    """Policy::step with a State per agent (5 agents, 32 steps, random resets): the outputs
+    of every step, next states included, are onnxruntime-in-Python's driven the same way."""
+    sequence = recurrent_sequence(case, tmp_path_factory.getbasetemp())
+    folder = tmp_path_factory.mktemp(f"sequence_{case}")
+    sequence.observations.astype("<f4").tofile(folder / "obs.f32")
+    sequence.resets.astype(np.uint8).tofile(folder / "resets.u8")
+    files = [folder / "obs.f32", folder / "resets.u8"]
+    if sequence.masks is not None:
+        sequence.masks.astype(np.uint8).tofile(folder / "masks.u8")
+        files.append(folder / "masks.u8")
+    steps = len(sequence.resets)
+    done = run(build / "sequence_run", sequence.path, steps, *files)
+    assert done.returncode == 0, done.stderr
+    got = {
+        name: np.asarray(values).reshape(sequence.expected[name].shape)
+        for name, values in json.loads(done.stdout).items()
+    }
+    assert_sequence_matches(sequence, got)
+
+
+def test_stateless_calls_refuse_a_recurrent_policy(build, tmp_path_factory, tmp_path):
+    sequence = recurrent_sequence("gru", tmp_path_factory.getbasetemp())
+    sequence.observations[0].astype("<f4").tofile(tmp_path / "obs.f32")
+    sequence.masks[0].astype(np.uint8).tofile(tmp_path / "mask.u8")
+    done = run(build / "batch_run", sequence.path, tmp_path / "obs.f32", tmp_path / "mask.u8")
+    assert_refused(done, "is a recurrent policy (contract 4): each call takes its state")

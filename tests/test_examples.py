@@ -195,3 +195,50 @@ def test_serve_savedmodel_without_jax_matches_jax(artifacts, tmp_path):
     want = reference_outputs(policy, {"observation": observations})
     np.testing.assert_allclose(np.array(out["action"]), want["action"], rtol=RTOL, atol=ATOL)
     np.testing.assert_allclose(np.array(out["value"]), want["value"], rtol=RTOL, atol=ATOL)
+
+
+# ---------------------------------------------------------------- the recurrent example
+
+RECURRENT = EXAMPLES / "recurrent"
+# The example's modules import each other by these names, as other examples' do (flax's
+# `export`, ...): loaded with the names cleared, and the names given back afterwards.
+_RECURRENT_MODULES = ("policies", "run_artifact", "train", "export")
+
+
+@pytest.fixture(scope="module")
+def recurrent_export():
+    saved = {name: sys.modules.pop(name) for name in _RECURRENT_MODULES if name in sys.modules}
+    sys.path.insert(0, str(RECURRENT))
+    try:
+        module = importlib.import_module("export")
+    finally:
+        sys.path.remove(str(RECURRENT))
+        for name in _RECURRENT_MODULES:
+            sys.modules.pop(name, None)
+        sys.modules.update(saved)
+    return module
+
+
+def test_recurrent_artifact_plays_memory_chain_like_jax_without_jax(recurrent_export, tmp_path):
+    """The GRU policy's ONNX artifact, driven from NumPy with its state carried and `reset`
+    set on each agent's episode starts (at different steps per row), plays the same episodes
+    as the JAX policy with the same actions, and solves them (the committed weights do)."""
+    model = tmp_path / "policy.onnx"
+    [result] = recurrent_export.export("onnx", model)
+    assert result.report.passed, result.report.to_table()
+    agents, episodes, seed = 12, 3, 7  # 12 rows: every step offset of an 11-step episode
+    out = json.loads(
+        _run_without_jax(
+            str(RECURRENT / "run_artifact.py"),
+            str(model),
+            *("--agents", str(agents), "--episodes", str(episodes), "--seed", str(seed)),
+        )
+    )
+    returns, actions = recurrent_export.jax_play(
+        recurrent_export.load_recurrent(recurrent_export.POLICY_PATH, 2),
+        jnp.asarray(out["context"]).reshape(-1, 2),
+        jnp.asarray(out["query"]).reshape(-1),
+    )
+    assert out["actions"] == np.asarray(actions).reshape(agents, episodes, -1).tolist()
+    assert out["returns"] == np.asarray(returns).reshape(agents, episodes).tolist()
+    assert out["mean_return"] == 1.0  # training.json: 1,000 of 1,000 episodes solved

@@ -19,6 +19,7 @@ import pytest
 import policyport
 from conftest import make_policy
 from consumer_artifacts import CASES, Case, assert_matches, contract1, exported
+from consumer_recurrent import RECURRENT_CASES, assert_sequence_matches, recurrent_sequence
 from policyport.checks import ATOL, RTOL, reference_outputs, sample_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -156,13 +157,13 @@ def with_contract_version(source: Path, target: Path, version: str) -> Path:
     return target
 
 
-@pytest.mark.parametrize("version", ["4", "0", "2.0"])
+@pytest.mark.parametrize("version", ["5", "0", "2.0"])
 def test_refuses_an_unknown_contract_version(cartpole_model, tmp_path, version):
     future = with_contract_version(cartpole_model, tmp_path / "future.onnx", version)
     process = run_node("info", str(future), check=False)
     assert process.returncode == 2
     assert f"unsupported artifact contract version {version} " in process.stderr
-    assert "this consumer knows versions 1, 2, 3:" in process.stderr
+    assert "this consumer knows versions 1, 2, 3, 4:" in process.stderr
     assert process.stdout == ""
 
 
@@ -318,3 +319,31 @@ def test_refuses_metadata_that_disagrees_with_the_graph(cartpole_model, tmp_path
     assert process.returncode == 2
     assert 'outputs ["action","value"] are not the ones its metadata lists' in process.stderr
     assert process.stdout == ""
+
+
+@pytest.mark.parametrize("case", RECURRENT_CASES)
+def test_sequence_carries_the_state_like_onnxruntime(node_example, tmp_path_factory, case):
+    """A recurrent artifact over 32 steps of 5 rows with random resets: Node feeds each call's
+    `next_state` back and sets `reset` per row, and gives onnxruntime-in-Python's outputs."""
+    sequence = recurrent_sequence(case, tmp_path_factory.getbasetemp())
+    folder = tmp_path_factory.mktemp(f"sequence_{case}")
+    sequence.observations.astype("<f4").tofile(folder / "obs.f32")
+    sequence.resets.astype(np.uint8).tofile(folder / "resets.u8")
+    args = ["--observations", str(folder / "obs.f32"), "--resets", str(folder / "resets.u8")]
+    if sequence.masks is not None:
+        sequence.masks.astype(np.uint8).tofile(folder / "masks.u8")
+        args += ["--masks", str(folder / "masks.u8")]
+    out = folder / "out.json"
+    steps = str(len(sequence.resets))
+    done = json_line(
+        run_node("sequence", str(sequence.path), "--steps", steps, *args, "--out", str(out))
+    )
+    assert done["contract_version"] == 4
+    assert [leaf["input"] for leaf in done["state"]] == [s["input"] for s in sequence.state_leaves]
+    assert_sequence_matches(sequence, json.loads(out.read_text()))
+
+
+def test_sequence_refuses_a_stateless_policy(cartpole_model, tmp_path):
+    process = run_node("sequence", str(cartpole_model), "--steps", "1", check=False)
+    assert process.returncode == 2
+    assert "sequence drives a recurrent policy (contract 4" in process.stderr

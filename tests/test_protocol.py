@@ -177,10 +177,10 @@ class _Recurrent(eqx.Module):
         return state, jnp.argmax(observation[:3])
 
 
-def test_a_stateful_policy_is_refused():
-    policy = _Recurrent(OBSERVATION, Discrete(3))
-    with pytest.raises(UnsupportedError, match=r"reset returns a state .*stateless policies"):
-        policyport.trace(policy)
+def test_a_stateful_policy_takes_its_state_and_reset_as_inputs():
+    traced = policyport.trace(_Recurrent(OBSERVATION, Discrete(3)))
+    assert traced.input_names == ("observation", "state", "reset")
+    assert traced.output_names == ("action", "next_state")
 
 
 def test_an_object_without_spaces_is_refused():

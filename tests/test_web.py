@@ -24,6 +24,7 @@ import pytest
 
 import policyport
 from consumer_artifacts import CASES, Case, assert_matches, contract1, exported
+from consumer_recurrent import RECURRENT_CASES, assert_sequence_matches, recurrent_sequence
 from sampling_cases import SPACES, assert_samples_match, check_sampled_steps, sample_case
 from test_node import (
     CARTPOLE_FAILING_INIT,
@@ -307,3 +308,39 @@ def test_check_page_samples_like_jax(server, models, tmp_path, space):
         "page",
         assert_samples_match(case, outputs["sampled_action"]["data"], outputs["log_prob"]["data"]),
     )
+
+
+# ---- Recurrent policies (contract 4) -----------------------------------------------------------
+
+
+def test_check_page_carries_the_state_like_onnxruntime(server, models, tmp_path):
+    """check.html on a masked GRU (one state leaf) and an LSTM (two leaves, a non-zero initial
+    state), 32 steps of 5 rows with random resets, one browser for both: each call's
+    next_state fed back, reset per row, onnxruntime-in-Python's outputs."""
+    sequences = [recurrent_sequence(case, models.parent) for case in RECURRENT_CASES]
+    urls = []
+    for sequence in sequences:
+        shutil.copyfile(sequence.path, models / f"recurrent-{sequence.name}.onnx")
+        inputs = {"observation": sequence.observations}
+        if sequence.masks is not None:
+            inputs["action_mask"] = sequence.masks
+        case = {
+            "model": f"{MODELS_URL}recurrent-{sequence.name}.onnx",
+            "inputs": {
+                name: {"shape": list(v.shape), "data": v.astype(float).ravel().tolist()}
+                for name, v in inputs.items()
+            },
+            "resets": {
+                "shape": list(sequence.resets.shape),
+                "data": sequence.resets.astype(int).ravel().tolist(),
+            },
+        }
+        (models / f"recurrent-{sequence.name}.json").write_text(json.dumps(case))
+        urls.append(f"case={MODELS_URL}recurrent-{sequence.name}.json")
+    result = drive(f"{server}/check.html?" + "&".join(urls), tmp_path / "rnn.png", "checkResult")
+    assert "error" not in result["check"], result
+    for sequence, got in zip(sequences, result["check"]["cases"], strict=True):
+        outputs = {
+            name: np.asarray(o["data"]).reshape(o["shape"]) for name, o in got["outputs"].items()
+        }
+        assert_sequence_matches(sequence, outputs)

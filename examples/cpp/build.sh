@@ -28,4 +28,4 @@ root=${ONNXRUNTIME_ROOT:-$(bash "$here/prepare_onnxruntime.sh")}
 cmake -S "$here" -B "$build" --log-level=WARNING \
     -DONNXRUNTIME_ROOT="$root" -DPOLICYPORT_WERROR=ON "${options[@]}" >/dev/null
 cmake --build "$build" --parallel "$(nproc 2>/dev/null || echo 2)" >&2
-echo "build.sh: built batch_run, cartpole, bench_latency, policy_info in $build (ONNX Runtime: $root)" >&2
+echo "build.sh: built batch_run, cartpole, bench_latency, policy_info, sequence_run in $build (ONNX Runtime: $root)" >&2

@@ -355,7 +355,12 @@ const uint8_t* as_bool_bytes(const uint8_t* masks, std::size_t count,
 void Policy::run_session(const float* const* observations, const uint8_t* masks,
                          const float* noise, std::size_t batch, int64_t* discrete_actions,
                          float* continuous_actions, float* const* heads, int64_t* sampled_discrete,
-                         float* sampled_continuous, float* log_probs) const {
+                         float* sampled_continuous, float* log_probs, const float* const* states,
+                         const uint8_t* resets, float* const* next_states) const {
+  // Every stateless call ends here: a recurrent artifact needs step()'s state and reset.
+  if (states == nullptr || resets == nullptr || next_states == nullptr) {
+    refuse_recurrent("act(), run() and the sampling calls");
+  }
   try {
     const auto& memory = impl_->memory;
     const int64_t rows = static_cast<int64_t>(batch);
@@ -385,6 +390,18 @@ void Policy::run_session(const float* const* observations, const uint8_t* masks,
                                                 mask.shape.size() + 1,
                                                 ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL);
     }
+    if (info_.is_recurrent()) {
+      for (std::size_t s = 0; s < info_.state_inputs.size(); ++s) {
+        const TensorInfo& leaf = info_.state_inputs[s];
+        inputs[n_in++] = Ort::Value::CreateTensor<float>(
+            memory, const_cast<float*>(states[s]), batch * leaf.size, shape_of(leaf),
+            leaf.shape.size() + 1);
+      }
+      const TensorInfo& reset = info_.inputs[n_in];
+      inputs[n_in++] = Ort::Value::CreateTensor(memory, const_cast<uint8_t*>(resets), batch,
+                                                shape_of(reset), 1,
+                                                ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL);
+    }
     if (info_.is_sample_entry()) {
       const TensorInfo& input = info_.inputs.back();
       inputs[n_in++] = Ort::Value::CreateTensor<float>(memory, const_cast<float*>(noise),
@@ -407,6 +424,11 @@ void Policy::run_session(const float* const* observations, const uint8_t* masks,
       outputs[n_out++] = Ort::Value::CreateTensor<float>(memory, heads[h], batch * head.size,
                                                          shape_of(head), head.shape.size() + 1);
     }
+    for (std::size_t s = 0; next_states != nullptr && s < info_.state_outputs.size(); ++s) {
+      const TensorInfo& leaf = info_.state_outputs[s];
+      outputs[n_out++] = Ort::Value::CreateTensor<float>(memory, next_states[s], batch * leaf.size,
+                                                         shape_of(leaf), leaf.shape.size() + 1);
+    }
     // The outputs are action, the heads, then sampled_action and log_prob: fetching the first
     // n_out leaves the sampled ones out when they are not asked for.
     if (log_probs != nullptr) {
@@ -424,9 +446,120 @@ void Policy::run_session(const float* const* observations, const uint8_t* masks,
   }
 }
 
+namespace {
+std::vector<const float*> split_inputs(const ModelInfo& info, const float* rows,
+                                       std::size_t batch, std::vector<float>* storage);
+}  // namespace
+
+void Policy::refuse_recurrent(const char* call) const {
+  if (!info_.is_recurrent()) return;
+  throw InputError(std::string(call) + ": '" + info_.path + "' is a recurrent policy (contract " +
+                   std::to_string(info_.contract_version) +
+                   "): each call takes its state and a reset flag. Call step() with a State "
+                   "per agent (initial_state() at first).");
+}
+
+State Policy::initial_state() const {
+  if (!info_.is_recurrent()) {
+    throw InputError("initial_state(): '" + info_.path +
+                     "' is a stateless policy (no state inputs): call act() or run().");
+  }
+  State state;
+  for (const TensorInfo& leaf : info_.state_inputs) state.leaves.emplace_back(leaf.size, 0.0f);
+  return state;
+}
+
+BatchResult Policy::step(const std::vector<float>& observations, const std::vector<uint8_t>& masks,
+                         std::vector<State>& states) const {
+  if (!info_.is_recurrent()) {
+    throw InputError("step(): '" + info_.path +
+                     "' is a stateless policy (no state inputs): call act() or run().");
+  }
+  if (info_.is_sample_entry()) {
+    throw EntryError("step(): '" + info_.path + "' is a recurrent sample entry; this wrapper "
+                     "steps the default entry only.");
+  }
+  BatchResult result;
+  result.batch = check_batch(observations.size(), masks.empty() ? nullptr : masks.data(),
+                             masks.size());
+  if (states.size() != result.batch) {
+    throw InputError("step(): " + std::to_string(result.batch) + " observation(s) need as many "
+                     "states, got " + std::to_string(states.size()) + ".");
+  }
+  const std::size_t n_leaves = info_.state_inputs.size();
+  std::vector<std::vector<float>> in(n_leaves), out(n_leaves);
+  std::vector<const float*> in_ptrs(n_leaves);
+  std::vector<float*> out_ptrs(n_leaves);
+  for (std::size_t s = 0; s < n_leaves; ++s) {
+    const std::size_t size = info_.state_inputs[s].size;
+    in[s].resize(result.batch * size);
+    out[s].resize(result.batch * size);
+    for (std::size_t r = 0; r < result.batch; ++r) {
+      if (states[r].leaves.size() != n_leaves || states[r].leaves[s].size() != size) {
+        throw InputError("step(): state " + std::to_string(r) + " is not this policy's (" +
+                         std::to_string(n_leaves) + " leaves, '" + info_.state_inputs[s].name +
+                         "' of " + std::to_string(size) + " floats): start from initial_state().");
+      }
+      std::copy(states[r].leaves[s].begin(), states[r].leaves[s].end(), in[s].begin() + r * size);
+    }
+    in_ptrs[s] = in[s].data();
+    out_ptrs[s] = out[s].data();
+  }
+  std::vector<uint8_t> resets(result.batch);
+  for (std::size_t r = 0; r < result.batch; ++r) resets[r] = states[r].reset ? 1 : 0;
+  std::vector<uint8_t> mask_storage;
+  const uint8_t* bools = as_bool_bytes(masks.empty() ? nullptr : masks.data(), masks.size(),
+                                       &mask_storage);
+  std::vector<float> input_storage;
+  const std::vector<const float*> inputs =
+      split_inputs(info_, observations.data(), result.batch, &input_storage);
+  if (info_.integer_actions) {
+    result.discrete_actions.resize(result.batch * info_.action_size);
+  } else {
+    result.continuous_actions.resize(result.batch * info_.action_size);
+  }
+  std::vector<float*> head_ptrs;
+  for (const TensorInfo& head : info_.heads) {
+    std::vector<float>& values = result.heads[head.name];
+    values.resize(result.batch * head.size);
+    head_ptrs.push_back(values.data());
+  }
+  run_session(inputs.data(), bools, nullptr, result.batch, result.discrete_actions.data(),
+              result.continuous_actions.data(), head_ptrs.data(), nullptr, nullptr, nullptr,
+              in_ptrs.data(), resets.data(), out_ptrs.data());
+  for (std::size_t r = 0; r < result.batch; ++r) {
+    for (std::size_t s = 0; s < n_leaves; ++s) {
+      const std::size_t size = info_.state_inputs[s].size;
+      std::copy_n(out[s].begin() + r * size, size, states[r].leaves[s].begin());
+    }
+    states[r].reset = false;
+  }
+  return result;
+}
+
+Action Policy::step(const std::vector<float>& observation, const std::vector<uint8_t>& mask,
+                    State& state) const {
+  std::vector<State> one(1);
+  one[0] = std::move(state);
+  BatchResult batch;
+  try {
+    batch = step(observation, mask, one);
+  } catch (...) {
+    state = std::move(one[0]);
+    throw;
+  }
+  state = std::move(one[0]);
+  Action action;
+  action.discrete = std::move(batch.discrete_actions);
+  action.continuous = std::move(batch.continuous_actions);
+  action.heads = std::move(batch.heads);
+  return action;
+}
+
 void Policy::run_into(const float* const* observations, const uint8_t* masks, std::size_t batch,
                       int64_t* discrete_actions, float* continuous_actions,
                       float* const* heads) const {
+  refuse_recurrent("run_into()");
   if (info_.is_sample_entry()) {
     const auto it = info_.entries.find("default");
     throw EntryError(
@@ -448,6 +581,7 @@ void Policy::run_sample_into(const float* const* observations, const uint8_t* ma
                              int64_t* sampled_discrete, float* sampled_continuous,
                              float* log_probs) const {
   require_sample_entry("run_sample_into()", false);
+  refuse_recurrent("run_sample_into()");
   run_session(observations, masks, noise, batch, discrete_actions, continuous_actions, heads,
               sampled_discrete, sampled_continuous, log_probs);
 }

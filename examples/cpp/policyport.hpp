@@ -48,9 +48,14 @@ namespace policyport {
 //   2 (2026-12-02): one input per observation leaf; outputs action + the policy's heads.
 //   3 (2026-12-02): the sample entry: input `noise`, outputs `sampled_action`, `log_prob`;
 //                   metadata `noise`, `entry`, `entries`. (Default entries stay 2.)
+//   4 (2026-12-05): recurrent policies: after the mask, the state leaves (`state`, or
+//                   `state.<path>` per leaf, float32 [batch, *leaf_shape]) and `reset` bool
+//                   [batch]; after the heads, `next_state` / `next_state.<path>`. step() runs
+//                   them (a State per agent); the other calls refuse a recurrent artifact.
 constexpr int kMinContractVersion = 1;
-constexpr int kMaxContractVersion = 3;
+constexpr int kMaxContractVersion = 4;
 constexpr int kSamplingContractVersion = 3;
+constexpr int kRecurrentContractVersion = 4;
 
 // The names the contract fixes; every other name is read from the artifact.
 constexpr const char* kMaskInput = "action_mask";
@@ -60,6 +65,9 @@ constexpr const char* kQValuesHead = "q_values";
 constexpr const char* kNoiseInput = "noise";
 constexpr const char* kSampledActionOutput = "sampled_action";
 constexpr const char* kLogProbOutput = "log_prob";
+constexpr const char* kStateInput = "state";           // and "state.<path>" per leaf
+constexpr const char* kNextStateOutput = "next_state";  // and "next_state.<path>"
+constexpr const char* kResetInput = "reset";
 // The noise distributions the contract names (metadata `policyport.noise`, "distribution").
 constexpr const char* kStandardNormal = "standard_normal";  // Box: mean + exp(log_std) * noise
 constexpr const char* kGumbel = "gumbel";  // Discrete, MultiDiscrete: argmax(log_softmax + noise)
@@ -157,6 +165,10 @@ struct ModelInfo {
   // The sample entry's noise: noise_size floats per row, in blocks (0 and {} otherwise).
   std::size_t noise_size = 0;
   std::vector<NoiseBlock> noise_blocks;
+  // A recurrent policy's (contract 4) state leaves: the inputs and, in the same order, the
+  // next_state outputs (empty for a stateless policy).
+  std::vector<TensorInfo> state_inputs;
+  std::vector<TensorInfo> state_outputs;
   // The metadata: every key of an .onnx file; of an .ort file, the keys this wrapper reads
   // (ONNX Runtime copies the whole table on each lookup). Values as stored.
   std::map<std::string, std::string> metadata;
@@ -164,6 +176,8 @@ struct ModelInfo {
   bool has_mask() const { return mask_size > 0; }
   // True for a sample entry (contract 3: a `noise` input): sample() and run_sample() work.
   bool is_sample_entry() const { return noise_size > 0; }
+  // True for a recurrent policy (contract 4: state inputs, `reset`): step() runs it.
+  bool is_recurrent() const { return !state_inputs.empty(); }
   // The head called `name` ("value", "q_values", ...), or nullptr when there is none.
   const TensorInfo* head(const std::string& name) const;
   bool has_head(const std::string& name) const { return head(name) != nullptr; }
@@ -188,6 +202,15 @@ struct Action {
 };
 
 // A batch's results, row-major: row i's action is elements [i*action_size, (i+1)*action_size).
+// One agent's state for a recurrent policy (contract 4): one vector per state leaf
+// (info().state_inputs order, leaf.size floats each). `reset` true makes the next step start
+// from the policy's initial state (the graph holds it; the leaves' values are then ignored):
+// a new State has it set; step() clears it; set it again when the agent's episode ends.
+struct State {
+  std::vector<std::vector<float>> leaves;
+  bool reset = true;
+};
+
 struct BatchResult {
   std::size_t batch = 0;
   std::vector<int64_t> discrete_actions;  // integer_actions models
@@ -321,6 +344,20 @@ class Policy {
   BatchResult run(const std::vector<float>& observations,
                   const std::vector<uint8_t>& masks = std::vector<uint8_t>()) const;
 
+  // ---- Recurrent policies (info().is_recurrent(), contract 4).
+  //
+  // A State for one agent: zeros of each leaf, `reset` set (the first step starts from the
+  // policy's initial state). Throws InputError for a stateless policy.
+  State initial_state() const;
+  // One step of `states.size()` agents in one call: `observations` and `masks` as run()'s, one
+  // row per agent, `states[i]` agent i's (initial_state() at first). Each state is replaced by
+  // its next state and its `reset` cleared. Throws InputError when a size is wrong.
+  BatchResult step(const std::vector<float>& observations, const std::vector<uint8_t>& masks,
+                   std::vector<State>& states) const;
+  // One agent: as step() with one row; returns its action and heads.
+  Action step(const std::vector<float>& observation, const std::vector<uint8_t>& mask,
+              State& state) const;
+
   // The lowest-overhead call: no allocation besides ONNX Runtime's own. The caller owns every
   // buffer: `observations` has one pointer per observation input (info().observation_inputs
   // order), each to [batch * input.size] floats; masks [batch * mask_size] holding only 0/1
@@ -409,10 +446,13 @@ class Policy {
                           std::size_t mask_count) const;
   // One Session::Run: noise and the sampled outputs only for a sample entry (`noise` nullptr
   // fetches only `action` and the heads, feeding zeros).
+  // `states`, `resets` and `next_states` for a recurrent policy only (one buffer per leaf).
   void run_session(const float* const* observations, const uint8_t* masks, const float* noise,
                    std::size_t batch, int64_t* discrete_actions, float* continuous_actions,
                    float* const* heads, int64_t* sampled_discrete, float* sampled_continuous,
-                   float* log_probs) const;
+                   float* log_probs, const float* const* states = nullptr,
+                   const uint8_t* resets = nullptr, float* const* next_states = nullptr) const;
+  void refuse_recurrent(const char* call) const;
 };
 
 template <class URBG>

@@ -510,6 +510,11 @@ bool is_observation_name(const std::string& name) {
   return name == "observation" || name.rfind("observation.", 0) == 0;
 }
 
+// `name` is `base` or `base.<path>` (a leaf of a pytree input or output).
+bool is_leaf_of(const std::string& name, const std::string& base) {
+  return name == base || name.rfind(base + ".", 0) == 0;
+}
+
 // The inputs' roles: observation leaves (float32), then bool action_mask [batch, n], then
 // float32 noise [batch, n] (a sample entry). Fills the ModelInfo fields they determine.
 void assign_inputs(ModelInfo* info) {
@@ -519,12 +524,30 @@ void assign_inputs(ModelInfo* info) {
     const TensorInfo& input = inputs[i];
     const std::string what = quote(input.name) + " (" + input.dtype + " " + shape_text(input.shape) + ")";
     if (input.name == kMaskInput) {
-      if (input.dtype != "bool" || input.shape.size() != 1 ||
-          i + 1 + (has_noise ? 1 : 0) != inputs.size()) {
+      bool then_state = true;  // only the state leaves, reset and noise may follow the mask
+      for (std::size_t j = i + 1; j < inputs.size(); ++j) {
+        const std::string& name = inputs[j].name;
+        then_state = then_state && (is_leaf_of(name, kStateInput) || name == kResetInput ||
+                                    name == kNoiseInput);
+      }
+      if (input.dtype != "bool" || input.shape.size() != 1 || !then_state) {
         refuse(info->path, "input " + what + " is not the contract's bool [batch, mask_size], "
-                           "the last input (or the last before noise)");
+                           "the last input (or the last before the state, reset and noise)");
       }
       info->mask_size = input.size;
+    } else if (is_leaf_of(input.name, kStateInput)) {
+      const std::string next = i + 1 < inputs.size() ? inputs[i + 1].name : "";
+      if (input.dtype != "float32" || !(is_leaf_of(next, kStateInput) || next == kResetInput)) {
+        refuse(info->path, "input " + what + " is not a contract state leaf: float32, after the "
+                           "observation and the mask, before 'reset'");
+      }
+      info->state_inputs.push_back(input);
+    } else if (input.name == kResetInput) {
+      if (input.dtype != "bool" || !input.shape.empty() || info->state_inputs.empty() ||
+          i + 1 + (has_noise ? 1 : 0) != inputs.size()) {
+        refuse(info->path, "input " + what + " is not the contract's bool [batch] 'reset', after "
+                           "the state leaves (the last input, or the last before noise)");
+      }
     } else if (input.name == kNoiseInput) {
       if (input.dtype != "float32" || input.shape.size() != 1 || i + 1 != inputs.size()) {
         refuse(info->path, "input " + what + " is not the contract's float32 [batch, noise_size], "
@@ -566,7 +589,13 @@ bool assign_outputs(ModelInfo* info) {
   bool sampled = false, log_prob = false;
   for (std::size_t i = 1; i < outputs.size(); ++i) {
     const TensorInfo& output = outputs[i];
-    if (output.name == kSampledActionOutput) {
+    if (is_leaf_of(output.name, kNextStateOutput)) {
+      if (output.dtype != "float32" || sampled) {
+        refuse(info->path, "output " + quote(output.name) + " (" + output.dtype +
+                               ") is not a contract next_state leaf: float32, after the heads");
+      }
+      info->state_outputs.push_back(output);
+    } else if (output.name == kSampledActionOutput) {
       if (i + 2 != outputs.size() || output.dtype != action.dtype || output.shape != action.shape) {
         refuse(info->path, "sampled_action is " + output.dtype + " " + shape_text(output.shape) +
                                " at output " + std::to_string(i) +
@@ -581,7 +610,7 @@ bool assign_outputs(ModelInfo* info) {
                                "sampled_action");
       }
       log_prob = true;
-    } else if (output.dtype != "float32" || sampled) {
+    } else if (output.dtype != "float32" || sampled || !info->state_outputs.empty()) {
       refuse(info->path, "output " + quote(output.name) + " (" + output.dtype +
                              ") is not a head; the contract's heads are float32, after action");
     } else if ((output.name == kValueHead && !output.shape.empty()) ||
@@ -832,7 +861,28 @@ ModelInfo describe_artifact(const Metadata& metadata, const std::string& path) {
   // The sampling path: all of it (contract 3: noise in, sampled_action and log_prob out, the
   // noise blocks in the metadata) or none of it (contracts 1 and 2).
   const bool has_noise = info.noise_size > 0;
-  const bool sampling = info.contract_version >= kSamplingContractVersion;
+  // A recurrent policy (contract 4): one next_state output per state input, in order, of its
+  // shape; a recurrent sample entry declares 4 too.
+  const bool recurrent = info.contract_version == kRecurrentContractVersion;
+  if (recurrent != info.is_recurrent() ||
+      info.state_inputs.size() != info.state_outputs.size()) {
+    refuse(path, "it declares contract version " + std::to_string(info.contract_version) +
+                     " with " + std::to_string(info.state_inputs.size()) + " state inputs and " +
+                     std::to_string(info.state_outputs.size()) + " next_state outputs; contract " +
+                     std::to_string(kRecurrentContractVersion) +
+                     " (recurrent) has one of each per state leaf, earlier versions none");
+  }
+  for (std::size_t i = 0; i < info.state_inputs.size(); ++i) {
+    const TensorInfo& in = info.state_inputs[i];
+    const TensorInfo& out = info.state_outputs[i];
+    if (out.name != kNextStateOutput + in.name.substr(std::string(kStateInput).size()) ||
+        out.shape != in.shape) {
+      refuse(path, "state leaf " + std::to_string(i) + ": input " + quote(in.name) +
+                       " and output " + quote(out.name) + " are not a pair of one shape");
+    }
+  }
+  const bool sampling = info.contract_version == kSamplingContractVersion ||
+                        (recurrent && has_noise);
   if (sampling != has_noise || has_noise != has_sampled) {
     refuse(path, "it declares contract version " + std::to_string(info.contract_version) +
                      " and has " + (has_noise ? "a" : "no") + " 'noise' input, " +

@@ -5,6 +5,7 @@
 //   node run_policy.mjs cartpole MODEL.onnx [--init x,x_dot,theta,theta_dot] [--max-steps 500] [--sample SEED]
 //   node run_policy.mjs batch MODEL.onnx --observations OBS.f32 [--masks MASKS.u8] [--sample SEED] --out OUT.json
 //   node run_policy.mjs batch MODEL.onnx --input NAME=FILE [--input NAME=FILE ...] [--sample SEED] --out OUT.json
+//   node run_policy.mjs sequence MODEL.onnx --steps T --observations OBS.f32 --resets RESETS.u8 [--masks MASKS.u8] --out OUT.json
 //
 // Each command prints a summary to stderr and exactly one JSON line to stdout.
 // Batch files are raw and row-major. --observations: float32 little-endian [N, observation
@@ -19,6 +20,12 @@
 // --sample SEED to draw the documented noise with xoshiro128** seeded with SEED (row after row);
 // OUT.json then has sampled_action and log_prob too, and, when drawn, the noise. `cartpole
 // --sample SEED` drives the episode with sampled actions and records every step's noise.
+//
+// `sequence` drives a recurrent policy (contract 4) over T steps of B rows, carrying its state
+// from call to call (`next_state` fed back as `state`, zeros at the start): OBS.f32 is float32
+// [T, B, observation size], RESETS.u8 uint8 0/1 [T, B] (1: that row starts from the policy's
+// initial state at that step, as at an episode's start), MASKS.u8 uint8 [T, B, mask_size].
+// OUT.json holds every output by name, nested [T, B, ...].
 
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -35,6 +42,7 @@ const USAGE = `usage:
   node run_policy.mjs cartpole MODEL.onnx [--init x,x_dot,theta,theta_dot] [--max-steps N] [--sample SEED]
   node run_policy.mjs batch MODEL.onnx --observations OBS.f32 [--masks MASKS.u8] [--sample SEED] --out OUT.json
   node run_policy.mjs batch MODEL.onnx --input NAME=FILE [--input NAME=FILE ...] [--sample SEED] --out OUT.json
+  node run_policy.mjs sequence MODEL.onnx --steps T --observations OBS.f32 --resets RESETS.u8 [--masks MASKS.u8] --out OUT.json
   (a sample entry takes its noise from --sample SEED or --input noise=FILE)`;
 
 // One thread: a batch-1 control loop gains nothing from more, and results stay reproducible.
@@ -50,6 +58,7 @@ function summary(spec) {
     mask_size: spec.maskSize,
     observation_size: spec.observationSize,
     heads: spec.heads,
+    state: spec.state && spec.state.leaves.map(({ input, output, shape }) => ({ input, output, shape })),
     entry: spec.entry,
     entries: spec.entries,
     noise: spec.noise && spec.noise.blocks.map(({ offset, shape, distribution }) => ({ offset, shape, distribution })),
@@ -185,6 +194,41 @@ async function batch(policy, values) {
   return { rows: n, out: values.out };
 }
 
+// A recurrent policy over T steps of B rows, its state carried from call to call.
+async function sequence(policy, values) {
+  const { spec } = policy;
+  if (!spec.state) throw new Error('sequence drives a recurrent policy (contract 4: state inputs and reset); use batch for this one');
+  if (spec.noise) throw new Error('sequence runs the default entry; this is the sample entry');
+  if (!values.out || !values.observations || !values.resets) throw new Error('sequence needs --steps, --observations, --resets and --out');
+  const steps = Number(values.steps);
+  if (!Number.isInteger(steps) || steps < 1) throw new Error(`--steps takes a positive integer, got ${JSON.stringify(values.steps)}`);
+  const [observations, rows] = readRows(values.observations, 'an observation', spec.observationSize, Float32Array);
+  if (rows % steps !== 0) throw new Error(`${values.observations} holds ${rows} observations, not ${steps} steps of whole batches`);
+  const batch = rows / steps;
+  const [resets, resetRows] = readRows(values.resets, 'reset', batch, Uint8Array);
+  if (resetRows !== steps) throw new Error(`${values.resets} holds ${resetRows} steps of ${batch} reset flags, not ${steps}`);
+  let masks = null;
+  if (values.masks) {
+    if (spec.maskSize === null) throw new Error('this policy takes no mask; drop --masks');
+    const [all, maskRows] = readRows(values.masks, MASK, spec.maskSize, Uint8Array);
+    if (maskRows !== rows) throw new Error(`${values.masks} holds ${maskRows} masks, not ${rows}`);
+    masks = all;
+  }
+  const out = Object.fromEntries(spec.outputs.map(({ name }) => [name, []]));
+  let state = policy.initialState(batch);
+  for (let t = 0; t < steps; t++) {
+    const rows = (array, size) => array.subarray(t * batch * size, (t + 1) * batch * size);
+    const reset = resets.subarray(t * batch, (t + 1) * batch);
+    const mask = masks && rows(masks, spec.maskSize);
+    const result = await policy.run(rows(observations, spec.observationSize), batch, mask, null, { state, reset });
+    for (const name of Object.keys(out)) out[name].push(nest(result[name], result.shapes[name]));
+    state = result.state;
+  }
+  writeFileSync(values.out, JSON.stringify(out));
+  console.error(`sequence of ${steps} steps x ${batch} rows, state carried: wrote ${Object.keys(out).join(', ')} to ${values.out}`);
+  return { steps, rows: batch, out: values.out };
+}
+
 async function main() {
   const { values, positionals } = parseArgs({
     allowPositionals: true,
@@ -196,10 +240,12 @@ async function main() {
       input: { type: 'string', multiple: true },
       out: { type: 'string' },
       sample: { type: 'string' },
+      steps: { type: 'string' },
+      resets: { type: 'string' },
     },
   });
   const [command, model] = positionals;
-  if (!['info', 'cartpole', 'batch'].includes(command) || !model || positionals.length > 2) {
+  if (!['info', 'cartpole', 'batch', 'sequence'].includes(command) || !model || positionals.length > 2) {
     console.error(USAGE);
     return 2;
   }
@@ -208,6 +254,7 @@ async function main() {
   const result = { command, model, ...summary(policy.spec) };
   if (command === 'cartpole') Object.assign(result, await cartpole(policy, values));
   if (command === 'batch') Object.assign(result, await batch(policy, values));
+  if (command === 'sequence') Object.assign(result, await sequence(policy, values));
   // Written, not logged: a pipe takes stdout asynchronously, and process.exit() would cut a
   // line longer than 64 KiB (a sampled episode's record) short. Exit once it is flushed.
   await new Promise((resolve, reject) =>

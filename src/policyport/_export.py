@@ -266,6 +266,7 @@ def export(
             sample=settings.sample,
             clip_actions=settings.clip_actions,
             wrappers=wrappers,
+            reset_seed=settings.reset_seed,
         )
     if not settings.allow_nonfinite:
         _check_finite(traced)
@@ -490,8 +491,17 @@ def check(
         policy,
         sample="policyport.noise" in meta,
         clip_actions="policyport.action_clip" in meta,
+        reset_seed=_reset_seed(meta),
     )
     return _parity(traced, runner, artifact, format, seed, batch_sizes, runtime)
+
+
+def _reset_seed(meta: dict[str, str]) -> int | None:
+    """The seed a recurrent artifact's initial state was made with (None: any key)."""
+    if "policyport.state" not in meta:
+        return None
+    seed = json.loads(meta["policyport.state"]).get("reset_seed")
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
 
 
 def _stage_one(

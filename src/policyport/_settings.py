@@ -92,6 +92,13 @@ class ExportSettings:
     bake_wrappers: bool = setting(
         False, "put --env's pure lerax wrapper transforms inside (base env's spaces in and out)"
     )
+    reset_seed: int | None = setting(
+        None,
+        "recurrent policies whose reset draws from its key: bake in reset(key=jax.random.key(N))"
+        " as the initial state (recorded in the metadata)",
+        type=int,
+        metavar="N",
+    )
 
     def __post_init__(self) -> None:
         # A list or a comma-separated string from Python callers: one spelling inside.
@@ -109,6 +116,10 @@ class ExportSettings:
             )
         if self.seed < 0:
             raise InputError(f"--seed must be a non-negative integer, found {self.seed}.")
+        if self.reset_seed is not None and self.reset_seed < 0:
+            raise InputError(
+                f"--reset-seed must be a non-negative integer, found {self.reset_seed}."
+            )
         if self.rollouts < 0 or self.rollout_steps <= 0:
             raise InputError("--rollouts must be >= 0 and --rollout-steps > 0.")
         if self.check_in and not self.check:

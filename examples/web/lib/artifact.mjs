@@ -19,9 +19,16 @@ import { drawNoise } from './random.mjs';
 //     [batch, noise_size] (its blocks in `policyport.noise`), last outputs `sampled_action`
 //     (as `action`) and `log_prob` float32 [batch]. Both entries name each other in
 //     `policyport.entries`; `policyport.entry` says which one a file is.
-export const SUPPORTED_CONTRACT_VERSIONS = [1, 2, 3];
-// The version that carries the sampling path (and only it).
+//   4 (2026-12-05): recurrent policies: after the mask, the state leaves (float32 `state`, or
+//     `state.<path>` per leaf, [batch, *leaf_shape]) and `reset` bool [batch] (rows that
+//     start from the policy's initial state); after the heads, `next_state` /
+//     `next_state.<path>`, one per state input in the same order; metadata
+//     `policyport.state`. Both entries of a sampled recurrent policy declare 4.
+export const SUPPORTED_CONTRACT_VERSIONS = [1, 2, 3, 4];
+// The version that introduced the sampling path (a recurrent sample entry declares 4).
 const SAMPLING_CONTRACT_VERSION = 3;
+// The version that carries state (and only it).
+const RECURRENT_CONTRACT_VERSION = 4;
 
 const PREFIX = 'policyport.';
 // ModelProto field 14 is `repeated StringStringEntryProto metadata_props` (key = 1, value = 2).
@@ -47,7 +54,7 @@ export const LIMITS = Object.freeze({
 // The metadata keys a consumer reads (the others are only counted).
 const READ_KEYS = [
   'contract_version', 'policyport_version', 'format', 'policy_class', 'observation_space', 'action_space',
-  'inputs', 'outputs', 'noise', 'entry', 'entries', 'weights_sha256',
+  'inputs', 'outputs', 'noise', 'entry', 'entries', 'weights_sha256', 'state',
 ].map((key) => PREFIX + key);
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
@@ -174,6 +181,11 @@ export const ACTION = 'action';
 export const NOISE = 'noise';
 export const SAMPLED_ACTION = 'sampled_action';
 export const LOG_PROB = 'log_prob';
+// A recurrent policy's (contract 4) state inputs and outputs, and the reset input.
+export const STATE = 'state';
+export const NEXT_STATE = 'next_state';
+export const RESET = 'reset';
+const isLeafOf = (name, base) => name === base || name.startsWith(`${base}.`);
 const VALUE = 'value';
 const Q_VALUES = 'q_values';
 const DTYPES = new Set(['float32', 'int64', 'bool']);
@@ -277,14 +289,27 @@ const sameShape = (a, b) => a.length === b.length && a.every((d, i) => d === b[i
 // float32 noise [batch, n] (a sample entry, the last input).
 function inputRoles(inputs) {
   const hasNoise = inputs.at(-1).name === NOISE;
-  const roles = { observationInputs: [], observationSize: 0, maskInput: null, noiseInput: null };
+  // Inputs after the mask: the state leaves and reset (contract 4), then noise.
+  const afterMask = (i) => inputs.slice(i + 1).every((x) => isLeafOf(x.name, STATE) || x.name === RESET || x.name === NOISE);
+  const roles = { observationInputs: [], observationSize: 0, maskInput: null, noiseInput: null, stateInputs: [], resetInput: null };
   inputs.forEach((input, i) => {
     const what = `${quote(input.name)} (${input.dtype} ${shapeText(input.shape)})`;
     if (input.name === MASK) {
-      if (input.dtype !== 'bool' || input.shape.length !== 1 || i + 1 + (hasNoise ? 1 : 0) !== inputs.length) {
-        throw refuse(`input ${what} is not the contract's bool [batch, mask_size], the last input (or the last before noise)`);
+      if (input.dtype !== 'bool' || input.shape.length !== 1 || !afterMask(i)) {
+        throw refuse(`input ${what} is not the contract's bool [batch, mask_size], the last input (or the last before the state, reset and noise)`);
       }
       roles.maskInput = input;
+    } else if (isLeafOf(input.name, STATE)) {
+      const next = inputs[i + 1]?.name ?? '';
+      if (input.dtype !== 'float32' || !(isLeafOf(next, STATE) || next === RESET)) {
+        throw refuse(`input ${what} is not a contract state leaf: float32, after the observation and the mask, before 'reset'`);
+      }
+      roles.stateInputs.push(input);
+    } else if (input.name === RESET) {
+      if (input.dtype !== 'bool' || input.shape.length !== 0 || roles.stateInputs.length === 0 || i + 1 + (hasNoise ? 1 : 0) !== inputs.length) {
+        throw refuse(`input ${what} is not the contract's bool [batch] 'reset', after the state leaves (the last input, or the last before noise)`);
+      }
+      roles.resetInput = input;
     } else if (input.name === NOISE) {
       if (input.dtype !== 'float32' || input.shape.length !== 1 || i + 1 !== inputs.length) {
         throw refuse(`input ${what} is not the contract's float32 [batch, noise_size], the last input`);
@@ -304,6 +329,7 @@ function inputRoles(inputs) {
     }
   });
   if (roles.observationInputs.length === 0) throw refuse('the model has no observation input');
+  if (roles.stateInputs.length > 0 && roles.resetInput === null) throw refuse("it has state inputs but no 'reset' input");
   return roles;
 }
 
@@ -315,11 +341,17 @@ function outputRoles(outputs) {
     throw refuse(`the first output is ${quote(action.name)} (${action.dtype}), not the contract's 'action' (int64, or float32 for Box)`);
   }
   const heads = [];
+  const nextState = [];
   let sampled = false;
   let logProb = false;
   outputs.slice(1).forEach((output, k) => {
     const i = k + 1;
-    if (output.name === SAMPLED_ACTION) {
+    if (isLeafOf(output.name, NEXT_STATE)) {
+      if (output.dtype !== 'float32' || sampled) {
+        throw refuse(`output ${quote(output.name)} (${output.dtype}) is not a contract next_state leaf: float32, after the heads`);
+      }
+      nextState.push(output);
+    } else if (output.name === SAMPLED_ACTION) {
       if (i + 2 !== outputs.length || output.dtype !== action.dtype || !sameShape(output.shape, action.shape)) {
         throw refuse(
           `sampled_action is ${output.dtype} ${shapeText(output.shape)} at output ${i}; the contract's is the ` +
@@ -332,7 +364,7 @@ function outputRoles(outputs) {
         throw refuse(`log_prob is ${output.dtype} ${shapeText(output.shape)}; the contract's is float32 [batch], the last output, after sampled_action`);
       }
       logProb = true;
-    } else if (output.dtype !== 'float32' || sampled) {
+    } else if (output.dtype !== 'float32' || sampled || nextState.length > 0) {
       throw refuse(`output ${quote(output.name)} (${output.dtype}) is not a head; the contract's heads are float32, after action`);
     } else if ((output.name === VALUE && output.shape.length !== 0) || (output.name === Q_VALUES && output.shape.length !== 1)) {
       throw refuse(`${output.name} has shape ${shapeText(output.shape)}, not the contract's (value [batch], q_values [batch, n])`);
@@ -341,7 +373,7 @@ function outputRoles(outputs) {
     }
   });
   if (sampled !== logProb) throw refuse('it has sampled_action without log_prob');
-  return { action, heads, sampled };
+  return { action, heads, sampled, nextState };
 }
 
 // The sample entry's noise: policyport.noise's blocks, checked to tile [0, noise_size) in
@@ -370,6 +402,39 @@ function noiseLayout(metadata, size) {
   });
   if (next !== size) throw refuse(`its policyport.noise blocks hold ${next} values but the noise input holds ${size} per row`);
   return { size, blocks: layout };
+}
+
+// A recurrent policy's state (contract 4): the state inputs paired with the next_state
+// outputs in order, each pair as policyport.state lists it. Null for a stateless artifact;
+// refused where the version, the tensors and the metadata disagree.
+function stateLayout(metadata, version, inputs, outputs) {
+  const recurrent = version === RECURRENT_CONTRACT_VERSION;
+  if (recurrent !== (inputs.length > 0) || inputs.length !== outputs.length) {
+    throw refuse(
+      `it declares contract version ${version} with ${inputs.length} state inputs and ${outputs.length} next_state ` +
+        `outputs; contract ${RECURRENT_CONTRACT_VERSION} (recurrent) has one of each per state leaf, earlier versions none`,
+    );
+  }
+  if (!recurrent) return null;
+  const described = readJson(metadata, 'state');
+  const leaves = isObject(described) && Array.isArray(described.leaves) ? described.leaves : null;
+  if (leaves === null || leaves.length !== inputs.length || described.reset !== RESET) {
+    throw refuse(`its policyport.state metadata does not list the ${inputs.length} state leaves and 'reset' its inputs have`);
+  }
+  return {
+    leaves: inputs.map((input, i) => {
+      const output = outputs[i];
+      const leaf = isObject(leaves[i]) ? leaves[i] : {};
+      const same =
+        leaf.input === input.name && leaf.output === output.name && Array.isArray(leaf.shape) &&
+        sameShape(leaf.shape, input.shape) && sameShape(output.shape, input.shape) &&
+        output.name === NEXT_STATE + input.name.slice(STATE.length);
+      if (!same) {
+        throw refuse(`state leaf ${i}: input ${quote(input.name)}, output ${quote(output.name)} and policyport.state do not agree`);
+      }
+      return { input: input.name, output: output.name, shape: input.shape, size: input.size };
+    }),
+  };
 }
 
 // A file in the artifact's own folder: a plain name, never a path, URL or query (the web page
@@ -443,10 +508,11 @@ export function describeArtifact(metadata) {
   }
   const inputs = tensorTable(metadata, 'inputs');
   const outputs = tensorTable(metadata, 'outputs');
-  const { observationInputs, observationSize, maskInput, noiseInput } = inputRoles(inputs);
-  const { action, heads, sampled } = outputRoles(outputs);
-  // The sampling path: all of it (contract 3) or none of it (contracts 1 and 2).
-  const sampling = version === SAMPLING_CONTRACT_VERSION;
+  const { observationInputs, observationSize, maskInput, noiseInput, stateInputs, resetInput } = inputRoles(inputs);
+  const { action, heads, sampled, nextState } = outputRoles(outputs);
+  const state = stateLayout(metadata, version, stateInputs, nextState);
+  // The sampling path: all of it (contract 3, or 4 for a recurrent sample entry) or none of it.
+  const sampling = version === SAMPLING_CONTRACT_VERSION || (state !== null && noiseInput !== null);
   if (sampling !== (noiseInput !== null) || sampled !== (noiseInput !== null)) {
     const has = (x) => (x ? 'a' : 'no');
     throw refuse(
@@ -480,6 +546,9 @@ export function describeArtifact(metadata) {
     ...entryPoints(metadata),
     // The sample entry's {size, blocks}; null for a default entry (it cannot sample).
     noise,
+    // A recurrent policy's (contract 4) {leaves: [{input, output, shape, size}], reset}; null
+    // for a stateless one.
+    state: state && { ...state, reset: resetInput.name },
     weightsSha256: metadata[`${PREFIX}weights_sha256`],
   };
 }
@@ -575,7 +644,11 @@ export class Policy {
   //   `batch * spec.noise.size` values (e.g. policyport.sampling_noise's, to reproduce JAX), or
   //   a generator (random.mjs's Xoshiro128) to draw the documented noise from. The noise used
   //   is returned as `noise`.
-  async run(observations, batch, masks = null, noise = null) {
+  // `carry` (a recurrent policy only, where it is required): {state, reset}, `state` an
+  //   object {stateInputName: Float32Array of batch * leaf size} (initialState() or the last
+  //   call's `state`), `reset` a Uint8Array of `batch` 0/1 values (1: the row starts from the
+  //   policy's initial state). The next state is returned as `state`, keyed by input name.
+  async run(observations, batch, masks = null, noise = null, carry = null) {
     const { Tensor } = this.ort;
     const feeds = {};
     for (const [input, values] of this.#split(observations, batch)) {
@@ -599,6 +672,11 @@ export class Policy {
     } else if (noise !== null) {
       throw new Error(cannotSample(this.spec));
     }
+    if (this.spec.state) {
+      Object.assign(feeds, this.#carry(carry, batch));
+    } else if (carry !== null) {
+      throw new Error('this policy is stateless (contract < 4): it takes no state and no reset');
+    }
     const out = await this.session.run(feeds);
     const result = { shapes: {} };
     for (const { name, dtype } of this.spec.outputs) {
@@ -607,7 +685,44 @@ export class Policy {
       result.shapes[name] = dims.map(Number);
     }
     if (used) result[NOISE] = used;
+    if (this.spec.state) {
+      result.state = Object.fromEntries(this.spec.state.leaves.map((leaf) => [leaf.input, result[leaf.output]]));
+    }
     return result;
+  }
+
+  // A recurrent policy's state for `batch` rows, zeros (with `reset` set on a row, the artifact
+  // replaces them by the policy's initial state, so their values never matter).
+  initialState(batch) {
+    if (!this.spec.state) throw new Error('this policy is stateless (contract < 4): it has no state');
+    return Object.fromEntries(this.spec.state.leaves.map((leaf) => [leaf.input, new Float32Array(batch * leaf.size)]));
+  }
+
+  // The state and reset feeds of a recurrent policy, checked.
+  #carry(carry, batch) {
+    const { Tensor } = this.ort;
+    const { leaves, reset } = this.spec.state;
+    if (carry === null || !carry.state || !carry.reset) {
+      throw new Error(
+        `this recurrent policy takes its state (${leaves.map((l) => l.input).join(', ')}) and '${reset}' each call: ` +
+          'pass {state: policy.initialState(batch) or the last call\'s state, reset: Uint8Array(batch)}',
+      );
+    }
+    const given = Object.keys(carry.state);
+    if (!sameNames(given, leaves.map((l) => l.input))) {
+      throw new Error(`expected state leaves ${JSON.stringify(leaves.map((l) => l.input))}, got ${JSON.stringify(given)}`);
+    }
+    const feeds = {};
+    for (const leaf of leaves) {
+      const values = carry.state[leaf.input];
+      if (values.length !== batch * leaf.size) {
+        throw new Error(`expected ${batch} x ${leaf.size} values for ${leaf.input}, got ${values.length}`);
+      }
+      feeds[leaf.input] = new Tensor('float32', Float32Array.from(values), [batch, ...leaf.shape]);
+    }
+    if (carry.reset.length !== batch) throw new Error(`expected ${batch} reset values, got ${carry.reset.length}`);
+    feeds[reset] = new Tensor('bool', Uint8Array.from(carry.reset, (r) => (r ? 1 : 0)), [batch]);
+    return feeds;
   }
 
   // One observation (see run()); returns its deterministic action (the mode): a number for a

@@ -8,7 +8,7 @@ import jax
 import numpy as np
 
 from ..policy import HUGE_BOUND
-from ..tracing import NOISE, TracedPolicy, trace
+from ..tracing import NOISE, RESET, TracedPolicy, trace
 
 # A check's batch sizes: one observation, and a batch large enough to expose rare rows.
 DEFAULT_BATCH_SIZES = (1, 4096)
@@ -19,7 +19,8 @@ INPUT_RULE = (
     "observations uniform between Box bounds; a bound that is infinite or beyond "
     f"{HUGE_BOUND:g} in magnitude (e.g. float32's max, gymnasium's 'unbounded') counts as "
     "absent: exponential tail from the other bound, normal if neither; masks random with a "
-    f"legal entry per block, plus {ALL_FALSE_ROWS} all-False rows per large batch"
+    f"legal entry per block, plus {ALL_FALSE_ROWS} all-False rows per large batch; "
+    "recurrent: states uniform in [-1, 1], a quarter of the rows reset"
 )
 
 
@@ -41,6 +42,12 @@ def sample_inputs(
         masks = traced.action_space.random_masks(rng, batch)
         masks[: min(all_false_rows, batch)] = False
         inputs["action_mask"] = masks
+    if traced.state is not None:
+        # States near where a carried one lives (a GRU's in [-1, 1]); a quarter of the
+        # rows reset to the initial state.
+        for spec in traced.state.inputs:
+            inputs[spec.name] = rng.uniform(-1, 1, (batch, *spec.shape)).astype(np.float32)
+        inputs[RESET] = rng.random(batch) < 0.25
     if traced.sampling is not None:
         # One key per row, its noise drawn by jax.random as the policy draws it.
         keys = jax.random.split(jax.random.key(seed), batch)

@@ -13,6 +13,7 @@ from ..tracing import ACTION, LOG_PROB, MASK, SAMPLED_ACTION, TracedPolicy
 from ._inputs import DEFAULT_BATCH_SIZES, INPUT_RULE, check_batches
 from ._reference import reference_and_margins
 from ._report import ParityReport, compare_output, tolerances
+from ._sequence import sequence_check
 
 
 def compare_runner(
@@ -65,6 +66,11 @@ def compare_runner(
     extra = sorted(set().union(*actual) - set(traced.output_names))
     if extra:
         notes.append(f"unexpected extra outputs: {extra}")
+    sequence = None
+    if traced.state is not None:
+        checked = sequence_check(traced, run, seed=seed)
+        notes.extend(checked.lines())
+        sequence = {**checked.to_json(), "summary": checked.summary()}
     return ParityReport(
         format=format,
         artifact=artifact,
@@ -73,8 +79,11 @@ def compare_runner(
         batch_sizes=list(batch_sizes),
         tolerances=tolerances(),
         outputs=outputs,
-        passed=all(o.passed for o in outputs) and not extra,
+        passed=all(o.passed for o in outputs)
+        and not extra
+        and (sequence is None or sequence["passed"]),
         notes=notes,
         inputs=INPUT_RULE,
         reference=describe_reference(),
+        sequence=sequence,
     )

@@ -55,6 +55,8 @@ class ParityReport:
     notes: list[str] = field(default_factory=list)
     inputs: str = ""  # how the check inputs were drawn (`checks._inputs.INPUT_RULE`)
     reference: str = ""  # where the JAX reference ran (`checks._backend.describe_reference`)
+    # Recurrent policies: the sequence check's result (`_sequence.SequenceCheck.to_json`).
+    sequence: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -69,6 +71,7 @@ class ParityReport:
             "tolerances": self.tolerances,
             "max_abs_diff": {o.name: o.max_abs_diff for o in self.outputs},
             "mismatched_rows": {o.name: o.mismatched_rows for o in self.outputs},
+            **({} if self.sequence is None else {"sequence": self.sequence["summary"]}),
         }
 
     def to_table(self) -> str:
@@ -132,6 +135,8 @@ def compare_output(
     margins: list[np.ndarray | None],
     masks: list[np.ndarray | None],
     nan_where_expected: bool = False,
+    atol: float = ATOL,
+    rtol: float = RTOL,
 ) -> OutputCheck:
     """Compare one output over every checked batch.
 
@@ -182,7 +187,7 @@ def compare_output(
             max_abs = max(max_abs, float(np.nanmax(diff, initial=0)))
             rel = diff / np.maximum(np.abs(want.astype(np.float64)), np.finfo(np.float32).tiny)
             max_rel = max(max_rel, float(np.nanmax(rel, initial=0)))
-            bad = ~(diff <= ATOL + RTOL * np.abs(want))
+            bad = ~(diff <= atol + rtol * np.abs(want))
             mismatched += int(np.any(bad.reshape(len(want), -1), axis=1).sum())
             if np.any(bad):
                 problems.append(f"{int(bad.sum())} value(s) outside the tolerance")

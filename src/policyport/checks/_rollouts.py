@@ -25,7 +25,7 @@ import numpy as np
 
 from .._backend import on_reference_backend
 from ..formats import Runner
-from ..tracing import ACTION, MASK, NOISE, SAMPLED_ACTION, TracedPolicy
+from ..tracing import ACTION, MASK, NOISE, RESET, SAMPLED_ACTION, TracedPolicy
 
 # Continuous tasks: per-step action differences of ~1e-7 (float32 sums reordered) feed
 # back through the dynamics. On the bundled Pendulum policy (200 steps, onnxruntime) they
@@ -129,8 +129,9 @@ class _Stepper(eqx.Module):
         return next_state, reward, done, *self._look(next_state, obs_key, mask_key)
 
 
-# (observation, mask, noise) -> action; the noise is None for deterministic actions.
-Act = Callable[[np.ndarray, np.ndarray | None, np.ndarray | None], np.ndarray]
+# (observation, mask, noise, first) -> action; the noise is None for deterministic actions;
+# `first` is True on an episode's first step (a recurrent policy's `reset` row).
+Act = Callable[[np.ndarray, np.ndarray | None, np.ndarray | None, bool], np.ndarray]
 
 
 def _step_noise(traced: TracedPolicy, seed: int, max_steps: int) -> np.ndarray | list[None]:
@@ -151,6 +152,7 @@ def _episode(stepper: _Stepper, act: Act, seed: int, noise: Any, max_steps: int)
             jax.tree.map(np.asarray, observation),
             None if mask is None else np.asarray(mask),
             noise[step],
+            step == 0,
         )
         step_key, key = jax.random.split(key)
         state, reward, done, observation, mask = stepper.step(state, jnp.asarray(action), step_key)
@@ -167,17 +169,46 @@ def _chosen(traced: TracedPolicy) -> str:
     return ACTION if traced.sampling is None else SAMPLED_ACTION
 
 
+class _Carried:
+    """A recurrent policy's state between steps, named as the artifact's inputs: fed with
+    `reset` True on an episode's first step (any state then: zeros), else the last
+    `next_state`. Empty for a stateless policy."""
+
+    def __init__(self, traced: TracedPolicy):
+        state = traced.state
+        self.names = () if state is None else tuple(s.name for s in state.inputs)
+        self.next = () if state is None else tuple(s.name for s in state.outputs)
+        self.zeros = (
+            {} if state is None else {s.name: np.zeros(s.shape, np.float32) for s in state.inputs}
+        )
+        self.values = dict(self.zeros)
+
+    def inputs(self, first: bool) -> dict[str, np.ndarray]:
+        if not self.names:
+            return {}
+        return {**(self.zeros if first else self.values), RESET: np.asarray(first)}
+
+    def keep(self, outputs: dict[str, Any]) -> None:
+        self.values = {
+            i: np.asarray(outputs[o]) for i, o in zip(self.names, self.next, strict=True)
+        }
+
+
 def _jax_actor(traced: TracedPolicy, shape: tuple[int, ...]) -> Act:
     forward = jax.jit(traced.forward)
-    index = traced.output_names.index(_chosen(traced))
+    chosen = _chosen(traced)
+    carried = _Carried(traced)
 
-    def act(observation, mask, noise):
-        arrays = [*traced.observation_arrays(observation).values()]
+    def act(observation, mask, noise, first):
+        arrays = {**traced.observation_arrays(observation), **carried.inputs(first)}
         if traced.description.mask_input:
-            arrays.append(_full_mask(traced, mask))
+            arrays[MASK] = _full_mask(traced, mask)
         if noise is not None:
-            arrays.append(noise)
-        return np.asarray(forward(*arrays)[index]).reshape(shape)
+            arrays[NOISE] = noise
+        outputs = forward(*(arrays[name] for name in traced.input_names))
+        named = dict(zip(traced.output_names, outputs, strict=True))
+        carried.keep(named)
+        return np.asarray(named[chosen]).reshape(shape)
 
     return act
 
@@ -190,14 +221,18 @@ def _full_mask(traced: TracedPolicy, mask: np.ndarray | None) -> np.ndarray:
 
 def _artifact_actor(traced: TracedPolicy, run: Runner, shape: tuple[int, ...]) -> Act:
     chosen = _chosen(traced)
+    carried = _Carried(traced)
 
-    def act(observation, mask, noise):
+    def act(observation, mask, noise, first):
         inputs = {k: v[None] for k, v in traced.observation_arrays(observation).items()}
+        inputs.update({k: np.asarray(v)[None] for k, v in carried.inputs(first).items()})
         if traced.description.mask_input:
             inputs[MASK] = _full_mask(traced, mask)[None]
         if noise is not None:
             inputs[NOISE] = np.asarray(noise, np.float32)[None]
-        action = run(inputs)[chosen][0]
+        outputs = run(inputs)
+        carried.keep({k: v[0] for k, v in outputs.items() if k in carried.next})
+        action = outputs[chosen][0]
         if traced.discrete:
             action = action.astype(np.int32)
         return action.reshape(shape)

@@ -166,6 +166,53 @@ def _gemm_without_transposes(graph: ir.Graph, node: ir.Node) -> bool:
     return True
 
 
+def _split_without_transposes(graph: ir.Graph, node: ir.Node) -> bool:
+    """`Transpose(Split(Transpose(x), axis=a))` per output -> `Split(x, axis=1-a)`, for 2D.
+
+    A vmapped `W @ h` split into gates (equinox's GRU and LSTM cells: `jnp.split` of the
+    gate pre-activations) comes out of JAX's batching as `[gates, batch]`, transposed
+    around the split; the same split on the other axis moves the same numbers, exactly."""
+    if node.op_type != "Split" or node.domain != "" or node.inputs[0] is None:
+        return False
+    source = node.inputs[0].producer()
+    after = [_only_reader(value) for value in node.outputs]
+    if not (_is_transpose_2d(source) and all(_is_transpose_2d(t) for t in after)):
+        return False
+    assert source is not None
+    attrs = _attrs(node)
+    attrs["axis"] = 1 - attrs.get("axis", 0) % 2
+    split = ir.node(
+        "Split",
+        [source.inputs[0], *node.inputs[1:]],
+        attrs,
+        num_outputs=len(after),
+        name=node.name,
+    )
+    old_values = [t.outputs[0] for t in after if t is not None]
+    # Inserted where the Split was: its inputs are defined before it, its readers after.
+    _replace(
+        graph, [*(t for t in after if t is not None), node], [split], old_values, split.outputs
+    )
+    return True
+
+
+def _elementwise_without_transposes(graph: ir.Graph, node: ir.Node) -> bool:
+    """`Transpose(Add(Transpose(a), Transpose(b)))` -> `Add(a, b)` (and Sub, Mul), for 2D.
+
+    Equinox's LSTM cell adds its two gate matmuls before the split: batched by JAX, each
+    is `[gates, batch]`; the same elementwise op on the untransposed operands is exact."""
+    if node.op_type not in ("Add", "Sub", "Mul") or node.domain != "" or len(node.inputs) != 2:
+        return False
+    sources = [v.producer() if v is not None else None for v in node.inputs]
+    after = _only_reader(node.outputs[0])
+    if not (all(_is_transpose_2d(s) for s in sources) and _is_transpose_2d(after)):
+        return False
+    assert after is not None
+    new = ir.node(node.op_type, [s.inputs[0] for s in sources if s is not None], name=node.name)
+    _replace(graph, [after, node], [new], after.outputs, new.outputs)
+    return True
+
+
 def _bias_into_gemm(graph: ir.Graph, node: ir.Node) -> bool:
     """`Add(Gemm(x, W), b)` -> `Gemm(x, W, b)`, for a bias of shape `[out]` or `[1, out]`."""
     if node.op_type != "Add":
@@ -675,6 +722,8 @@ def _fold_linear_pairs(graph: ir.Graph, node: ir.Node) -> bool:
 
 RULES: tuple[Rule, ...] = (
     _gemm_without_transposes,
+    _split_without_transposes,
+    _elementwise_without_transposes,
     _bias_into_gemm,
     _unused_gemm_columns,
     _relu_from_max,

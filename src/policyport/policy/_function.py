@@ -43,8 +43,11 @@ _MASK_IGNORED = (
 )
 
 
-def takes_mask(act: Callable[..., Any], action_space: AbstractSpace) -> bool:
-    """Whether `act` is called as `act(observation, action_mask)`.
+def takes_mask(
+    act: Callable[..., Any], action_space: AbstractSpace, *, after_state: bool = False
+) -> bool:
+    """Whether `act` is called as `act(observation, action_mask)` (with `after_state`:
+    `act(state, observation, action_mask)`; the state's parameter is then left out below).
 
     The rule: `act` takes the mask when it has two required positional parameters, or one
     required positional parameter followed by an optional one named `action_mask` or `mask`.
@@ -61,6 +64,8 @@ def takes_mask(act: Callable[..., Any], action_space: AbstractSpace) -> bool:
         for p in parameters
         if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     ]
+    if after_state and positional:
+        positional = positional[1:]
     required = [p for p in positional if p.default is inspect.Parameter.empty]
     if len(required) >= 2:
         return True
@@ -99,17 +104,28 @@ class FunctionPolicy:
         q_values: Callable[[Any], Any] | None,
         name: str,
         sample: Callable[..., tuple[Any, Any]] | None = None,
+        initial_state: Any = None,
     ):
         self.act = act
+        # A recurrent function's carry: `act(state, observation[, mask]) -> (state, action)`
+        # and `value(state, observation)`; None for a stateless one.
+        self.initial_state = initial_state
         self.observation_space = observation_space
         self.action_space = action_space
         self.with_mask = with_mask
         self.name = name
         # The protocol's optional heads exist only when given (`trace` looks them up).
+        recurrent = initial_state is not None
         if value is not None:
-            self.value = lambda state, observation: (state, value(observation))
+            self.value = lambda state, observation: (
+                state,
+                value(self._state(state), observation) if recurrent else value(observation),
+            )
         if q_values is not None:
-            self.q_values = lambda state, observation: (state, q_values(observation))
+            self.q_values = lambda state, observation: (
+                state,
+                q_values(self._state(state), observation) if recurrent else q_values(observation),
+            )
         self._sample = sample
         if sample is not None:  # what `trace(..., sample=True)` reads for the log-probability
             self.sample_and_log_prob = self._sample_and_log_prob
@@ -127,9 +143,17 @@ class FunctionPolicy:
                 state, observation, key=key, action_mask=action_mask
             )
             return state, action
+        if self.initial_state is not None:
+            arguments = (self._mask(action_mask),) if self.with_mask else ()
+            return self.act(self._state(state), observation, *arguments)
         if not self.with_mask:
             return state, self.act(observation)
         return state, self.act(observation, self._mask(action_mask))
+
+    def _state(self, state: Any) -> Any:
+        """The carry to step from: the given one, or the initial one for None (the
+        protocol's callers that know no state, as a stateless policy's do)."""
+        return self.initial_state if state is None else state
 
     def _mask(self, action_mask: Array | None) -> Array:
         if action_mask is None:  # the policy run without masks: every action allowed
@@ -148,9 +172,9 @@ class FunctionPolicy:
             action, log_prob = self._sample(observation, key)
         return state, action, log_prob
 
-    def reset(self, *, key: Array) -> None:
-        """Stateless: the protocol's state is always None."""
-        return None
+    def reset(self, *, key: Array) -> Any:
+        """The initial state given to `from_function` (None: stateless)."""
+        return self.initial_state
 
     def __repr__(self) -> str:
         return (
@@ -177,9 +201,14 @@ def _abstract_observation(space: AbstractSpace) -> Any:
     return space.unflatten(leaves)
 
 
-def _reads_mask(act: Callable[..., Any], observation: Any, space: AbstractSpace) -> bool:
+def _reads_mask(
+    act: Callable[..., Any], observation: Any, space: AbstractSpace, state: Any = None
+) -> bool:
     mask = jax.ShapeDtypeStruct(_mask_shape(space), jnp.bool_)
-    closed = jax.make_jaxpr(lambda o, m: act(o, m))(observation, mask)
+    if state is None:
+        closed = jax.make_jaxpr(lambda o, m: act(o, m))(observation, mask)
+    else:
+        closed = jax.make_jaxpr(lambda o, m: act(state, o, m))(observation, mask)
     leaf_count = len(jax.tree.leaves(observation))
     mask_var = closed.jaxpr.invars[leaf_count]
     used = {v for eqn in closed.jaxpr.eqns for v in eqn.invars if isinstance(v, Var)}
@@ -280,6 +309,7 @@ def from_function(
     q_values: Callable[[Any], Any] | None = None,
     sample: Callable[..., tuple[Any, Any]] | None = None,
     name: str | None = None,
+    initial_state: Any = None,
 ) -> FunctionPolicy:
     """A protocol policy from pure JAX functions of one observation.
 
@@ -301,6 +331,11 @@ def from_function(
       stochastic action, as `act` returns actions, and its log-probability. The policy
       called with a key returns this action, and `--sample` exports it.
     - `name`: recorded as the policy's class in artifact metadata (default: `act`'s name).
+    - `initial_state`: a recurrent policy's initial carry (an array or a pytree of float32
+      arrays, e.g. a Flax `GRUCell`'s `initialize_carry` for one observation). Then
+      `act(state, observation[, action_mask]) -> (state, action)` and `value(state,
+      observation)` / `q_values(state, observation)` take the carry first; the export has
+      state inputs, `reset` and `next_state` outputs (contract 4, docs/artifact.md).
 
     **Returns:** a `FunctionPolicy` that `policyport.export` / `check` take as they are.
     """
@@ -316,6 +351,10 @@ def from_function(
         raise UnsupportedError(
             f"from_function: composite action spaces ({action_space!r}) are not supported: "
             "policyport exports Box, Discrete, MultiDiscrete and MultiBinary actions."
+        )
+    if initial_state is not None:
+        return _recurrent(
+            act, observation_space, action_space, value, q_values, sample, name, initial_state
         )
     with_mask = takes_mask(act, action_space)
     if with_mask and action_space.mask_size is None:
@@ -346,4 +385,78 @@ def from_function(
         q_values=q_values,
         name=str(name),
         sample=sample,
+    )
+
+
+def _function_name(act: Callable[..., Any], name: str | None) -> str:
+    if name is None:
+        name = getattr(act, "__name__", None) or type(act).__name__
+        name = "function" if name == "<lambda>" else str(name)
+    return str(name)
+
+
+def _recurrent(
+    act: Callable[..., Any],
+    observation_space: AbstractSpace,
+    action_space: AbstractSpace,
+    value: Callable[..., Any] | None,
+    q_values: Callable[..., Any] | None,
+    sample: Callable[..., Any] | None,
+    name: str | None,
+    initial_state: Any,
+) -> FunctionPolicy:
+    """`from_function` with a carry: the same checks, each function taking the state first."""
+    if sample is not None:
+        raise UnsupportedError(
+            "from_function: `sample` with an `initial_state` (a recurrent policy's stochastic "
+            "path) is not supported yet: export the deterministic `act` alone."
+        )
+    try:
+        state = jax.tree.map(jnp.asarray, initial_state)
+    except (TypeError, ValueError) as e:
+        raise InputError(
+            f"from_function: `initial_state` must be an array or a pytree of arrays: {e}."
+        ) from None
+    abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), state)
+    with_mask = takes_mask(act, action_space, after_state=True)
+    if with_mask and action_space.mask_size is None:
+        raise InputError(_MASK_ON_UNMASKABLE.format(param=_mask_parameter(act), space=action_space))
+    observation = _abstract_observation(observation_space)
+    arguments = (jax.ShapeDtypeStruct(_mask_shape(action_space), jnp.bool_),) if with_mask else ()
+    try:
+        out = jax.eval_shape(act, abstract, observation, *arguments)
+    except Exception as e:  # the user's code: any failure means the same to them
+        raise InputError(
+            f"from_function: calling `act(state, observation"
+            f"{', action_mask' if with_mask else ''})` on the initial state and one abstract "
+            f"observation failed: {type(e).__name__}: {str(e)[:400]}."
+        ) from e
+    if not (isinstance(out, tuple | list) and len(out) == 2):
+        raise InputError(
+            "from_function: with an `initial_state`, `act` must return the pair (state, "
+            f"action), found {jax.tree.structure(out)}."
+        )
+    if jax.tree.structure(out[0]) != jax.tree.structure(abstract) or any(
+        (a.shape, a.dtype) != (b.shape, b.dtype)
+        for a, b in zip(jax.tree.leaves(out[0]), jax.tree.leaves(abstract), strict=True)
+    ):
+        raise InputError(
+            "from_function: `act` returns a state unlike `initial_state` (structure, shapes or "
+            f"dtypes): {out[0]} vs {abstract}. The carry must keep its form from step to step."
+        )
+    _check_action(out[1], action_space)
+    if with_mask and not _reads_mask(act, observation, action_space, abstract):
+        raise InputError(_MASK_IGNORED.format(param=_mask_parameter(act)))
+    for head, fn in (("value", value), ("q_values", q_values)):
+        if fn is not None:
+            _check_head(head, _abstract_output(head, fn, abstract, observation), action_space)
+    return FunctionPolicy(
+        act,
+        observation_space,
+        action_space,
+        with_mask=with_mask,
+        value=value,
+        q_values=q_values,
+        name=_function_name(act, name),
+        initial_state=state,
     )

@@ -22,6 +22,11 @@ Contract versions (bump when a consumer would need to change):
   `entry` and `entries`. Artifacts without the sampling path keep declaring 2, so every
   version-2 consumer still runs them. Optional metadata `action_clip` (with
   `clip_actions=True`) changes no input or output and needs no version.
+- 4 (2026-12-05): recurrent policies (`reset` returns a state). Inputs after the mask:
+  the state leaves (`state` for one array, else `state.<path>`, float32 `[batch, *shape]`)
+  and `reset` bool `[batch]` (rows start from the initial state, selected in the graph);
+  outputs after the heads: `next_state` / `next_state.<path>`. Metadata `state`. Both
+  entries of a sampled recurrent export declare 4; stateless artifacts keep 2 or 3.
 """
 
 from __future__ import annotations
@@ -38,9 +43,13 @@ from .._version import __version__
 CONTRACT_VERSION = 2
 # What an artifact with the sampling path declares (a consumer must feed `noise`).
 SAMPLING_CONTRACT_VERSION = 3
+# What a recurrent artifact declares (state inputs, `reset`, `next_state` outputs).
+RECURRENT_CONTRACT_VERSION = 4
+RESET = "reset"
+STATE, NEXT_STATE = "state", "next_state"
 # The contract versions a consumer of this release understands (`check` refuses others).
 # tests/golden/contract_v1 holds artifacts written at version 1; they must keep checking.
-SUPPORTED_CONTRACT_VERSIONS = (1, 2, 3)
+SUPPORTED_CONTRACT_VERSIONS = (1, 2, 3, 4)
 VERSION_KEY = "policyport.contract_version"
 # The extra heads a policy may have: method name -> (output name, per-sample rank).
 HEADS = {"value": 0, "q_values": 1}
@@ -84,6 +93,8 @@ class PolicyDescription:
     action_clip: dict[str, Any] | None = None
     # With bake_wrappers: the transforms inside, in the order they run (`_wrappers.py`).
     wrappers: tuple[dict[str, Any], ...] | None = None
+    # A recurrent policy: its state leaves, reset input and initial state (`_state.py`).
+    state: dict[str, Any] | None = None
 
 
 def metadata(
@@ -97,9 +108,7 @@ def metadata(
     """The key/value metadata embedded in every artifact (values are strings, JSON inside)."""
     fields: dict[str, Any] = {
         "policyport_version": __version__,
-        "contract_version": CONTRACT_VERSION
-        if description.noise is None
-        else SAMPLING_CONTRACT_VERSION,
+        "contract_version": _version(description),
         "format": format_name,
         "policy_class": description.policy_class,
         "observation_space": description.observation_space,
@@ -112,6 +121,8 @@ def metadata(
         "weights_sha256": description.weights_sha256,
         "all_masked_row_action": 0,
     }
+    if description.state is not None:
+        fields["state"] = description.state
     if description.noise is not None:
         fields["noise"] = list(description.noise)
     if description.action_clip is not None:
@@ -124,6 +135,12 @@ def metadata(
         f"policyport.{k}": v if isinstance(v, str) else json.dumps(v, sort_keys=True)
         for k, v in fields.items()
     }
+
+
+def _version(description: PolicyDescription) -> int:
+    if description.state is not None:
+        return RECURRENT_CONTRACT_VERSION
+    return CONTRACT_VERSION if description.noise is None else SAMPLING_CONTRACT_VERSION
 
 
 def numpy_dtype(name: str) -> np.dtype:

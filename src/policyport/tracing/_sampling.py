@@ -30,6 +30,7 @@ from ..policy import AbstractSpace, Box, MultiBinary
 from ._contract import TensorSpec
 from ._decisions import decision_margins
 from ._simplify import simplify
+from ._state import State
 
 NOISE = "noise"
 SAMPLED_ACTION = "sampled_action"
@@ -191,6 +192,7 @@ def trace_sampling(
     prepare: Callable[[Any], Any],
     layout: Callable[[Any], Array],
     mask_argument: Callable[[Array], Array],
+    state: State | None = None,
 ) -> Sampling:
     """Split the policy's sampled action and its log-probability at the noise frontier.
 
@@ -198,30 +200,38 @@ def trace_sampling(
     `layout` maps the policy's action to the contract's layout (baked action wrappers,
     clipping); the log-probability is the policy's, of its own action. `mask_argument`
     shapes the mask as the policy takes it. `mask` is None when there is no mask input.
+    With a recurrent policy's `state`, its leaves and `reset` follow (the step starts from
+    the state `reset` selects, as the deterministic outputs do).
     """
     evaluates = callable(getattr(policy, "evaluate_action", None))
     if not evaluates and not callable(getattr(policy, "sample_and_log_prob", None)):
         raise UnsupportedError(_NO_LOG_PROB.format(name=type(policy).__name__))
     params, static = _policy_parts(policy)
     leaf_count = len(observations)
+    state_at = leaf_count + (mask is not None)
 
     def stochastic(params: Any, *arrays: Array) -> tuple[Array, Array]:
         module = static if params is None else eqx.combine(params, static)
         observation = prepare(observation_space.unflatten(list(arrays[:leaf_count])))
         action_mask = mask_argument(arrays[leaf_count]) if mask is not None else None
         key = jax.random.wrap_key_data(arrays[-1])
+        current = None
+        if state is not None:
+            count = len(state.inputs)
+            current = state.select(arrays[state_at + count], list(arrays[state_at:][:count]))
         if evaluates:  # lerax's protocol: the action, then its log-probability
-            _, action = module(None, observation, key=key, action_mask=action_mask)
+            _, action = module(current, observation, key=key, action_mask=action_mask)
             _, _, log_prob, *_ = module.evaluate_action(
-                None, observation, action, action_mask=action_mask
+                current, observation, action, action_mask=action_mask
             )
         else:  # both from one call (`from_function(..., sample=...)`)
             _, action, log_prob = module.sample_and_log_prob(
-                None, observation, key=key, action_mask=action_mask
+                current, observation, key=key, action_mask=action_mask
             )
         return layout(action), jnp.asarray(log_prob, jnp.float32).reshape(())
 
-    specs = (*observations, *([mask] if mask is not None else []))
+    state_specs = () if state is None else (*state.inputs, state.reset)
+    specs = (*observations, *([mask] if mask is not None else []), *state_specs)
     avals = [jax.ShapeDtypeStruct(s.shape, jnp.dtype(s.dtype)) for s in specs]
     try:
         raw = jax.make_jaxpr(stochastic)(params, *avals, _KEY_DATA)

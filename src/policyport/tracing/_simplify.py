@@ -5,9 +5,9 @@ Libraries put more into a trace than inference computes: checks on constants
 can hold), custom-derivative wrappers, nested `jit` calls, and values computed and never
 used (log-probabilities next to a mode). Re-tracing the jaxpr through an evaluator that
 runs every equation whose inputs are all known at trace time (once, in JAX, on the CPU:
-the same float32 arithmetic the runtime would do), inlines calls, drops identity copies
-and then removes dead equations leaves the function and nothing else. A failing check
-on constants raises here, as it would have in JAX.
+the same float32 arithmetic the runtime would do), inlines calls (and scans of one
+step), drops identity copies and then removes dead equations leaves the function and
+nothing else. A failing check on constants raises here, as it would have in JAX.
 """
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ def evaluate(
         name = eqn.primitive.name
         if name == "copy" or name == "copy_p":
             outputs = inputs
+        elif name == "scan" and eqn.params["length"] == 1:
+            return _one_step(eqn, inputs, visit)
         elif all(_is_known(x) for x in inputs):
             with jax.ensure_compile_time_eval():
                 outputs = bind(eqn, inputs)
@@ -53,6 +55,16 @@ def evaluate(
         return outputs
 
     return interpret(jaxpr, consts, args, rule, _INLINED | _INLINED_CUSTOM)
+
+
+def _one_step(eqn: JaxprEqn, inputs: list[Any], visit: Visit | None) -> list[Any]:
+    """A scan of length 1 (a recurrent network written for sequences, run one step per
+    call: PureJaxRL's `ScannedRNN`), inlined: its body once on the only slice of each `xs`,
+    so no artifact needs a loop (tract and onnx2tf have none)."""
+    body, consts, carry = eqn.params["jaxpr"], eqn.params["num_consts"], eqn.params["num_carry"]
+    xs = [jax.lax.squeeze(x, (0,)) for x in inputs[consts + carry :]]
+    outputs = evaluate(body.jaxpr, list(body.consts), [*inputs[: consts + carry], *xs], visit)
+    return [*outputs[:carry], *(jax.lax.expand_dims(y, (0,)) for y in outputs[carry:])]
 
 
 def _without_dead_code(closed: ClosedJaxpr) -> ClosedJaxpr:

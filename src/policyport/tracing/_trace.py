@@ -2,9 +2,11 @@
 
 The protocol (what "a policy" means here): an object with `observation_space`,
 `action_space` and `__call__(state, observation, *, key=None, action_mask=None) ->
-(state, action)`, deterministic when `key` is None, with state `None`. The extra heads
-`value(state, observation)` and `q_values(state, observation)` are exported when the
-policy has them. Only these public methods are called: nothing reaches into fields.
+(state, action)`, deterministic when `key` is None, and `reset(*, key) -> state`: None for a
+stateless policy, a pytree for a recurrent one (its leaves become inputs and outputs,
+`_state.py`). The extra heads `value(state, observation)` and `q_values(state,
+observation)` are exported when the policy has them. Only these public methods are
+called: nothing reaches into fields.
 """
 
 from __future__ import annotations
@@ -28,11 +30,12 @@ from ..policy import AbstractSpace, Box, Dict, Discrete, MultiBinary, Tuple, as_
 from ..policy._function import FunctionPolicy
 from ..policy._serialization import weights_sha256
 from ._clip import action_clipper, clip_bounds
-from ._contract import ACTION, HEADS, MASK, PolicyDescription, TensorSpec
+from ._contract import ACTION, HEADS, MASK, RESET, PolicyDescription, TensorSpec
 from ._decisions import decision_margins
 from ._legal import with_legal_actions
 from ._sampling import LOG_PROB, NOISE, SAMPLED_ACTION, Sampling, trace_sampling
 from ._simplify import simplify
+from ._state import State, check_reset_seed, initial_state
 from ._streamline import streamline
 from ._wrappers import BakedWrappers
 
@@ -71,6 +74,9 @@ class TracedPolicy:
     # What formats lower when it differs from `jaxpr` (the reference the checks run): with
     # `sample=True`, `jaxpr` without the work its distributions repeat (`_streamline.py`).
     lowered: ClosedJaxpr | None = None
+    # A recurrent policy's state (`_state.py`): its leaves are inputs after the mask, then
+    # `reset`; `next_state` leaves are outputs after the heads.
+    state: State | None = None
 
     @property
     def artifact_jaxpr(self) -> ClosedJaxpr:
@@ -124,7 +130,14 @@ class TracedPolicy:
 
     @property
     def observation_inputs(self) -> tuple[TensorSpec, ...]:
-        return tuple(s for s in self.inputs if s.name not in (MASK, NOISE))
+        return tuple(s for s in self.inputs if s.name not in (MASK, NOISE, *self.state_names))
+
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        """The state leaves' input names and `reset` (empty for a stateless policy)."""
+        if self.state is None:
+            return ()
+        return (*(s.name for s in self.state.inputs), RESET)
 
     @property
     def discrete(self) -> bool:
@@ -161,22 +174,6 @@ def _spaces(policy: Any) -> tuple[AbstractSpace, AbstractSpace]:
             "exports Box, Discrete, MultiDiscrete and MultiBinary actions."
         )
     return as_space(observation_space), action_space
-
-
-def _check_stateless(policy: Any) -> None:
-    reset = getattr(policy, "reset", None)
-    if not callable(reset):
-        return
-    try:
-        state = jax.eval_shape(lambda: reset(key=jax.random.key(0)))
-    except TypeError:
-        return  # a reset with another signature is not lerax's: nothing to learn from it
-    if state is not None:
-        raise UnsupportedError(
-            f"{type(policy).__name__}.reset returns a state ({type(state).__name__}), so the "
-            "policy is recurrent or stateful; policyport exports stateless policies (state "
-            "None) for now."
-        )
 
 
 def _action_spec(space: AbstractSpace) -> TensorSpec:
@@ -228,27 +225,37 @@ def _forward(
     with_mask: bool,
     prepare: Callable[[Any], Any],
     finish: Callable[[Any], Array],
+    state: State | None = None,
 ) -> Callable[..., tuple[Array, ...]]:
     """The deterministic outputs; `prepare` maps the input observation to the policy's,
-    `finish` the policy's action to the contract's layout (baked wrappers, clipping)."""
+    `finish` the policy's action to the contract's layout (baked wrappers, clipping). With
+    a `state`, the arrays go on with its leaves and `reset`, and the outputs with the
+    next state's leaves."""
     leaf_count = len(observation_space.leaves())
+    state_at = leaf_count + with_mask
 
     def forward(*arrays: Array) -> tuple[Array, ...]:
         observation = prepare(observation_space.unflatten(list(arrays[:leaf_count])))
         mask = _mask_argument(action_space, arrays[leaf_count]) if with_mask else None
-        _, chosen = policy(None, observation, action_mask=mask)
+        current = None
+        if state is not None:
+            count = len(state.inputs)
+            current = state.select(arrays[state_at + count], list(arrays[state_at:][:count]))
+        next_state, chosen = policy(current, observation, action_mask=mask)
         outputs = [finish(chosen)]
         for name in heads:
-            _, out = getattr(policy, name)(None, observation)
+            _, out = getattr(policy, name)(current, observation)
             outputs.append(_head_layout(name, out))
+        if state is not None:
+            outputs.extend(state.flatten_next(policy, next_state))
         return tuple(outputs)
 
     return forward
 
 
-def _uses_last_input(closed: ClosedJaxpr) -> bool:
-    """Whether the jaxpr reads its last input (the mask) at all."""
-    mask = closed.jaxpr.invars[-1]
+def _uses_input(closed: ClosedJaxpr, index: int) -> bool:
+    """Whether the jaxpr reads its input `index` (the mask) at all."""
+    mask = closed.jaxpr.invars[index]
     used = {v for eqn in closed.jaxpr.eqns for v in eqn.invars if isinstance(v, Var)}
     return mask in used or mask in closed.jaxpr.outvars
 
@@ -297,6 +304,7 @@ def trace(
     sample: bool = False,
     clip_actions: bool = False,
     wrappers: BakedWrappers | None = None,
+    reset_seed: int | None = None,
 ) -> TracedPolicy:
     """Trace the policy's deterministic action and its heads for one observation.
 
@@ -304,7 +312,8 @@ def trace(
     the randomness as the input `noise` (`_sampling.py`). With `clip_actions=True`, Box
     actions (sampled ones too) are clipped to the action space's finite bounds (`_clip.py`).
     With `wrappers` (`_wrappers.unwrap(env)`), the artifact takes the base env's observation
-    and returns the base env's action, the wrappers' pure transforms inside.
+    and returns the base env's action, the wrappers' pure transforms inside. A recurrent
+    policy's initial state is `reset(key=...)`'s; one drawn from the key needs `reset_seed`.
     """
     if isinstance(policy, TracedPolicy):
         if sample and policy.sampling is None:
@@ -316,7 +325,9 @@ def trace(
     # lowerings read them: a policy trained on a GPU exports unchanged.
     policy = to_reference_device(policy)
     observation_space, action_space = _spaces(policy)
-    _check_stateless(policy)
+    check_reset_seed(reset_seed)
+    state = initial_state(policy, reset_seed)
+    state_specs = () if state is None else (*state.inputs, state.reset)
     heads = _heads(policy)
     prepare, transform = (lambda o: o), (lambda a: a)
     if wrappers is not None:
@@ -341,21 +352,26 @@ def trace(
     closed: ClosedJaxpr | None = None
     inputs = observations
     if mask is not None:
-        specs = (*observations, mask)
-        forward = _forward(policy, observation_space, action_space, heads, True, prepare, finish)
+        specs = (*observations, mask, *state_specs)
+        forward = _forward(
+            policy, observation_space, action_space, heads, True, prepare, finish, state
+        )
         try:
             raw = jax.make_jaxpr(forward)(*_avals(specs))
             closed = simplify(raw)
         except (TypeError, ValueError):
             raw = None  # a policy that refuses masks: traced without one below
-        if raw is not None and _uses_last_input(closed):
+        if raw is not None and _uses_input(closed, len(observations)):
             inputs = specs
         else:
             raw = closed = None  # the mask is never read: no mask input
     if raw is None:
-        forward = _forward(policy, observation_space, action_space, heads, False, prepare, finish)
+        inputs = (*observations, *state_specs)
+        forward = _forward(
+            policy, observation_space, action_space, heads, False, prepare, finish, state
+        )
         try:
-            raw = jax.make_jaxpr(forward)(*_avals(observations))
+            raw = jax.make_jaxpr(forward)(*_avals(inputs))
         except (InputError, UnsupportedError):
             raise
         except Exception as e:  # the user's code: any failure means the same to them
@@ -371,6 +387,7 @@ def trace(
             )
             for i, name in enumerate(heads)
         ),
+        *(() if state is None else state.outputs),
     )
     margins = None
     if not isinstance(action_space, Box):
@@ -391,6 +408,7 @@ def trace(
         if isinstance(action_space, Box) and clip_actions
         else None,
         wrappers=None if wrappers is None else wrappers.inside,
+        state=None if state is None else state.to_json(),
     )
     plain = TracedPolicy(
         closed,
@@ -401,6 +419,7 @@ def trace(
         description,
         margins,
         nonfinite,
+        state=state,
     )
     if not sample:
         return plain
@@ -409,10 +428,11 @@ def trace(
         observation_space,
         action_space,
         observations,
-        inputs[-1] if inputs[-1].name == MASK else None,
+        next((s for s in inputs if s.name == MASK), None),
         prepare,
         finish,
         lambda m: _mask_argument(action_space, m),
+        state,
     )
     full = _with_sampling(closed, sampling, inputs)
     # Both entries name the same weights, the sampling path's (say a log-std) included.
