@@ -14,7 +14,7 @@ inputs (found from the trace); see `from_ppo_params` for the value head.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -68,11 +68,25 @@ def _leaf_space(mean: Any, std: Any) -> Box:
     return Box(mean - BOUND_STDS * std, mean + BOUND_STDS * std, mean.shape)
 
 
-def _full_observation_space(normalizer: Any) -> Box | Dict:
-    """Every observation leaf the normaliser tracks (Brax keeps stats for each key)."""
+def _frame_space(shape: Sequence[int]) -> Box:
+    shape = tuple(int(d) for d in shape)
+    return Box(np.zeros(shape, np.float32), np.ones(shape, np.float32), shape)
+
+
+def _full_observation_space(
+    normalizer: Any, frame_shapes: Mapping[str, Sequence[int]] | None = None
+) -> Box | Dict:
+    """Every observation leaf the normaliser tracks (Brax keeps stats for each key), and
+    the frames of a vision network (which it does not track)."""
+    frame_shapes = frame_shapes or {}
     if isinstance(normalizer.mean, dict):
-        return Dict(
-            {k: _leaf_space(normalizer.mean[k], normalizer.std[k]) for k in sorted(normalizer.mean)}
+        spaces = {k: _leaf_space(normalizer.mean[k], normalizer.std[k]) for k in normalizer.mean}
+        spaces |= {k: _frame_space(v) for k, v in frame_shapes.items()}
+        return Dict({k: spaces[k] for k in sorted(spaces)})
+    if frame_shapes:
+        raise InputError(
+            "Frame shapes were given, but the normaliser's statistics are one array, not a "
+            "dict by observation key: Brax's vision networks read a dict of observations."
         )
     return _leaf_space(normalizer.mean, normalizer.std)
 
@@ -124,7 +138,12 @@ def _check_apply(fn: Callable[[Observation], Any], space: Box | Dict, what: str)
 
 
 def from_ppo_params(
-    networks: Any, params: Any, *, value: bool | None = None, name: str = "brax.ppo"
+    networks: Any,
+    params: Any,
+    *,
+    value: bool | None = None,
+    name: str = "brax.ppo",
+    frame_shapes: Mapping[str, Sequence[int]] | None = None,
 ) -> FunctionPolicy:
     """A protocol policy from Brax PPO networks and params, as Brax's training returns them.
 
@@ -140,6 +159,10 @@ def from_ppo_params(
       `value_obs_key="privileged_state"`, simulator-only) is left out. `True`: always (its
       keys become inputs too). `False`: never.
     - `name`: recorded as the policy's class in artifact metadata.
+    - `frame_shapes`: for Brax's vision networks (`make_ppo_networks_vision`), each
+      `pixels/` key's `(height, width, channels)`: the normaliser keeps no statistics of
+      frames, so their shapes come from here. Frames are float32 in [0, 1] (MuJoCo
+      Playground's renderers scale the camera's bytes so), NHWC as Brax reads them.
 
     The action is `make_inference_fn(networks)(params, deterministic=True)(obs, key)[0]`.
     """
@@ -156,7 +179,7 @@ def from_ppo_params(
         out = networks.value_network.apply(normalizer, value_params, observation)
         return out[0] if isinstance(out, tuple) else out  # a distributional critic: (v, q)
 
-    space = _full_observation_space(normalizer)
+    space = _full_observation_space(normalizer, frame_shapes)
     _check_apply(act, space, "policy network")
     with_value = value is not False
     if with_value:
