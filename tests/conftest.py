@@ -83,6 +83,7 @@ SLOW_FILES = frozenset(
 # Slow tests (every parameter of each; `*` as in fnmatch) in files that are otherwise fast.
 SLOW_TESTS: dict[str, tuple[str, ...]] = {
     "test_brax.py": ("test_checkpoints_export_to_every_format_with_parity",),
+    "test_brax_vision.py": ("test_vision_checkpoints_export_with_parity",),
     "test_cli.py": (
         "test_lerax_files_with_non_default_architectures",
         "test_random_argument_vectors",

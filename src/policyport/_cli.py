@@ -65,6 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
         "e.g. lerax.policy:MLPQPolicy)",
     )
     parser.add_argument("--policy-kwargs", help="JSON constructor kwargs of a lerax-saved policy")
+    parser.add_argument(
+        "--frame-shape",
+        action="append",
+        metavar="KEY=HxWxC",
+        help="with --from brax-ppo, a vision checkpoint's frame shape per 'pixels/' key "
+        "(e.g. pixels/view_0=64x64x3), where its config records only the channels",
+    )
     parser.add_argument("--report", type=Path, help="write the parity report(s) as JSON here")
     add_settings_arguments(parser)
     add_sweep_arguments(parser)
@@ -227,8 +234,10 @@ def _run(args: argparse.Namespace, settings: ExportSettings) -> int:
         start = time.perf_counter()
         if args.source != "policy":
             _refuse_file_options(args)
-            policy = load_checkpoint(args.source, args.model)
+            policy = load_checkpoint(args.source, args.model, args.frame_shape)
         else:
+            if args.frame_shape:
+                raise InputError("--frame-shape applies to --from brax-ppo checkpoints only.")
             policy = load_policy(
                 args.model,
                 args.env,
@@ -278,6 +287,7 @@ def _refuse_file_options(args: argparse.Namespace) -> None:
         )
         if value is not None
     ]
+
     if given:
         raise InputError(
             f"--from {args.source} reads everything from the checkpoint folder; "

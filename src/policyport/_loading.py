@@ -256,28 +256,50 @@ def _check_agrees(
                 )
 
 
-def _brax(reader: str) -> Callable[[Path], Any]:
+def _brax(reader: str) -> Callable[..., Any]:
     """`policyport.brax.<reader>`, imported when a checkpoint is read (core imports no Brax)."""
 
-    def read(path: Path) -> Any:
+    def read(path: Path, **kwargs: Any) -> Any:
         from . import brax
 
-        return getattr(brax, reader)(path)
+        return getattr(brax, reader)(path, **kwargs)
 
     return read
 
 
+def parse_frame_shapes(values: list[str] | None) -> dict[str, tuple[int, ...]] | None:
+    """`--frame-shape KEY=HxWxC` (repeatable) as `{KEY: (H, W, C)}`."""
+    if not values:
+        return None
+    shapes: dict[str, tuple[int, ...]] = {}
+    for value in values:
+        key, _, dims = value.rpartition("=")
+        parts = dims.lower().split("x")
+        if not key or len(parts) != 3 or not all(p.isdigit() and len(p) <= 6 for p in parts):
+            raise InputError(
+                f"--frame-shape {value!r:.80}: give KEY=HxWxC, e.g. pixels/view_0=64x64x3."
+            )
+        shapes[key] = tuple(int(p) for p in parts)
+    return shapes
+
+
 # `--from`: what MODEL is, besides a policy file: a checkpoint folder of another library,
 # read by a subpackage imported only when asked for. A loader is one row here.
-CHECKPOINTS: dict[str, Callable[[Path], Any]] = {
+CHECKPOINTS: dict[str, Callable[..., Any]] = {
     "brax-ppo": _brax("from_ppo"),
     "brax-sac": _brax("from_sac"),
 }
 SOURCES = ("policy", *CHECKPOINTS)
 
 
-def load_checkpoint(source: str, path: Path) -> Any:
-    """A checkpoint folder of another library (`--from brax-ppo`, ...) as a policy."""
+def load_checkpoint(source: str, path: Path, frame_shapes: list[str] | None = None) -> Any:
+    """A checkpoint folder of another library (`--from brax-ppo`, ...) as a policy
+    (`frame_shapes`: `--frame-shape` values, for Brax's vision PPO)."""
     if source not in CHECKPOINTS:
         raise InputError(f"--from {source!r}: choose one of {', '.join(SOURCES)}.")
-    return CHECKPOINTS[source](path)
+    frames = parse_frame_shapes(frame_shapes)
+    if frames is None:
+        return CHECKPOINTS[source](path)
+    if source != "brax-ppo":
+        raise InputError(f"--frame-shape applies to --from brax-ppo only, not {source}.")
+    return CHECKPOINTS[source](path, frame_shapes=frames)

@@ -161,9 +161,7 @@ def network_weights(
     return mlp_weights(policy) + mlp_weights(value)
 
 
-def vision_weights(
-    shapes: Shapes, action_size: int, kwargs: Mapping[str, Any], path: Path
-) -> int:
+def vision_weights(shapes: Shapes, action_size: int, kwargs: Mapping[str, Any], path: Path) -> int:
     """At most how many weights Brax's vision PPO networks hold (a CNN per view in each)."""
     if not isinstance(shapes, dict):
         raise ModelFileError(

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from .._errors import ModelFileError
-from ..policy._architecture import MAX_DEPTH, MAX_WIDTH, is_int
+from ..policy._architecture import MAX_DEPTH, MAX_SPACE_SIZE, MAX_WIDTH, is_int
 
 PIXELS = "pixels/"  # Brax's VisionMLP runs a CNN on every key with this prefix
 # Brax 0.14.2's vision factory defaults (tests/test_brax_vision.py checks them against it).
@@ -272,14 +272,13 @@ def vision_input_sizes(
         raise ModelFileError(
             f"{path}: the config has vision options but observation_size has no 'pixels/' "
             f"key (its keys: {sorted(shapes)[:8] if isinstance(shapes, dict) else shapes}): "
-            "Brax's vision network reads its frames from keys starting 'pixels/'."
+            "Brax's vision network reads its frames from keys starting 'pixels/': re-save "
+            "the checkpoint with the observation shapes it was trained on."
         )
     return weights, inputs
 
 
-def with_frames(
-    shapes: Any, frame_shapes: Mapping[str, tuple[int, ...]] | None, path: Path
-) -> Any:
+def with_frames(shapes: Any, frame_shapes: Mapping[str, tuple[int, ...]] | None, path: Path) -> Any:
     """The config's shapes with the frames' shapes given by the user (Brax's training
     records only their last dimension, which must agree)."""
     if not frame_shapes:
@@ -294,14 +293,20 @@ def with_frames(
                 f"{path}: a frame shape was given for {key!r}, which is not a 'pixels/' key "
                 f"of the checkpoint's observations ({sorted(shapes)[:8]})."
             )
-        if len(frame) != 3 or not all(is_int(d, 1, MAX_WIDTH) for d in frame):
+        if (
+            len(frame) != 3
+            or not all(is_int(d, 1, MAX_WIDTH) for d in frame)
+            or math.prod(frame) > MAX_SPACE_SIZE
+        ):
             raise ModelFileError(
-                f"The frame shape of {key!r} is {frame!r:.60}; give (height, width, channels)."
+                f"The frame shape of {key!r} is {frame!r:.60}; give (height, width, channels), "
+                f"at most {MAX_SPACE_SIZE} elements."
             )
-        if shapes[key][-1] != frame[-1]:
+        recorded = tuple(shapes[key])
+        if recorded[-1] != frame[-1] or (len(recorded) == 3 and recorded != frame):
             raise ModelFileError(
-                f"{path}: the config records {key!r} with {shapes[key][-1]} channels (shape "
-                f"{list(shapes[key])}), but its frame shape was given as {frame}."
+                f"{path}: the config records {key!r} with shape {list(recorded)}, but its "
+                f"frame shape was given as {frame}."
             )
         out[key] = frame
     return out
