@@ -39,6 +39,19 @@ class Value:
     const: np.ndarray | None = None
     transposed: bool = False
     partial: bool = False  # smaller than its jaxpr shape: a broadcast left to the consumer
+    # The ONNX tensor holds the jaxpr value with its axes permuted: `transpose(value,
+    # layout)` (a convolution's NCHW output of an NHWC policy). Kept through the ops that
+    # can work in any layout (`LAYOUT_AWARE` emitters), materialised by `Builder.tensor`.
+    layout: tuple[int, ...] | None = None
+    # The ONNX tensor's last axis holds the value's last axis in this order:
+    # `onnx[..., j] = value[..., order[j]]` (a flatten of a permuted layout); a layer's
+    # weight rows are permuted instead (`_dot_general`), else a Gather materialises it.
+    order: tuple[int, ...] | None = None
+
+    @property
+    def laid_out(self) -> bool:
+        """Whether the ONNX tensor differs from the jaxpr value by a layout or an order."""
+        return self.layout is not None or self.order is not None
 
 
 def same_size(a: Any, b: Any) -> bool:
@@ -71,6 +84,7 @@ class Builder:
         self.batch_source = batch_source
         self._batch_size: str | None = None
         self._count = 0
+        self._reshaped: dict[str, str] = {}  # a Reshape's output -> its data input
 
     def fresh(self, hint: str) -> str:
         self._count += 1
@@ -94,13 +108,32 @@ class Builder:
         """One single-output node; its output's name."""
         return self.node(op, inputs, **attrs)[0]
 
+    def reshape(self, x: str, shape: list[int]) -> str:
+        """`x` reshaped to `shape` (0 copies the batch), read from before an earlier
+        Reshape of it: a chain of Reshapes (unit axes in, unit axes out) is one."""
+        source = self._reshaped.get(x, x)
+        out = self.op("Reshape", [source, self.int64s(shape)])
+        self._reshaped[out] = source
+        return out
+
     def tensor(self, value: Value) -> str:
         """The ONNX tensor holding `value` (materialising a constant or a transpose)."""
         if value.const is not None:
             return self.constant(value.const)
         if value.transposed:
             return self.op("Transpose", [value.name], perm=[1, 0])
+        if value.layout is not None:
+            return self.op("Transpose", [value.name], perm=np.argsort(value.layout).tolist())
+        if value.order is not None:
+            back = self.constant(np.argsort(np.asarray(value.order)).astype(np.int64))
+            return self.op("Gather", [value.name, back], axis=-1)
         return value.name
+
+    def plain(self, value: Value) -> Value:
+        """`value` as an ONNX tensor in the jaxpr's own layout (one op if laid out)."""
+        if not value.laid_out:
+            return value
+        return Value(self.tensor(value), partial=value.partial)
 
     def batch_size(self) -> str:
         """A 1-D int64 tensor `[batch]`, read from the batch source's shape (made once)."""
