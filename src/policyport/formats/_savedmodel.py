@@ -48,8 +48,10 @@ def load_tensorflow(path: Path) -> Runner:
 
 
 def _tf_name(name: str) -> str:
-    """TensorFlow's argument names cannot hold dots: `observation.goal` -> `observation_goal`."""
-    return name.replace(".", "_")
+    """TensorFlow's argument names cannot hold dots, and it turns a slash into `_` in the
+    signature's keys: `observation.goal` -> `observation_goal`, `observation.pixels/view_0`
+    (a MuJoCo Playground key) -> `observation_pixels_view_0`."""
+    return name.replace(".", "_").replace("/", "_")
 
 
 def _tensorflow_version() -> str:
