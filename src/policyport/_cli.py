@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import logging
 import os
 import sys
 import tempfile
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from ._errors import ParityError, PolicyportError
 from ._loading import SOURCES
+from ._quiet import LOGGER as LIBRARY_LOGGER
 from ._settings import ExportSettings
 from .sweep._cli import add_sweep_arguments, is_sweep, run_sweep
 from .sweep._report import write_json
@@ -73,6 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(e.g. pixels/view_0=64x64x3), where its config records only the channels",
     )
     parser.add_argument("--report", type=Path, help="write the parity report(s) as JSON here")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also print the libraries' own log lines and warnings (onnx-ir, TensorFlow...), "
+        "which an export otherwise keeps out of the terminal",
+    )
     add_settings_arguments(parser)
     add_sweep_arguments(parser)
     return parser
@@ -97,6 +106,14 @@ def settings_of(args: argparse.Namespace) -> ExportSettings:
     return ExportSettings(
         **{f.name: getattr(args, f.name) for f in dataclasses.fields(ExportSettings)}
     )
+
+
+def _show_library_messages() -> None:
+    """The library lines an export holds back (`_quiet.py`), printed to stderr after it."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("[library] %(message)s"))
+    LIBRARY_LOGGER.addHandler(handler)
+    LIBRARY_LOGGER.setLevel(logging.DEBUG)
 
 
 def _progress(line: str) -> None:
@@ -158,6 +175,8 @@ def run(argv: list[str] | None = None) -> int:
 
 def _run_cli(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    if args.verbose:
+        _show_library_messages()
     try:
         settings = settings_of(args)
     except PolicyportError as e:
