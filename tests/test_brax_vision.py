@@ -14,6 +14,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+import onnxruntime as ort
 import pytest
 from brax.training import networks as brax_networks
 from brax.training.acme import running_statistics
@@ -177,15 +178,31 @@ def test_vision_checkpoints_export_with_parity(loaded, tmp_path, variant, format
     assert [o.name for o in result.report.outputs] == ["action", "value"]
 
 
-def test_cli_exports_a_training_written_checkpoint_with_its_frame_shape(
+def test_cli_exports_a_training_written_checkpoint_taking_uint8_frames(
     checkpoints, tmp_path, capsys
 ):
-    folder = checkpoints["playground"][2]
-    out = tmp_path / f"policy{FORMATS['stablehlo'].suffix}"
-    args = [str(folder.parent), "--from", "brax-ppo", "--format", "stablehlo", "-o", str(out)]
-    assert run([*args, "--frame-shape", f"{PIXELS}=16x16x3"]) == 0, capsys.readouterr().err
+    """Playground's CartpoleBalance frames are gray - 0.5: given their shape (the config
+    has only the channels) and range, the artifact takes a camera's bytes b as
+    -0.5 + b / 255 and computes what Brax computes on those floats."""
+    networks, params, folder = checkpoints["playground"]
+    out = tmp_path / "policy.onnx"
+    args = [str(folder.parent), "--from", "brax-ppo", "--format", "onnx", "-o", str(out)]
+    frames = ["--frame-shape", f"{PIXELS}=16x16x3", "--frame-range=-0.5:0.5", "--uint8-frames"]
+    assert run([*args, *frames]) == 0, capsys.readouterr().err
     assert "Parity PASS" in capsys.readouterr().out
-    assert out.exists()  # a folder: the module and its weights
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert [(i.name, i.type) for i in session.get_inputs()] == [
+        (f"observation.{PIXELS}", "tensor(uint8)")
+    ]
+    pixels = np.random.default_rng(0).integers(0, 256, (16, *FRAME), dtype=np.uint8)
+    [action] = session.run(["action"], {f"observation.{PIXELS}": pixels})
+    floats = np.float32(-0.5) + pixels.astype(np.float32) / np.float32(255)
+    expected, _ = ppo_networks.make_inference_fn(networks)(params, deterministic=True)(
+        {PIXELS: jnp.asarray(floats)}, jax.random.key(0)
+    )
+    # onnxruntime against XLA, and b / 255 against b * (1 / 255) (1 ulp of the frame):
+    # the tolerance of the parity check itself.
+    np.testing.assert_allclose(action, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_function_dumps_map_to_the_functions_they_name(checkpoints):

@@ -74,6 +74,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --from brax-ppo, a vision checkpoint's frame shape per 'pixels/' key "
         "(e.g. pixels/view_0=64x64x3), where its config records only the channels",
     )
+    parser.add_argument(
+        "--frame-range",
+        metavar="LOW:HIGH",
+        help="with --from brax-ppo, the range of a vision checkpoint's float frames (default "
+        "0:1; Playground's CartpoleBalance: --frame-range=-0.5:0.5)",
+    )
+    parser.add_argument(
+        "--uint8-frames",
+        action="store_true",
+        help="with --from brax-ppo, the artifact takes the frames as uint8 bytes, byte b "
+        "read as LOW + (HIGH - LOW) * b / 255",
+    )
     parser.add_argument("--report", type=Path, help="write the parity report(s) as JSON here")
     parser.add_argument(
         "-v",
@@ -253,10 +265,15 @@ def _run(args: argparse.Namespace, settings: ExportSettings) -> int:
         start = time.perf_counter()
         if args.source != "policy":
             _refuse_file_options(args)
-            policy = load_checkpoint(args.source, args.model, args.frame_shape)
+            policy = load_checkpoint(
+                args.source, args.model, args.frame_shape, args.frame_range, args.uint8_frames
+            )
         else:
-            if args.frame_shape:
-                raise InputError("--frame-shape applies to --from brax-ppo checkpoints only.")
+            if args.frame_shape or args.frame_range or args.uint8_frames:
+                raise InputError(
+                    "--frame-shape, --frame-range and --uint8-frames apply to --from brax-ppo "
+                    "checkpoints only."
+                )
             policy = load_policy(
                 args.model,
                 args.env,

@@ -292,14 +292,38 @@ CHECKPOINTS: dict[str, Callable[..., Any]] = {
 SOURCES = ("policy", *CHECKPOINTS)
 
 
-def load_checkpoint(source: str, path: Path, frame_shapes: list[str] | None = None) -> Any:
+def parse_frame_range(value: str | None) -> tuple[float, float] | None:
+    """`--frame-range LOW:HIGH` as `(low, high)`."""
+    if value is None:
+        return None
+    low, _, high = value.partition(":")
+    try:
+        return float(low), float(high)
+    except ValueError:
+        raise InputError(
+            f"--frame-range {value!r:.60}: give LOW:HIGH, e.g. --frame-range=-0.5:0.5."
+        ) from None
+
+
+def load_checkpoint(
+    source: str,
+    path: Path,
+    frame_shapes: list[str] | None = None,
+    frame_range: str | None = None,
+    uint8_frames: bool = False,
+) -> Any:
     """A checkpoint folder of another library (`--from brax-ppo`, ...) as a policy
-    (`frame_shapes`: `--frame-shape` values, for Brax's vision PPO)."""
+    (`--frame-shape`, `--frame-range`, `--uint8-frames`: Brax's vision PPO's frames)."""
     if source not in CHECKPOINTS:
         raise InputError(f"--from {source!r}: choose one of {', '.join(SOURCES)}.")
-    frames = parse_frame_shapes(frame_shapes)
-    if frames is None:
-        return CHECKPOINTS[source](path)
-    if source != "brax-ppo":
-        raise InputError(f"--frame-shape applies to --from brax-ppo only, not {source}.")
-    return CHECKPOINTS[source](path, frame_shapes=frames)
+    frames: dict[str, Any] = {
+        "frame_shapes": parse_frame_shapes(frame_shapes),
+        "frame_range": parse_frame_range(frame_range),
+        "uint8_frames": uint8_frames or None,
+    }
+    frames = {k: v for k, v in frames.items() if v is not None}
+    if frames and source != "brax-ppo":
+        raise InputError(
+            "--frame-shape, --frame-range and --uint8-frames apply to --from brax-ppo only."
+        )
+    return CHECKPOINTS[source](path, **frames)

@@ -365,6 +365,8 @@ def from_ppo(
     *,
     value: bool | None = None,
     frame_shapes: dict[str, tuple[int, int, int]] | None = None,
+    frame_range: tuple[float, float] = (0.0, 1.0),
+    uint8_frames: bool = False,
 ) -> FunctionPolicy:
     """The policy in a Brax PPO checkpoint folder (`ppo_network_config.json` + orbax params),
     Brax's MLP networks or its vision networks (`make_ppo_networks_vision`, recognised from
@@ -374,10 +376,17 @@ def from_ppo(
     is read). `value` as in `from_ppo_params`. `frame_shapes`: each `pixels/` key's
     `(height, width, channels)`, needed where the config records only the channels (Brax's
     PPO training writes the config so); a config with the full shapes needs none.
+    `frame_range`, `uint8_frames`: what the frames are, as in `from_ppo_params`.
     """
     networks, params, step, frames = load_frames(Path(path), PPO, frame_shapes)
     return from_ppo_params(
-        networks, params, value=value, name=f"brax.ppo:{step.name}", frame_shapes=frames
+        networks,
+        params,
+        value=value,
+        name=f"brax.ppo:{step.name}",
+        frame_shapes=frames,
+        frame_range=frame_range,
+        uint8_frames=uint8_frames,
     )
 
 
