@@ -150,11 +150,11 @@ def test_vision_checkpoints_compute_what_brax_computes(checkpoints, loaded, vari
     observations = _observations(variant)
     brax_policy = ppo_networks.make_inference_fn(networks)(params, deterministic=True)
     expected, _ = brax_policy(observations, jax.random.key(0))
-    actions = jax.vmap(lambda o: policy(None, o)[1])(observations)
+    actions = jax.jit(jax.vmap(lambda o: policy(None, o)[1]))(observations)
     np.testing.assert_allclose(actions, expected, **SAME_FUNCTION)
     assert np.ptp(np.asarray(actions)) > 1e-3  # the frames change the actions
     expected_value = networks.value_network.apply(params[0], params[2], observations)
-    values = jax.vmap(lambda o: policy.value(None, o)[1])(observations)
+    values = jax.jit(jax.vmap(lambda o: policy.value(None, o)[1]))(observations)
     np.testing.assert_allclose(values, expected_value, **SAME_FUNCTION)
     names = policyport.trace(policy).input_names
     state = () if variant == "playground" else ("observation.state",)
