@@ -11,6 +11,11 @@ configs its own `save` writes (`"mean_kernel_init_fn": null` -> `KeyError: None`
 are looked up in Brax's own tables (`brax.training.networks.ACTIVATION`,
 `KERNEL_INITIALIZER`); nothing a file names is imported, and nothing is unpickled.
 
+A PPO config with `pixels/` observation keys or `cnn_*` options is Brax's vision network's
+(`networks_vision.make_ppo_networks_vision`): its options and the function dumps Brax
+writes for them are read by `_vision`; its frames are not normalised (Brax keeps no
+statistics of them) and their shapes come from the config or from the caller.
+
 A checkpoint is bounded before anything it describes is allocated: the config in closed
 form (`_config`, policyport's own limits), then the stored arrays' shapes from Orbax's
 metadata against the networks the config describes (`_stored`), and only then the restore.
