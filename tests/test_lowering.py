@@ -314,6 +314,13 @@ CASES: dict[str, Case] = {
             lax.conv_general_dilated(  # NCHW (as equinox): no transpose needed
                 jnp.transpose(x, (2, 0, 1))[None], jnp.transpose(K4, (3, 2, 0, 1)), (2, 1), "SAME"
             )[0],
+            # after a max-pool, as equinox chains them (CHW, unit axes in and out)
+            lax.conv_general_dilated(
+                eqx.nn.MaxPool2d(2, 2)(jnp.transpose(x, (2, 0, 1)))[None],
+                jnp.transpose(K4, (3, 2, 0, 1)),
+                (1, 1),
+                "SAME",
+            )[0],
             # two layers, then a dense layer over the flattened features
             jnp.tanh(_conv(jnp.tanh(_conv(x, K8, (2, 2), "VALID")), K24, (1, 1), "SAME")).ravel()
             @ DENSE,

@@ -48,9 +48,18 @@ namespace policyport {
 //   2 (2026-12-02): one input per observation leaf; outputs action + the policy's heads.
 //   3 (2026-12-02): the sample entry: input `noise`, outputs `sampled_action`, `log_prob`;
 //                   metadata `noise`, `entry`, `entries`. (Default entries stay 2.)
+//   5 (2026-12-05): an observation input may be an integer type (uint8 frames; int8, uint16,
+//                   int16, int32), as its Box declares. The float API below converts the
+//                   caller's floats to it (exact for integers in the type's range).
 constexpr int kMinContractVersion = 1;
-constexpr int kMaxContractVersion = 3;
+constexpr int kMaxContractVersion = 5;
 constexpr int kSamplingContractVersion = 3;
+constexpr int kTypedObservationContractVersion = 5;
+// Whether this wrapper understands `version` (4 is not one of its versions).
+constexpr bool is_supported_contract_version(int version) {
+  return (version >= kMinContractVersion && version <= kSamplingContractVersion) ||
+         version == kTypedObservationContractVersion;
+}
 
 // The names the contract fixes; every other name is read from the artifact.
 constexpr const char* kMaskInput = "action_mask";
@@ -113,7 +122,7 @@ class EntryError : public Error {
 // One input or output of the artifact, as its session reports it.
 struct TensorInfo {
   std::string name;
-  std::string dtype;           // "float32", "int64" or "bool"
+  std::string dtype;           // "float32", "int64", "bool", or an observation's integer type
   std::vector<int64_t> shape;  // per row: without the batch dimension ({} for [batch])
   std::size_t size = 0;        // elements per row (product of shape; 1 for {})
 };

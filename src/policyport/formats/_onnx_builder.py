@@ -39,10 +39,13 @@ class Value:
     const: np.ndarray | None = None
     transposed: bool = False
     partial: bool = False  # smaller than its jaxpr shape: a broadcast left to the consumer
-    # The ONNX tensor holds the jaxpr value with its axes permuted: `transpose(value,
-    # layout)` (a convolution's NCHW output of an NHWC policy). Kept through the ops that
-    # can work in any layout (`LAYOUT_AWARE` emitters), materialised by `Builder.tensor`.
+    # A view: ONNX axis j holds the jaxpr value's axis `layout[j]` (-1: an ONNX axis of
+    # size 1 the value does not have), and the value's axes in `units` (size 1) are absent
+    # from the ONNX tensor. A convolution's NCHW output of an NHWC policy is `(0, 3, 1, 2)`;
+    # unit axes inserted and removed around a layer cost nothing. Kept through the ops that
+    # work on any view (`LAYOUT_AWARE` emitters), materialised by `Builder.tensor`.
     layout: tuple[int, ...] | None = None
+    units: tuple[int, ...] = ()
     # The ONNX tensor's last axis holds the value's last axis in this order:
     # `onnx[..., j] = value[..., order[j]]` (a flatten of a permuted layout); a layer's
     # weight rows are permuted instead (`_dot_general`), else a Gather materialises it.
@@ -123,7 +126,16 @@ class Builder:
         if value.transposed:
             return self.op("Transpose", [value.name], perm=[1, 0])
         if value.layout is not None:
-            return self.op("Transpose", [value.name], perm=np.argsort(value.layout).tolist())
+            name, listed = value.name, [a for a in value.layout if a != -1]
+            phantom = [j for j, a in enumerate(value.layout) if a == -1]
+            if phantom:
+                name = self.op("Squeeze", [name, self.int64s(phantom)])
+            perm = np.argsort(listed).tolist()
+            if perm != list(range(len(perm))):
+                name = self.op("Transpose", [name], perm=perm)
+            if value.units:
+                name = self.op("Unsqueeze", [name, self.int64s(sorted(value.units))])
+            return name
         if value.order is not None:
             back = self.constant(np.argsort(np.asarray(value.order)).astype(np.int64))
             return self.op("Gather", [value.name, back], axis=-1)

@@ -46,8 +46,8 @@ def _elementwise(op: str, **attrs) -> Emitter:
     def emit(b: Builder, args: list[Value], eqn) -> list[Value]:
         laid_out = _in_common_layout(b, args, eqn)
         if laid_out is not None:
-            names, layout = laid_out
-            return [Value(b.op(op, names, **attrs), layout=layout)]
+            names, view = laid_out
+            return [Value(b.op(op, names, **attrs), layout=view.layout, units=view.units)]
         args = [b.plain(a) for a in args]
         if len(args) == 1:
             (x,) = args
@@ -69,13 +69,13 @@ def _composite(build: Callable[[Builder, list[str], jex_core.JaxprEqn], str]) ->
     return emit
 
 
-def _in_common_layout(b: Builder, args: list[Value], eqn) -> tuple[list[str], tuple] | None:
-    """The operands as ONNX tensors in the layout of the laid-out ones (constants
-    permuted to it), when they share one; else None (the caller materialises them)."""
-    layouts = {a.layout for a in args if a.const is None}
-    if len(layouts) != 1 or None in layouts:
+def _in_common_layout(b: Builder, args: list[Value], eqn) -> tuple[list[str], Value] | None:
+    """The operands as ONNX tensors in the view of the laid-out ones (constants reshaped
+    to it), when they share one; else None (the caller materialises them)."""
+    views = {(a.layout, a.units) for a in args if a.const is None}
+    if len(views) != 1 or None in {v[0] for v in views}:
         return None
-    (layout,) = layouts
+    view = next(a for a in args if a.const is None)
     names = []
     for a in args:
         if a.const is None:
@@ -84,11 +84,24 @@ def _in_common_layout(b: Builder, args: list[Value], eqn) -> tuple[list[str], tu
             names.append(a.name)
         elif np.ndim(a.const) == 0:
             names.append(b.constant(a.const))
-        elif np.ndim(a.const) == len(layout):
-            names.append(b.constant(np.transpose(a.const, layout)))
+        elif np.ndim(a.const) == len(view.layout) - view.layout.count(-1) + len(view.units):
+            names.append(b.constant(_const_in_view(a.const, view)))
         else:
             return None
-    return names, layout
+    return names, view
+
+
+def _const_in_view(const: np.ndarray, view: Value) -> np.ndarray:
+    """A constant of the value's rank laid out as `view`'s ONNX tensor (it broadcasts)."""
+    assert view.layout is not None
+    squeezed = np.squeeze(const, axis=tuple(view.units)) if view.units else const
+    remaining = [a for a in range(const.ndim) if a not in view.units]
+    listed = [a for a in view.layout if a != -1]
+    moved = np.transpose(squeezed, [remaining.index(a) for a in listed])
+    for j, a in enumerate(view.layout):
+        if a == -1:
+            moved = np.expand_dims(moved, j)
+    return moved
 
 
 def _passthrough(b: Builder, args: list[Value], eqn) -> list[Value]:
@@ -257,7 +270,8 @@ def _convert_element_type(b: Builder, args: list[Value], eqn) -> list[Value]:
     if x.const is not None:
         return [Value(const=x.const.astype(target), partial=x.partial)]
     if x.laid_out and not x.partial:  # a cast works in any layout
-        return [Value(b.op("Cast", [x.name], to=to), layout=x.layout, order=x.order)]
+        cast = b.op("Cast", [x.name], to=to)
+        return [Value(cast, layout=x.layout, units=x.units, order=x.order)]
     return [Value(b.op("Cast", [b.tensor(x)], to=to), partial=x.partial)]
 
 
@@ -270,20 +284,26 @@ def _reduce(op: str, via_int: bool = False) -> Emitter:
 
     def emit(b: Builder, args: list[Value], eqn) -> list[Value]:
         axes = [int(a) for a in eqn.params["axes"]]
-        layout = None
+        view: dict = {}
         if args[0].layout is not None and args[0].order is None:
-            # Reduce the ONNX axes that hold `axes`; the rest keep their order.
-            current = args[0].layout
+            # Reduce the ONNX axes that hold `axes` (a unit axis absent from the tensor
+            # needs nothing); the rest keep their places, renumbered.
+            current, units = args[0].layout, args[0].units
+
+            def renumber(a: int) -> int:
+                return -1 if a == -1 else a - sum(r < a for r in axes)
+
             kept = [a for a in current if a not in axes]
-            rank = {a: i for i, a in enumerate(sorted(kept))}
-            layout = tuple(rank[a] for a in kept)
-            layout = None if layout == tuple(range(len(layout))) else layout
-            axes = sorted(current.index(a) for a in axes)
+            view = {
+                "layout": tuple(renumber(a) for a in kept),
+                "units": tuple(renumber(u) for u in units if u not in axes),
+            }
+            axes = sorted(current.index(a) for a in axes if a in current)
             x = args[0].name
         else:
             x = b.tensor(args[0])
         if not axes:
-            return [Value(x, layout=layout)]
+            return [_normalised(Value(x, **view))]
         if via_int:
             x = b.op("Cast", [x], to=TensorProto.INT32)
         if b.opset < 18 and op != "ReduceSum":
@@ -292,7 +312,7 @@ def _reduce(op: str, via_int: bool = False) -> Emitter:
             reduced = b.op(op, [x, b.int64s(axes)], keepdims=0)
         if via_int:
             reduced = b.op("Cast", [reduced], to=TensorProto.BOOL)
-        return [Value(reduced, layout=layout)]
+        return [_normalised(Value(reduced, **view))]
 
     return emit
 
@@ -409,8 +429,9 @@ def _transpose(b: Builder, args: list[Value], eqn) -> list[Value]:
     if len(perm) > 2 and not x.partial and x.order is None and not x.transposed:
         inverse = np.argsort(perm)
         current = x.layout or tuple(range(len(perm)))
-        layout = tuple(int(inverse[a]) for a in current)
-        return [Value(x.name, layout=None if layout == tuple(range(len(perm))) else layout)]
+        layout = tuple(-1 if a == -1 else int(inverse[a]) for a in current)
+        units = tuple(int(inverse[u]) for u in x.units)
+        return [_normalised(Value(x.name, layout=layout, units=units))]
     x = b.plain(x)
     if perm == (1, 0) and x.transposed:
         return [Value(x.name)]
@@ -476,37 +497,33 @@ def _is_unit(d) -> bool:
     return isinstance(d, int) and d == 1
 
 
+def _normalised(value: Value) -> Value:
+    """`value` without a view when its ONNX tensor is the jaxpr value as it is."""
+    identity = value.layout == tuple(range(len(value.layout or ())))
+    if value.layout is not None and not value.units and identity:
+        return Value(value.name, order=value.order)
+    return value
+
+
 def _unit_relayout(b: Builder, x: Value, old: tuple, new: tuple) -> Value | None:
-    """A laid-out value with unit axes inserted or removed: one Reshape of its ONNX
-    tensor, the layout carried over (None when `new` moves more than unit axes)."""
+    """A laid-out value with unit axes inserted or removed: the same ONNX tensor, its view
+    renumbered (no op), or None when `new` moves more than unit axes."""
     kept_old = [i for i, d in enumerate(old) if not _is_unit(d)]
     kept_new = [i for i, d in enumerate(new) if not _is_unit(d)]
     if len(kept_old) != len(kept_new) or not all(
         same_size(old[i], new[j]) for i, j in zip(kept_old, kept_new, strict=True)
     ):
         return None
-    current = x.layout or tuple(range(len(old)))
-    keys: dict[int, tuple] = {
-        j: (current.index(i), 0, j) for i, j in zip(kept_old, kept_new, strict=True)
-    }
-    previous: tuple = (-1, 0, 0)
-    for j in range(len(new)):  # a unit axis goes after the kept axis before it
-        if j in keys:
-            previous = keys[j]
-        else:
-            keys[j] = (previous[0], 1, j)
-    layout = tuple(sorted(range(len(new)), key=keys.__getitem__))
-    dims = [new[a] for a in layout]
-    if not dims or not same_size(dims[0], b.batch) or not same_size(old[current[0]], b.batch):
+    if x.layout is None or x.order is not None or x.partial:
         return None
-    if any(not isinstance(d, int) for d in dims[1:]):
-        return None
-    reshaped = b.reshape(x.name, [0, *dims[1:]])
-    return Value(reshaped, layout=None if layout == tuple(range(len(new))) else layout)
+    moved = dict(zip(kept_old, kept_new, strict=True))
+    layout = tuple(moved.get(a, -1) for a in x.layout)  # a unit axis: an ONNX axis of size 1
+    units = tuple(j for j in range(len(new)) if j not in moved.values())
+    return _normalised(Value(x.name, layout=layout, units=units))
 
 
 def _flatten(b: Builder, x: Value, old: tuple, new: tuple) -> Value | None:
-    """`[batch, ...] -> [batch, n]` of a laid-out value: the ONNX tensor flattened as it is
+    """`[batch, ...] -> [batch, n]` of a laid-out value: the ONNX tensor flattened as it
     lies, its feature order noted for the layer that reads it (`Value.order`)."""
     layout = x.layout
     if (
@@ -518,21 +535,37 @@ def _flatten(b: Builder, x: Value, old: tuple, new: tuple) -> Value | None:
     ):
         return None
     index = np.arange(int(np.prod(old[1:]))).reshape(old[1:])
-    order = np.transpose(index, [a - 1 for a in layout[1:]]).ravel()
+    if x.units:
+        index = np.squeeze(index, axis=tuple(u - 1 for u in x.units))
+    remaining = [a for a in range(1, len(old)) if a not in x.units]
+    listed = [a for a in layout[1:] if a != -1]
+    order = np.transpose(index, [remaining.index(a) for a in listed]).ravel()
     flat = b.reshape(x.name, [0, -1])
     return Value(flat, order=tuple(int(i) for i in order))
 
 
-def _onnx_order(b: Builder, x: Value, order: tuple[int, ...]) -> str:
-    """The ONNX tensor of `x` with the jaxpr value's axes in `order` (at most one Transpose)."""
+def _onnx_order(b: Builder, x: Value, order: tuple[int, ...], shape: tuple) -> str:
+    """The ONNX tensor of `x` with the jaxpr value's axes in `order`: as it lies, or one
+    Reshape (unit axes), one Transpose, or (rarely) a view materialised then transposed."""
     if x.const is not None:
         return b.constant(np.transpose(x.const, order))
     x = b.plain(x) if x.order is not None or x.transposed else x
-    current = x.layout or tuple(range(len(order)))
-    perm = [current.index(a) for a in order]
-    if perm == list(range(len(perm))):
+    if x.layout is None:
+        perm = list(order)
+        return x.name if perm == sorted(perm) else b.op("Transpose", [x.name], perm=perm)
+    listed = [a for a in x.layout if a != -1]
+    if listed == list(order) and -1 not in x.layout and not x.units:
         return x.name
-    return b.op("Transpose", [x.name], perm=perm)
+    real = [a for a in listed if not _is_unit(shape[a])]
+    if (
+        real == [a for a in order if not _is_unit(shape[a])]
+        and x.layout[0] == 0 == order[0]
+        and all(isinstance(shape[a], int) for a in order[1:])
+    ):
+        return b.reshape(x.name, [0, *(shape[a] for a in order[1:])])
+    if not x.units and -1 not in x.layout:
+        return b.op("Transpose", [x.name], perm=[listed.index(a) for a in order])
+    return b.op("Transpose", [b.tensor(x)], perm=list(order))
 
 
 # ---------------------------------------------------------------- convolution and pooling
@@ -560,7 +593,7 @@ def _conv(b: Builder, args: list[Value], eqn) -> list[Value]:
     lhs_spec, rhs_spec, out_spec = (tuple(int(d) for d in s) for s in params["dimension_numbers"])
     if not same_size(_shape(eqn.invars[0])[lhs_spec[0]], b.batch) or lhs_spec[0] != 0:
         raise NotLowerable("a convolution whose batch is not the leading axis")
-    x = _onnx_order(b, lhs, lhs_spec)
+    x = _onnx_order(b, lhs, lhs_spec, _shape(eqn.invars[0]))
     kernel = np.ascontiguousarray(np.transpose(np.asarray(rhs.const, np.float32), rhs_spec))
     y = b.op(
         "Conv",
@@ -600,14 +633,15 @@ def _pooling(kind: str) -> Emitter:
         ]
         if not pooled or 0 in pooled or any(lo < 0 or hi < 0 for lo, hi in padding):
             raise NotLowerable(f"reduce_window_{kind} over the batch or with negative padding")
-        current = x.layout or tuple(range(len(shape)))
+        current = tuple(a for a in x.layout if a != -1) if x.layout else ()
+        current += tuple(a for a in range(len(shape)) if a not in current)  # absent units
         order = tuple(a for a in current if a not in pooled) + tuple(
             a for a in current if a in pooled
         )
         rest = order[: len(order) - len(pooled)]
         if rest[0] != 0 or any(not isinstance(shape[a], int) for a in order[1:]):
             raise NotLowerable(f"reduce_window_{kind} with a symbolic window axis")
-        t = _onnx_order(b, x, order)
+        t = _onnx_order(b, x, order, shape)
         channels = int(np.prod([shape[a] for a in rest[1:]]))
         folded = len(rest) != 2
         if folded:

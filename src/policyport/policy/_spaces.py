@@ -145,8 +145,9 @@ def _decode_float(x: float | str) -> float:
 # gymnasium's Box allows that JAX holds without x64 (frames from a camera are uint8).
 BOX_DTYPES = ("float32", "uint8", "int8", "uint16", "int16", "int32")
 # What other libraries' Box dtypes become: wider floats are read as float32 (as JAX does
-# without x64), int64 as int32 (likewise); bounds must then fit.
-_FOREIGN_DTYPES = {"float64": "float32", "float16": "float32", "int64": "int32"}
+# without x64), int64 as int32 (likewise); bool (gymnax's MinAtar frames) stays float32
+# 0/1, as policyport read every Box before integer types existed.
+_FOREIGN_DTYPES = {"float64": "float32", "float16": "float32", "int64": "int32", "bool": "float32"}
 
 
 def box_dtype(dtype: Any) -> str:
