@@ -198,9 +198,9 @@ def from_ppo_params(
     - `frame_shapes`: for Brax's vision networks (`make_ppo_networks_vision`), each
       `pixels/` key's `(height, width, channels)`: the normaliser keeps no statistics of
       frames, so their shapes come from here. Frames are NHWC as Brax reads them, float32
-      in `frame_range` (MuJoCo Playground's renderers give [0, 1]; its CartpoleBalance
-      vision frames are gray - 0.5, in [-0.5, 0.5]): the observation space's bounds,
-      where the parity check samples.
+      in `frame_range` (Brax records none: [0, 1] for the renderer's RGB; MuJoCo
+      Playground's CartpoleBalance vision frames are gray - 0.5, in [-0.5, 0.5]): the
+      observation space's bounds, where the parity check samples.
     - `uint8_frames`: the artifact takes the frames as uint8 bytes (a camera's), byte `b`
       read as `low + (high - low) * b / 255` of `frame_range` before Brax's network.
 
