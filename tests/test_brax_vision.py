@@ -283,10 +283,17 @@ def test_bad_vision_checkpoints_are_refused(checkpoints, tmp_path):
     playground = str(checkpoints["playground"][2])
     argv["frames unknown"] = [playground, "--from", "brax-ppo", "--format", "onnx", "-o", str(out)]
     argv["frames disagree"] = [*argv["frames unknown"], "--frame-shape", f"{PIXELS}=16x16x4"]
+    # Frame options for networks that read no frames (the committed MLP example).
+    mlp = str(Path(__file__).resolve().parent.parent / "examples" / "brax" / "checkpoint")
+    argv["uint8 frames of no frames"] = [mlp, "--from", "brax-ppo", "--uint8-frames"]
+    argv["uint8 frames of no frames"] += ["--format", "onnx", "-o", str(out)]
     matches = {name: match for name, (_, match) in edits.items()}
+    matches["uint8 frames of no frames"] = r"uint8 frames were asked for, but these networks"
     matches["no pixels key"] = r"has vision options but observation_size has no 'pixels/' key"
     matches["frames unknown"] = (
         r"'pixels/view_0' has shape \[3\]; .* records only a frame's last dimension"
     )
     matches["frames disagree"] = r"records 'pixels/view_0' with shape \[3\], but its frame"
-    assert_refused(run_cases(argv), matches, r"re-save|set |--frame-shape|frame shape", out)
+    assert_refused(
+        run_cases(argv), matches, r"re-save|set |--frame-shape|frame shape|drop them", out
+    )

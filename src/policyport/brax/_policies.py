@@ -212,6 +212,11 @@ def from_ppo_params(
     normalizer, _, value_params = _params_tuple(params, 3, "PPO")
     inference = ppo_networks.make_inference_fn(networks)(params, deterministic=True)
     frames = Frames(frame_shapes or {}, *map(float, frame_range), uint8=uint8_frames)
+    if not frames.shapes and (uint8_frames or tuple(frame_range) != (0.0, 1.0)):
+        raise InputError(
+            "A frame range or uint8 frames were asked for, but these networks read no "
+            "frames (Brax's vision networks read 'pixels/' keys): drop them."
+        )
 
     def act(observation: Observation) -> jax.Array:
         # deterministic: the key is never read
