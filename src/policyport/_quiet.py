@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
+import sys
+import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -82,3 +85,24 @@ def quietly(fn: F) -> F:
             return fn(*args, **kwargs)
 
     return run  # type: ignore[return-value]
+
+
+@contextmanager
+def native_stderr() -> Iterator[None]:
+    """The process's stderr (file descriptor 2) into a temporary file for the duration, its
+    lines then logged at DEBUG on `policyport.libraries`: for what a library's C++ code
+    prints itself (TensorFlow's import prints absl and oneDNN notices whatever
+    TF_CPP_MIN_LOG_LEVEL says). Keep it short: Python's own stderr goes there too."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            for line in captured.read().decode(errors="replace").splitlines():
+                LOGGER.debug(line)
