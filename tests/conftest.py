@@ -85,6 +85,7 @@ SLOW_FILES = frozenset(
 # Slow tests (every parameter of each; `*` as in fnmatch) in files that are otherwise fast.
 SLOW_TESTS: dict[str, tuple[str, ...]] = {
     "test_brax.py": ("test_checkpoints_export_to_every_format_with_parity",),
+    "test_brax_vision.py": ("test_vision_checkpoints_export_with_parity",),
     "test_cli.py": (
         "test_lerax_files_with_non_default_architectures",
         "test_random_argument_vectors",
@@ -110,6 +111,10 @@ SLOW_TESTS: dict[str, tuple[str, ...]] = {
         "test_every_case_runs_at_the_oldest_and_newest_opset",
     ),
     "test_lowering_libraries.py": ("test_brax_policy_lowers_natively_with_parity",),
+    "test_pixel.py": (
+        "test_a_nature_cnn_exports_to_every_format_with_parity",  # 84x84x4 frames, 6 formats
+        "test_an_export_prints_no_library_lines",  # imports jax2onnx (~10 s)
+    ),
     "test_protocol.py": (
         "test_every_kind_exports_with_parity",
         "test_bench_size_keeps_the_contract_and_grows_the_network",

@@ -38,6 +38,7 @@ from conftest import ACTION_SPACES, MASKABLE, make_policy
 from consumer_artifacts import CASES, assert_matches, contract1, exported
 from consumer_artifacts import make_policy as make_case_policy
 from consumer_recurrent import RECURRENT_CASES, assert_sequence_matches, recurrent_sequence
+from pixel_policies import nature_cnn
 from policyport.checks import ATOL, NEAR_TIE, RTOL, reference_outputs, sample_inputs
 from policyport.tracing import trace
 
@@ -122,6 +123,22 @@ def test_batch_run_matches_jax(build, artifacts, tmp_path, action, fmt):
         assert action_out.dtype == np.int64
         np.testing.assert_array_equal(action_out, expected["action"])
         assert not action_out[:ALL_FALSE_ROWS].any()  # all-masked rows get action 0
+
+
+def test_batch_run_feeds_uint8_frames(build, tmp_path):
+    """A uint8 frame input (contract 5): the wrapper converts the caller's floats (0..255,
+    exact) and the artifact's actions and values match JAX's."""
+    policy = nature_cnn((36, 36, 2), actions=4)
+    [result] = policyport.export(policy, "onnx", tmp_path / "frames.onnx", check=False)
+    inputs = sample_inputs(policy, seed=1, batch=BATCH)
+    assert inputs["observation"].dtype == np.uint8
+    expected = reference_outputs(policy, inputs)
+    done = run(build / "batch_run", result.paths[0], *write_inputs(tmp_path, inputs))
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout)
+    np.testing.assert_array_equal(np.asarray(got["action"]), expected["action"])
+    value = np.asarray(got["value"], dtype=np.float32)
+    assert np.all(np.abs(value - expected["value"]) <= ATOL + RTOL * np.abs(expected["value"]))
 
 
 def jax_cartpole(start: tuple[float, ...]) -> dict[str, object]:
@@ -292,7 +309,7 @@ def edited_metadata(source: Path, target: Path, key: str, value: str | None) -> 
         (
             "99",
             "uses policyport artifact contract version 99 (written by policyport {version}), "
-            "but this policyport.hpp/.cpp understands versions 1 to 4",
+            "but this policyport.hpp/.cpp understands versions 1 to 5",
         ),
         ("0", "contract version 0"),
         ("1.0", "contract version 1.0"),

@@ -242,3 +242,34 @@ def test_recurrent_artifact_plays_memory_chain_like_jax_without_jax(recurrent_ex
     assert out["actions"] == np.asarray(actions).reshape(agents, episodes, -1).tolist()
     assert out["returns"] == np.asarray(returns).reshape(agents, episodes).tolist()
     assert out["mean_return"] == 1.0  # training.json: 1,000 of 1,000 episodes solved
+
+
+def test_pixel_example_trains_exports_and_drives_catch_from_uint8_frames(tmp_path):
+    """examples/pixel: the CNN learns the teacher, exports with a uint8 frame input, and
+    the artifact in onnxruntime catches every ball the JAX policy catches, action for
+    action."""
+    import onnx
+    import onnxruntime as ort
+
+    folder = str(EXAMPLES / "pixel")
+    sys.path.insert(0, folder)
+    try:
+        import catch
+        import train
+    finally:
+        sys.path.remove(folder)
+    model, params, accuracy = train.train(steps=300)
+    assert accuracy == 1.0
+    [result] = train.export(model, params, tmp_path / "catch.onnx")
+    assert result.report.passed
+    graph = onnx.load(result.paths[0]).graph
+    assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    session = ort.InferenceSession(str(result.paths[0]), providers=["CPUExecutionProvider"])
+    jitted = jax.jit(lambda frame: jnp.argmax(model.apply(params, frame)))
+    for seed in range(3):
+        by_jax = catch.episode(lambda frame: int(jitted(frame)), seed)
+        by_onnx = catch.episode(
+            lambda frame: int(session.run(["action"], {"observation": frame[None]})[0][0]), seed
+        )
+        assert by_onnx.actions == by_jax.actions
+        assert by_onnx.total_return == by_jax.total_return == catch.BALLS

@@ -18,6 +18,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from flax.linen import pooling as flax_pooling
 from jax import lax
 
 import policyport
@@ -94,6 +95,28 @@ class Case:
 
 W = np.asarray(jax.random.normal(jax.random.key(1), (4, 3)), np.float32)
 V = np.asarray(jax.random.normal(jax.random.key(2), (4,)), np.float32)
+
+
+def _kernel(seed: int, *shape: int) -> np.ndarray:
+    return np.asarray(jax.random.normal(jax.random.key(seed), shape), np.float32) * 0.3
+
+
+K8, K4, K2 = _kernel(3, 8, 8, 2, 4), _kernel(4, 4, 4, 2, 3), _kernel(5, 2, 2, 2, 5)
+KG = _kernel(6, 3, 3, 1, 4)  # 2 groups: 1 input channel each, 2 outputs each
+K24, DENSE = _kernel(8, 2, 2, 4, 5), _kernel(7, 5 * 5 * 5, 3)
+
+
+def _conv(x, kernel, strides, padding, dilation=(1, 1), groups=1):
+    """One HWC frame through an HWIO kernel, as Flax's Conv calls lax."""
+    return lax.conv_general_dilated(
+        x[None],
+        kernel,
+        strides,
+        padding,
+        rhs_dilation=dilation,
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        feature_group_count=groups,
+    )[0]
 
 
 def _unary(f: Callable, inputs: Inputs | None = None, tolerance=FLOAT) -> Case:
@@ -280,6 +303,51 @@ CASES: dict[str, Case] = {
         lambda x: (jnp.pad(x, (1, 2)), lax.pad(x, jnp.float32(7.0), [(-1, 2, 0)])), floats((5,))
     ),
     "tile": Case(lambda x: jnp.tile(x, 2), floats((3,))),
+    # convolutions and pooling on small frames (per sample HWC, or CHW where stated)
+    "conv_general_dilated": Case(
+        lambda x: (
+            _conv(x, K8, (2, 2), "VALID"),  # NHWC, strided
+            _conv(x, K4, (1, 1), "SAME"),  # SAME with an even kernel: more padding after
+            _conv(x, K2, (3, 3), "VALID"),  # stride > kernel
+            _conv(x, K2, (1, 1), ((2, 1), (0, 3)), dilation=(2, 1)),  # explicit, dilated
+            _conv(x, KG, (1, 1), "SAME", groups=2),  # feature groups
+            lax.conv_general_dilated(  # NCHW (as equinox): no transpose needed
+                jnp.transpose(x, (2, 0, 1))[None], jnp.transpose(K4, (3, 2, 0, 1)), (2, 1), "SAME"
+            )[0],
+            # after a max-pool, as equinox chains them (CHW, unit axes in and out)
+            lax.conv_general_dilated(
+                eqx.nn.MaxPool2d(2, 2)(jnp.transpose(x, (2, 0, 1)))[None],
+                jnp.transpose(K4, (3, 2, 0, 1)),
+                (1, 1),
+                "SAME",
+            )[0],
+            # two layers, then a dense layer over the flattened features
+            jnp.tanh(_conv(jnp.tanh(_conv(x, K8, (2, 2), "VALID")), K24, (1, 1), "SAME")).ravel()
+            @ DENSE,
+        ),
+        floats((16, 16, 2)),
+        SUM,
+    ),
+    "reduce_window_max": Case(
+        lambda x: (
+            flax_pooling.max_pool(x, (2, 2), (2, 2), "VALID"),
+            flax_pooling.max_pool(x, (3, 3), (2, 2), "SAME"),
+            eqx.nn.MaxPool2d(2, 2)(jnp.transpose(x, (2, 0, 1))),  # CHW, as equinox reads
+            eqx.nn.MaxPool2d(3, 1, padding=1)(jnp.transpose(x, (2, 0, 1))),
+            jnp.max(x, axis=(0, 1)),  # global max pooling (reduce_max)
+        ),
+        floats((16, 16, 2)),
+    ),
+    "reduce_window_sum": Case(
+        lambda x: (
+            flax_pooling.avg_pool(x, (2, 2), (2, 2), "VALID"),
+            flax_pooling.avg_pool(x, (3, 3), (2, 2), "SAME", count_include_pad=False),
+            eqx.nn.AvgPool2d(3, 2, padding=1)(jnp.transpose(x, (2, 0, 1))),
+            jnp.mean(jnp.tanh(_conv(x, K4, (1, 1), "SAME")), axis=(0, 1)),  # global average
+        ),
+        floats((16, 16, 2)),
+        SUM,
+    ),
     "gather": Case(
         lambda x, y: (
             x[jnp.array([0, 2, 2, -1])],  # an index array: Gather

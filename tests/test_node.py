@@ -20,6 +20,7 @@ import policyport
 from conftest import make_policy
 from consumer_artifacts import CASES, Case, assert_matches, contract1, exported
 from consumer_recurrent import RECURRENT_CASES, assert_sequence_matches, recurrent_sequence
+from pixel_policies import nature_cnn
 from policyport.checks import ATOL, RTOL, reference_outputs, sample_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -163,7 +164,7 @@ def test_refuses_an_unknown_contract_version(cartpole_model, tmp_path, version):
     process = run_node("info", str(future), check=False)
     assert process.returncode == 2
     assert f"unsupported artifact contract version {version} " in process.stderr
-    assert "this consumer knows versions 1, 2, 3, 4:" in process.stderr
+    assert "this consumer knows versions 1, 2, 3, 4, 5:" in process.stderr
     assert process.stdout == ""
 
 
@@ -241,6 +242,25 @@ def test_batch_matches_jax(node_example, tmp_path, action):
         mismatches = int(np.sum(action_out != expected["action"]))
         print(f", action mismatches {mismatches}/{action_out.size}")
         np.testing.assert_array_equal(action_out, expected["action"])
+
+
+def test_batch_feeds_uint8_frames(node_example, tmp_path):
+    """A uint8 frame input (contract 5) is fed uint8 bytes; actions and values match JAX."""
+    policy = nature_cnn((36, 36, 2), actions=4)
+    model = tmp_path / "frames.onnx"
+    policyport.export(policy, "onnx", model, check=False)
+    inputs = sample_inputs(policy, seed=0, batch=64)
+    assert inputs["observation"].dtype == np.uint8
+    expected = reference_outputs(policy, inputs)
+    inputs["observation"].tofile(tmp_path / "frames.u8")
+    info = json_line(run_node("info", str(model)))
+    assert info["contract_version"] == 5
+    args = ["batch", str(model), "--observations", str(tmp_path / "frames.u8")]
+    run_node(*args, "--out", str(tmp_path / "out.json"))
+    got = json.loads((tmp_path / "out.json").read_text())
+    np.testing.assert_array_equal(np.asarray(got["action"]), expected["action"])
+    value = np.asarray(got["value"], dtype=np.float32)
+    assert np.all(np.abs(value - expected["value"]) <= ATOL + RTOL * np.abs(expected["value"]))
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,8 @@ import pytest
 import policyport
 from consumer_artifacts import CASES, Case, assert_matches, contract1, exported
 from consumer_recurrent import RECURRENT_CASES, assert_sequence_matches, recurrent_sequence
+from pixel_policies import nature_cnn
+from policyport.checks import reference_outputs, sample_inputs
 from sampling_cases import SPACES, assert_samples_match, check_sampled_steps, sample_case
 from test_node import (
     CARTPOLE_FAILING_INIT,
@@ -216,15 +218,25 @@ def check_cases(models: Path) -> dict[str, Case]:
     """The consumer artifacts (exported once per session) and the contract-1 file."""
     cases = {case: exported(case, models.parent) for case in CASES}
     cases["contract1"] = contract1()  # a file written under contract 1 still runs
+    cases["frames"] = _frames_case(models.parent)  # a uint8 frame input (contract 5)
     return cases
+
+
+def _frames_case(folder: Path) -> Case:
+    """A small NatureCNN over uint8 frames: the page feeds the input as uint8."""
+    policy = nature_cnn((36, 36, 2), actions=4)
+    path = folder / "frames.onnx"
+    policyport.export(policy, "onnx", path, check=False, force=True)
+    inputs = sample_inputs(policy, seed=0, batch=8)
+    return Case("frames", path, inputs, reference_outputs(policy, inputs))
 
 
 def test_check_page_reads_inputs_and_outputs_from_the_artifact(
     server, models, check_cases, tmp_path
 ):
     """check.html on a Q-policy (action, q_values), a Dict observation (observation.pos,
-    observation.kind) and a contract-1 file: one browser for all three, outputs by the
-    artifact's names, JAX's numbers."""
+    observation.kind), a contract-1 file and uint8 frames (contract 5): one browser for all,
+    outputs by the artifact's names, JAX's numbers."""
     cases = check_cases
     urls = []
     for case, artifact in cases.items():

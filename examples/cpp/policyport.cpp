@@ -59,6 +59,14 @@ const char* type_name(ONNXTensorElementDataType type) {
       return "float64";
     case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32:
       return "int32";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8:
+      return "uint8";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8:
+      return "int8";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT16:
+      return "uint16";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT16:
+      return "int16";
     default:
       return "another type";
   }
@@ -79,6 +87,17 @@ TensorSpec spec_of(const std::string& name, const Ort::TypeInfo& type_info) {
   spec.type = tensor.GetElementType();
   spec.shape = tensor.GetShape();
   return spec;
+}
+
+// An integer observation input (contract 5) from the caller's floats: each value converted
+// (exact for integers in the type's range), into `storage`, which the tensor then reads.
+template <typename T>
+Ort::Value integer_input(const Ort::MemoryInfo& memory, const float* values, std::size_t count,
+                         const int64_t* shape, std::size_t rank, std::vector<uint8_t>* storage) {
+  storage->resize(count * sizeof(T));
+  T* out = reinterpret_cast<T*>(storage->data());
+  for (std::size_t i = 0; i < count; ++i) out[i] = static_cast<T>(values[i]);
+  return Ort::Value::CreateTensor<T>(memory, out, count, shape, rank);
 }
 
 // `count` null Ort::Values on the stack (Ort::Value has no default constructor).
@@ -377,10 +396,29 @@ void Policy::run_session(const float* const* observations, const uint8_t* masks,
     auto outputs = null_values(std::make_index_sequence<kMaxTensors>());
     // ONNX Runtime never writes to inputs; CreateTensor takes non-const pointers regardless.
     std::size_t n_in = 0;
+    // Integer observation inputs (uint8 frames) are converted per call; float32 ones are read
+    // in place.
+    std::array<std::vector<uint8_t>, kMaxTensors> converted;
     for (const TensorInfo& input : info_.observation_inputs) {
-      inputs[n_in] = Ort::Value::CreateTensor<float>(
-          memory, const_cast<float*>(observations[n_in]), batch * input.size, shape_of(input),
-          input.shape.size() + 1);
+      const float* values = observations[n_in];
+      const std::size_t count = batch * input.size;
+      const int64_t* shape = shape_of(input);
+      const std::size_t rank = input.shape.size() + 1;
+      std::vector<uint8_t>* storage = &converted[n_in];
+      if (input.dtype == "uint8") {
+        inputs[n_in] = integer_input<uint8_t>(memory, values, count, shape, rank, storage);
+      } else if (input.dtype == "int8") {
+        inputs[n_in] = integer_input<int8_t>(memory, values, count, shape, rank, storage);
+      } else if (input.dtype == "uint16") {
+        inputs[n_in] = integer_input<uint16_t>(memory, values, count, shape, rank, storage);
+      } else if (input.dtype == "int16") {
+        inputs[n_in] = integer_input<int16_t>(memory, values, count, shape, rank, storage);
+      } else if (input.dtype == "int32") {
+        inputs[n_in] = integer_input<int32_t>(memory, values, count, shape, rank, storage);
+      } else {
+        inputs[n_in] = Ort::Value::CreateTensor<float>(memory, const_cast<float*>(values), count,
+                                                       shape, rank);
+      }
       ++n_in;
     }
     if (info_.has_mask()) {

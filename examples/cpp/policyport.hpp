@@ -52,10 +52,19 @@ namespace policyport {
 //                   `state.<path>` per leaf, float32 [batch, *leaf_shape]) and `reset` bool
 //                   [batch]; after the heads, `next_state` / `next_state.<path>`. step() runs
 //                   them (a State per agent); the other calls refuse a recurrent artifact.
+//   5 (2026-12-05): an observation input may be an integer type (uint8 frames; int8, uint16,
+//                   int16, int32), as its Box declares. The float API below converts the
+//                   caller's floats to it (exact for integers in the type's range). Versions
+//                   add up: a 5 artifact may carry 4's state and 3's noise.
 constexpr int kMinContractVersion = 1;
-constexpr int kMaxContractVersion = 4;
+constexpr int kMaxContractVersion = 5;
 constexpr int kSamplingContractVersion = 3;
 constexpr int kRecurrentContractVersion = 4;
+constexpr int kTypedObservationContractVersion = 5;
+// Whether this wrapper understands `version`.
+constexpr bool is_supported_contract_version(int version) {
+  return version >= kMinContractVersion && version <= kMaxContractVersion;
+}
 
 // The names the contract fixes; every other name is read from the artifact.
 constexpr const char* kMaskInput = "action_mask";
@@ -121,7 +130,7 @@ class EntryError : public Error {
 // One input or output of the artifact, as its session reports it.
 struct TensorInfo {
   std::string name;
-  std::string dtype;           // "float32", "int64" or "bool"
+  std::string dtype;           // "float32", "int64", "bool", or an observation's integer type
   std::vector<int64_t> shape;  // per row: without the batch dimension ({} for [batch])
   std::size_t size = 0;        // elements per row (product of shape; 1 for {})
 };

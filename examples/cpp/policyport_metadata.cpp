@@ -460,8 +460,13 @@ std::string row_shape(const std::vector<Json>& dims, std::size_t max_rank,
   return "";
 }
 
+bool is_observation_dtype(const std::string& text) {
+  return text == "float32" || text == "uint8" || text == "int8" || text == "uint16" ||
+         text == "int16" || text == "int32";
+}
+
 bool is_dtype(const std::string& text) {
-  return text == "float32" || text == "int64" || text == "bool";
+  return text == "int64" || text == "bool" || is_observation_dtype(text);
 }
 
 // policyport.inputs / policyport.outputs: [{"name", "dtype", "shape": ["batch", ...]}].
@@ -487,7 +492,8 @@ std::vector<TensorInfo> tensor_table(const Values& values, const std::string& ke
         !shape->items[0].is(Json::Kind::kString) || shape->items[0].text != "batch") {
       refuse(path, where + " lists a tensor that is not {\"name\" (1 to " +
                        std::to_string(limits::kMaxNameBytes) +
-                       " bytes), \"dtype\": float32|int64|bool, \"shape\": [\"batch\", ...]}");
+                       " bytes), \"dtype\": float32|int64|bool|uint8|int8|uint16|int16|int32, "
+                       "\"shape\": [\"batch\", ...]}");
     }
     TensorInfo tensor;
     tensor.name = name->text;
@@ -554,8 +560,8 @@ void assign_inputs(ModelInfo* info) {
                            "the last input");
       }
       info->noise_size = input.size;
-    } else if (!is_observation_name(input.name) || input.dtype != "float32") {
-      refuse(info->path, "input " + what + " is not one of the contract's: float32 "
+    } else if (!is_observation_name(input.name) || !is_observation_dtype(input.dtype)) {
+      refuse(info->path, "input " + what + " is not one of the contract's: float32 (or integer) "
                          "'observation' or 'observation.<key>', then bool 'action_mask', then "
                          "float32 'noise'");
     } else {
@@ -728,8 +734,7 @@ void assign_version(const Values& values, ModelInfo* info) {
   }
   const bool digits = text->size() == 1 && (*text)[0] >= '0' && (*text)[0] <= '9';
   info->contract_version = digits ? (*text)[0] - '0' : 0;
-  if (!digits || info->contract_version < kMinContractVersion ||
-      info->contract_version > kMaxContractVersion) {
+  if (!digits || !is_supported_contract_version(info->contract_version)) {
     throw ContractVersionError(
         "'" + info->path + "' uses policyport artifact contract version " +
         version_text(*text) + " (written by policyport " +
@@ -861,9 +866,19 @@ ModelInfo describe_artifact(const Metadata& metadata, const std::string& path) {
   // The sampling path: all of it (contract 3: noise in, sampled_action and log_prob out, the
   // noise blocks in the metadata) or none of it (contracts 1 and 2).
   const bool has_noise = info.noise_size > 0;
-  // A recurrent policy (contract 4): one next_state output per state input, in order, of its
-  // shape; a recurrent sample entry declares 4 too.
-  const bool recurrent = info.contract_version == kRecurrentContractVersion;
+  // Integer observation inputs: exactly the artifacts that declare contract 5.
+  bool typed = false;
+  for (const TensorInfo& input : info.observation_inputs) typed |= input.dtype != "float32";
+  if (typed != (info.contract_version == kTypedObservationContractVersion)) {
+    refuse(path, "it declares contract version " + std::to_string(info.contract_version) +
+                     " and has " + (typed ? "an" : "no") + " integer observation input; contract " +
+                     std::to_string(kTypedObservationContractVersion) +
+                     " has one and earlier versions none");
+  }
+  // A recurrent policy (contract 4, or 5 with frames): one next_state output per state
+  // input, in order, of its shape; a recurrent sample entry declares 4 (or 5) too.
+  const bool recurrent = info.contract_version == kRecurrentContractVersion ||
+                         (typed && info.is_recurrent());
   if (recurrent != info.is_recurrent() ||
       info.state_inputs.size() != info.state_outputs.size()) {
     refuse(path, "it declares contract version " + std::to_string(info.contract_version) +
@@ -882,7 +897,7 @@ ModelInfo describe_artifact(const Metadata& metadata, const std::string& path) {
     }
   }
   const bool sampling = info.contract_version == kSamplingContractVersion ||
-                        (recurrent && has_noise);
+                        ((recurrent || typed) && has_noise);
   if (sampling != has_noise || has_noise != has_sampled) {
     refuse(path, "it declares contract version " + std::to_string(info.contract_version) +
                      " and has " + (has_noise ? "a" : "no") + " 'noise' input, " +

@@ -11,7 +11,9 @@
 // Batch files are raw and row-major. --observations: float32 little-endian [N, observation
 // size], each row the observation's leaves concatenated in the artifact's input order (for a
 // Box space simply [N, *obs_shape]); --input NAME=FILE: one file per input the artifact lists
-// (float32 [N, *shape] for observation inputs, uint8 0/1 [N, mask_size] for action_mask);
+// (float32 [N, *shape] for observation inputs, or the input's own type for an integer one such
+// as uint8 frames (contract 5); uint8 0/1 [N, mask_size] for action_mask); --observations
+// is in the observation input's type too when there is one input;
 // --masks FILE is --input action_mask=FILE. N comes from the files' sizes. OUT.json holds every
 // output the artifact has, by name (action, then value and/or q_values).
 //
@@ -33,7 +35,7 @@ import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
 
 // The artifact reader and the CartPole dynamics are shared with the web page.
-import { MASK, NOISE, Policy, cannotSample, nest } from '../web/lib/artifact.mjs';
+import { MASK, NOISE, OBSERVATION_ARRAYS, Policy, cannotSample, nest } from '../web/lib/artifact.mjs';
 import { DEFAULT_INITIAL_STATE, MAX_STEPS, checkPolicy, runEpisode, sampler } from '../web/lib/cartpole.mjs';
 import { Xoshiro128 } from '../web/lib/random.mjs';
 
@@ -122,7 +124,7 @@ function readRows(path, name, rowSize, Type) {
   if (bytes.length === 0 || bytes.length % rowBytes !== 0) {
     throw new Error(
       `${path}: ${bytes.length} bytes is not a positive whole number of ${rowBytes}-byte rows ` +
-        `(${name} takes ${rowSize} ${Type === Float32Array ? 'float32' : 'uint8'} values per row)`,
+        `(${name} takes ${rowSize} ${Type.name.replace('Array', '').toLowerCase()} values per row)`,
     );
   }
   return [new Type(bytes.buffer, 0, bytes.length / Type.BYTES_PER_ELEMENT), bytes.length / rowBytes];
@@ -178,10 +180,12 @@ async function batch(policy, values) {
   };
   let observations;
   if (values.observations) {
-    observations = rows(values.observations, 'an observation', spec.observationSize, Float32Array);
+    const [only] = spec.observationInputs;
+    const Type = spec.observationInputs.length === 1 ? OBSERVATION_ARRAYS[only.dtype] : Float32Array;
+    observations = rows(values.observations, 'an observation', spec.observationSize, Type);
   } else {
     observations = Object.fromEntries(
-      spec.observationInputs.map((i) => [i.name, rows(files.get(i.name), i.name, i.size, Float32Array)]),
+      spec.observationInputs.map((i) => [i.name, rows(files.get(i.name), i.name, i.size, OBSERVATION_ARRAYS[i.dtype])]),
     );
   }
   const masks = files.has(MASK) ? rows(files.get(MASK), MASK, spec.maskSize, Uint8Array) : null;

@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import dataclasses
 import io
+import logging
 import os
 import sys
 import tempfile
@@ -22,6 +23,7 @@ from typing import cast
 
 from ._errors import ParityError, PolicyportError
 from ._loading import SOURCES
+from ._quiet import LOGGER as LIBRARY_LOGGER
 from ._settings import ExportSettings
 from .checks import ParityReport
 from .sweep._cli import add_sweep_arguments, is_sweep, run_sweep
@@ -68,7 +70,33 @@ def build_parser() -> argparse.ArgumentParser:
         "e.g. lerax.policy:MLPQPolicy)",
     )
     parser.add_argument("--policy-kwargs", help="JSON constructor kwargs of a lerax-saved policy")
+    parser.add_argument(
+        "--frame-shape",
+        action="append",
+        metavar="KEY=HxWxC",
+        help="with --from brax-ppo, a vision checkpoint's frame shape per 'pixels/' key "
+        "(e.g. pixels/view_0=64x64x3), where its config records only the channels",
+    )
+    parser.add_argument(
+        "--frame-range",
+        metavar="LOW:HIGH",
+        help="with --from brax-ppo, the range of a vision checkpoint's float frames (default "
+        "0:1; Playground's CartpoleBalance: --frame-range=-0.5:0.5)",
+    )
+    parser.add_argument(
+        "--uint8-frames",
+        action="store_true",
+        help="with --from brax-ppo, the artifact takes the frames as uint8 bytes, byte b "
+        "read as LOW + (HIGH - LOW) * b / 255",
+    )
     parser.add_argument("--report", type=Path, help="write the parity report(s) as JSON here")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also print the libraries' own log lines and warnings (onnx-ir, TensorFlow...), "
+        "which an export otherwise keeps out of the terminal",
+    )
     add_settings_arguments(parser)
     add_sweep_arguments(parser)
     return parser
@@ -93,6 +121,14 @@ def settings_of(args: argparse.Namespace) -> ExportSettings:
     return ExportSettings(
         **{f.name: getattr(args, f.name) for f in dataclasses.fields(ExportSettings)}
     )
+
+
+def _show_library_messages() -> None:
+    """The library lines an export holds back (`_quiet.py`), printed to stderr after it."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("[library] %(message)s"))
+    LIBRARY_LOGGER.addHandler(handler)
+    LIBRARY_LOGGER.setLevel(logging.DEBUG)
 
 
 def _progress(line: str) -> None:
@@ -154,6 +190,8 @@ def run(argv: list[str] | None = None) -> int:
 
 def _run_cli(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    if args.verbose:
+        _show_library_messages()
     try:
         settings = settings_of(args)
     except PolicyportError as e:
@@ -230,8 +268,15 @@ def _run(args: argparse.Namespace, settings: ExportSettings) -> int:
         start = time.perf_counter()
         if args.source != "policy":
             _refuse_file_options(args)
-            policy = load_checkpoint(args.source, args.model)
+            policy = load_checkpoint(
+                args.source, args.model, args.frame_shape, args.frame_range, args.uint8_frames
+            )
         else:
+            if args.frame_shape or args.frame_range or args.uint8_frames:
+                raise InputError(
+                    "--frame-shape, --frame-range and --uint8-frames apply to --from brax-ppo "
+                    "checkpoints only."
+                )
             policy = load_policy(
                 args.model,
                 args.env,
@@ -281,6 +326,7 @@ def _refuse_file_options(args: argparse.Namespace) -> None:
         )
         if value is not None
     ]
+
     if given:
         raise InputError(
             f"--from {args.source} reads everything from the checkpoint folder; "

@@ -27,9 +27,9 @@ from ._errors import (
 )
 from ._pause import test_pause
 from ._publish import disk_error, probe_writable, publish, remove_stale_staging, staging_dir
+from ._quiet import quietly
 from ._settings import ExportSettings
 from .checks import (
-    DEFAULT_BATCH_SIZES,
     ParityReport,
     RolloutReport,
     compare_runner,
@@ -196,6 +196,7 @@ def _check_finite(traced: TracedPolicy) -> None:
         )
 
 
+@quietly
 def export(
     policy: Any,
     format: str | None = None,
@@ -361,7 +362,7 @@ def _parity(
     artifact: Path,
     format: str,
     seed: int,
-    batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES,
+    batch_sizes: tuple[int, ...] | None = None,
     runtime: str | None = None,
 ) -> ParityReport:
     """Parity on realistic inputs, then the stress check on extreme ones (a note in the
@@ -451,6 +452,7 @@ def format_of(artifact: Path) -> str:
     raise InputError(f"Cannot tell the format of {artifact}: expected a suffix among {suffixes}.")
 
 
+@quietly
 def check(
     policy: Any,
     artifact: str | Path,
@@ -458,7 +460,7 @@ def check(
     format: str | None = None,
     runtime: str | None = None,
     seed: int = 0,
-    batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES,
+    batch_sizes: tuple[int, ...] | None = None,
 ) -> ParityReport:
     """Run `artifact` in a runtime on sampled inputs and compare it with the JAX policy.
 

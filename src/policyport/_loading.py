@@ -256,28 +256,74 @@ def _check_agrees(
                 )
 
 
-def _brax(reader: str) -> Callable[[Path], Any]:
+def _brax(reader: str) -> Callable[..., Any]:
     """`policyport.brax.<reader>`, imported when a checkpoint is read (core imports no Brax)."""
 
-    def read(path: Path) -> Any:
+    def read(path: Path, **kwargs: Any) -> Any:
         from . import brax
 
-        return getattr(brax, reader)(path)
+        return getattr(brax, reader)(path, **kwargs)
 
     return read
 
 
+def parse_frame_shapes(values: list[str] | None) -> dict[str, tuple[int, ...]] | None:
+    """`--frame-shape KEY=HxWxC` (repeatable) as `{KEY: (H, W, C)}`."""
+    if not values:
+        return None
+    shapes: dict[str, tuple[int, ...]] = {}
+    for value in values:
+        key, _, dims = value.rpartition("=")
+        parts = dims.lower().split("x")
+        if not key or len(parts) != 3 or not all(p.isdigit() and len(p) <= 6 for p in parts):
+            raise InputError(
+                f"--frame-shape {value!r:.80}: give KEY=HxWxC, e.g. pixels/view_0=64x64x3."
+            )
+        shapes[key] = tuple(int(p) for p in parts)
+    return shapes
+
+
 # `--from`: what MODEL is, besides a policy file: a checkpoint folder of another library,
 # read by a subpackage imported only when asked for. A loader is one row here.
-CHECKPOINTS: dict[str, Callable[[Path], Any]] = {
+CHECKPOINTS: dict[str, Callable[..., Any]] = {
     "brax-ppo": _brax("from_ppo"),
     "brax-sac": _brax("from_sac"),
 }
 SOURCES = ("policy", *CHECKPOINTS)
 
 
-def load_checkpoint(source: str, path: Path) -> Any:
-    """A checkpoint folder of another library (`--from brax-ppo`, ...) as a policy."""
+def parse_frame_range(value: str | None) -> tuple[float, float] | None:
+    """`--frame-range LOW:HIGH` as `(low, high)`."""
+    if value is None:
+        return None
+    low, _, high = value.partition(":")
+    try:
+        return float(low), float(high)
+    except ValueError:
+        raise InputError(
+            f"--frame-range {value!r:.60}: give LOW:HIGH, e.g. --frame-range=-0.5:0.5."
+        ) from None
+
+
+def load_checkpoint(
+    source: str,
+    path: Path,
+    frame_shapes: list[str] | None = None,
+    frame_range: str | None = None,
+    uint8_frames: bool = False,
+) -> Any:
+    """A checkpoint folder of another library (`--from brax-ppo`, ...) as a policy
+    (`--frame-shape`, `--frame-range`, `--uint8-frames`: Brax's vision PPO's frames)."""
     if source not in CHECKPOINTS:
         raise InputError(f"--from {source!r}: choose one of {', '.join(SOURCES)}.")
-    return CHECKPOINTS[source](path)
+    frames: dict[str, Any] = {
+        "frame_shapes": parse_frame_shapes(frame_shapes),
+        "frame_range": parse_frame_range(frame_range),
+        "uint8_frames": uint8_frames or None,
+    }
+    frames = {k: v for k, v in frames.items() if v is not None}
+    if frames and source != "brax-ppo":
+        raise InputError(
+            "--frame-shape, --frame-range and --uint8-frames apply to --from brax-ppo only."
+        )
+    return CHECKPOINTS[source](path, **frames)

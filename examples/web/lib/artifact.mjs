@@ -24,11 +24,25 @@ import { drawNoise } from './random.mjs';
 //     start from the policy's initial state); after the heads, `next_state` /
 //     `next_state.<path>`, one per state input in the same order; metadata
 //     `policyport.state`. Both entries of a sampled recurrent policy declare 4.
-export const SUPPORTED_CONTRACT_VERSIONS = [1, 2, 3, 4];
+//   5 (2026-12-05): an observation input may be an integer type (uint8 camera frames; also
+//     int8, uint16, int16, int32), as its Box declares; such an artifact declares 5, with or
+//     without the sampling path or state (versions add up), and is fed that type (a
+//     Uint8Array for uint8).
+export const SUPPORTED_CONTRACT_VERSIONS = [1, 2, 3, 4, 5];
 // The version that introduced the sampling path (a recurrent sample entry declares 4).
 const SAMPLING_CONTRACT_VERSION = 3;
-// The version that carries state (and only it).
+// The version that introduced state (a recurrent artifact with frames declares 5).
 const RECURRENT_CONTRACT_VERSION = 4;
+const TYPED_OBSERVATION_CONTRACT_VERSION = 5;
+// The observation inputs' types and the typed arrays that feed them.
+export const OBSERVATION_ARRAYS = {
+  float32: Float32Array,
+  uint8: Uint8Array,
+  int8: Int8Array,
+  uint16: Uint16Array,
+  int16: Int16Array,
+  int32: Int32Array,
+};
 
 const PREFIX = 'policyport.';
 // ModelProto field 14 is `repeated StringStringEntryProto metadata_props` (key = 1, value = 2).
@@ -188,7 +202,7 @@ export const RESET = 'reset';
 const isLeafOf = (name, base) => name === base || name.startsWith(`${base}.`);
 const VALUE = 'value';
 const Q_VALUES = 'q_values';
-const DTYPES = new Set(['float32', 'int64', 'bool']);
+const DTYPES = new Set(['float32', 'int64', 'bool', 'uint8', 'int8', 'uint16', 'int16', 'int32']);
 
 // JSON.parse reads any depth, and keeps the last of two members of one name where the C++
 // wrapper's reader would see the first: this scan (run on text JSON.parse accepts) refuses
@@ -272,7 +286,7 @@ function tensorTable(metadata, key) {
     if (!nameOk || !DTYPES.has(dtype) || !Array.isArray(shape) || shape[0] !== 'batch') {
       throw refuse(
         `${where} lists a tensor that is not {"name" (1 to ${LIMITS.nameBytes} bytes), ` +
-          '"dtype": float32|int64|bool, "shape": ["batch", ...]}',
+          '"dtype": float32|int64|bool|uint8|int8|uint16|int16|int32, "shape": ["batch", ...]}',
       );
     }
     const row = shape.slice(1);
@@ -315,9 +329,9 @@ function inputRoles(inputs) {
         throw refuse(`input ${what} is not the contract's float32 [batch, noise_size], the last input`);
       }
       roles.noiseInput = input;
-    } else if (!(input.name === 'observation' || input.name.startsWith('observation.')) || input.dtype !== 'float32') {
+    } else if (!(input.name === 'observation' || input.name.startsWith('observation.')) || !(input.dtype in OBSERVATION_ARRAYS)) {
       throw refuse(
-        `input ${what} is not one of the contract's: float32 'observation' or 'observation.<key>', ` +
+        `input ${what} is not one of the contract's: float32 (or integer) 'observation' or 'observation.<key>', ` +
           "then bool 'action_mask', then float32 'noise'",
       );
     } else {
@@ -407,8 +421,8 @@ function noiseLayout(metadata, size) {
 // A recurrent policy's state (contract 4): the state inputs paired with the next_state
 // outputs in order, each pair as policyport.state lists it. Null for a stateless artifact;
 // refused where the version, the tensors and the metadata disagree.
-function stateLayout(metadata, version, inputs, outputs) {
-  const recurrent = version === RECURRENT_CONTRACT_VERSION;
+function stateLayout(metadata, version, typed, inputs, outputs) {
+  const recurrent = version === RECURRENT_CONTRACT_VERSION || (typed && inputs.length > 0);
   if (recurrent !== (inputs.length > 0) || inputs.length !== outputs.length) {
     throw refuse(
       `it declares contract version ${version} with ${inputs.length} state inputs and ${outputs.length} next_state ` +
@@ -510,9 +524,18 @@ export function describeArtifact(metadata) {
   const outputs = tensorTable(metadata, 'outputs');
   const { observationInputs, observationSize, maskInput, noiseInput, stateInputs, resetInput } = inputRoles(inputs);
   const { action, heads, sampled, nextState } = outputRoles(outputs);
-  const state = stateLayout(metadata, version, stateInputs, nextState);
-  // The sampling path: all of it (contract 3, or 4 for a recurrent sample entry) or none of it.
-  const sampling = version === SAMPLING_CONTRACT_VERSION || (state !== null && noiseInput !== null);
+  // Integer observation inputs: exactly the artifacts that declare contract 5.
+  const typed = observationInputs.some((i) => i.dtype !== 'float32');
+  if (typed !== (version === TYPED_OBSERVATION_CONTRACT_VERSION)) {
+    throw refuse(
+      `it declares contract version ${version} and ${typed ? 'has' : 'has no'} integer observation input; ` +
+        `contract ${TYPED_OBSERVATION_CONTRACT_VERSION} has one and earlier versions none`,
+    );
+  }
+  const state = stateLayout(metadata, version, typed, stateInputs, nextState);
+  // The sampling path: all of it (contract 3, or 4/5 with a noise input) or none of it.
+  const sampling =
+    version === SAMPLING_CONTRACT_VERSION || ((state !== null || typed) && noiseInput !== null);
   if (sampling !== (noiseInput !== null) || sampled !== (noiseInput !== null)) {
     const has = (x) => (x ? 'a' : 'no');
     throw refuse(
@@ -652,7 +675,7 @@ export class Policy {
     const { Tensor } = this.ort;
     const feeds = {};
     for (const [input, values] of this.#split(observations, batch)) {
-      feeds[input.name] = new Tensor('float32', values, [batch, ...input.shape]);
+      feeds[input.name] = new Tensor(input.dtype, values, [batch, ...input.shape]);
     }
     if (this.masked) {
       const nMask = this.spec.maskSize;
@@ -764,8 +787,13 @@ export class Policy {
     return drawNoise(blocks, size, noise, batch);
   }
 
-  // [input spec, Float32Array] per observation input, from either form run() accepts.
+  // [input spec, typed array of the input's dtype] per observation input, from either form
+  // run() accepts (uint8 frames as a Uint8Array; other arrays are converted).
   #split(observations, batch) {
+    const typed = (input, values) => {
+      const Typed = OBSERVATION_ARRAYS[input.dtype];
+      return values instanceof Typed ? values : Typed.from(values);
+    };
     const inputs = this.spec.observationInputs;
     if (ArrayBuffer.isView(observations)) {
       const size = this.spec.observationSize;
@@ -774,11 +802,11 @@ export class Policy {
           `expected ${batch} x ${size} observation values (${inputs.map((i) => `${i.name} ${i.size}`).join(' + ')} per row), got ${observations.length}`,
         );
       }
-      if (inputs.length === 1) return [[inputs[0], observations instanceof Float32Array ? observations : Float32Array.from(observations)]];
+      if (inputs.length === 1) return [[inputs[0], typed(inputs[0], observations)]];
       // De-interleave: row r's leaf i sits at r * size + offset_i.
       let offset = 0;
       return inputs.map((input) => {
-        const values = new Float32Array(batch * input.size);
+        const values = new OBSERVATION_ARRAYS[input.dtype](batch * input.size);
         for (let r = 0; r < batch; r++) {
           values.set(observations.subarray(r * size + offset, r * size + offset + input.size), r * input.size);
         }
@@ -795,7 +823,7 @@ export class Policy {
       if (values.length !== batch * input.size) {
         throw new Error(`expected ${batch} x ${input.size} values for ${input.name}, got ${values.length}`);
       }
-      return [input, Float32Array.from(values)];
+      return [input, typed(input, values)];
     });
   }
 }

@@ -11,6 +11,11 @@ configs its own `save` writes (`"mean_kernel_init_fn": null` -> `KeyError: None`
 are looked up in Brax's own tables (`brax.training.networks.ACTIVATION`,
 `KERNEL_INITIALIZER`); nothing a file names is imported, and nothing is unpickled.
 
+A PPO config with `pixels/` observation keys or `cnn_*` options is Brax's vision network's
+(`networks_vision.make_ppo_networks_vision`): its options and the function dumps Brax
+writes for them are read by `_vision`; its frames are not normalised (Brax keeps no
+statistics of them) and their shapes come from the config or from the caller.
+
 A checkpoint is bounded before anything it describes is allocated: the config in closed
 form (`_config`, policyport's own limits), then the stored arrays' shapes from Orbax's
 metadata against the networks the config describes (`_stored`), and only then the restore.
@@ -32,6 +37,7 @@ from .. import _bounded_json as bounded_json
 from .._errors import ModelFileError
 from ..policy import FunctionPolicy
 from ..policy._architecture import MAX_WIDTH, is_int
+from . import _vision as vision
 from ._config import HIDDEN_DEFAULTS, check_config
 from ._policies import from_ppo_params, from_sac_params, require_brax
 from ._stored import (
@@ -165,23 +171,25 @@ def _kind_problem(value: Any, default: Any) -> str | None:
     return None
 
 
-def _check_kinds(kwargs: dict[str, Any], algorithm: Algorithm, path: Path) -> None:
+def _check_kinds(kwargs: dict[str, Any], algorithm: Algorithm, path: Path, vision_: bool) -> None:
     """Every kwarg is one the factory takes, of the kind its default has."""
-    parameters = inspect.signature(_factory(algorithm)).parameters
+    parameters = inspect.signature(_factory(algorithm, vision_)).parameters
+    hidden = vision.VISION_HIDDEN_DEFAULTS if vision_ else HIDDEN_DEFAULTS[algorithm.name]
     for name, value in kwargs.items():
         if name not in parameters or name in _NOT_KWARGS:
             raise ModelFileError(
                 f"{path}: network_factory_kwargs has {name!r:.60}, which Brax 0.14.2's "
-                f"make_{algorithm.name}_networks does not take. Was the checkpoint written "
-                "with another network factory or Brax version? Re-save it with Brax's "
-                "checkpoint code and the factory it was trained with."
+                f"{_factory(algorithm, vision_).__name__} does not take. Was the checkpoint "
+                "written with another network factory or Brax version? Re-save it with "
+                "Brax's checkpoint code and the factory it was trained with."
             )
         if (
             name == "activation"
             or name in _KERNEL_INIT_KEYS
-            or name in HIDDEN_DEFAULTS[algorithm.name]
+            or name in hidden
+            or (vision_ and name in vision.CHECKED_HERE)
         ):
-            continue  # names (looked up below) and hidden sizes (bounded in `_config`)
+            continue  # names (looked up below), hidden sizes and the CNN (in `_config`)
         problem = _kind_problem(value, parameters[name].default)
         if problem is not None:
             raise ModelFileError(
@@ -190,17 +198,23 @@ def _check_kinds(kwargs: dict[str, Any], algorithm: Algorithm, path: Path) -> No
             )
 
 
-def read_config(step: Path, algorithm: Algorithm) -> dict[str, Any]:
-    """The config as a dict of factory arguments, names replaced by Brax's functions.
+def read_config(
+    step: Path, algorithm: Algorithm, frame_shapes: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The config as a dict of factory arguments, names replaced by Brax's functions
+    (key `vision`: whether it is Brax's vision network's).
 
     Bounded before Brax sees it: the file's bytes before reading, its JSON while parsing,
     its numbers in closed form (`_config.check_config`)."""
     path = step / algorithm.config_file
     text = bounded_json.read_text(path, "the network config", ModelFileError)
     config = bounded_json.loads(text, f"{path}", ModelFileError, _RESAVE_CONFIG)
-    shapes, kwargs = check_config(config, algorithm.name, path)
+    shapes, kwargs = check_config(config, algorithm.name, path, frame_shapes)
+    is_vision = algorithm is PPO and vision.is_vision(shapes, kwargs)
     networks = _import_brax()
-    _check_kinds(kwargs, algorithm, path)
+    _check_kinds(kwargs, algorithm, path, is_vision)
+    if is_vision:
+        kwargs = vision.resolve(kwargs, path)
     if "activation" in kwargs:
         kwargs["activation"] = _named(
             networks.ACTIVATION, kwargs["activation"], "the activation", path
@@ -213,10 +227,19 @@ def read_config(step: Path, algorithm: Algorithm) -> dict[str, Any]:
                 del kwargs[key]  # only initialises weights, which are read from the file
             continue
         kwargs[key] = _named(networks.KERNEL_INITIALIZER, kwargs[key], key, path)
-    return {**config, "network_factory_kwargs": kwargs, "observation_size": shapes}
+    return {
+        **config,
+        "network_factory_kwargs": kwargs,
+        "observation_size": shapes,
+        "vision": is_vision,
+    }
 
 
-def _factory(algorithm: Algorithm) -> Callable[..., Any]:
+def _factory(algorithm: Algorithm, vision_: bool = False) -> Callable[..., Any]:
+    if vision_:
+        from brax.training.agents.ppo.networks_vision import make_ppo_networks_vision
+
+        return make_ppo_networks_vision
     if algorithm is PPO:
         from brax.training.agents.ppo.networks import make_ppo_networks
 
@@ -231,19 +254,21 @@ def build_networks(config: dict[str, Any], algorithm: Algorithm, path: Path) -> 
     from brax.training import checkpoint
     from ml_collections import config_dict
 
+    config = dict(config)
+    factory = _factory(algorithm, config.pop("vision", False))
     shapes = config["observation_size"]
     # A flat observation goes to the factory as its size, as Brax's trainers pass it (SAC's
     # factory takes nothing else); a dict of shapes as PPO's trainer passes it.
     size = shapes[0] if isinstance(shapes, tuple) and len(shapes) == 1 else shapes
     try:
         return checkpoint.get_network(
-            config_dict.create(**{**config, "observation_size": size}), _factory(algorithm)
+            config_dict.create(**{**config, "observation_size": size}), factory
         )
     except (TypeError, ValueError) as e:
         raise ModelFileError(
-            f"{path}: Brax 0.14.2's make_{algorithm.name}_networks cannot be built from this "
-            f"config: {str(e).rstrip('.')}. Was the checkpoint written with another network "
-            "factory (vision networks are not supported) or another Brax version?"
+            f"{path}: Brax 0.14.2's {factory.__name__} cannot be built from this config: "
+            f"{str(e).rstrip('.')}. Was the checkpoint written with another network factory "
+            "or another Brax version?"
         ) from e
 
 
@@ -270,8 +295,16 @@ def read_params(step: Path, algorithm: Algorithm) -> tuple[Any, ...]:
     return tuple(params)
 
 
+def normalised_shapes(shapes: Any) -> Any:
+    """The observations Brax's normaliser tracks: all but the frames (Brax's PPO training
+    keeps no statistics of `pixels/` keys)."""
+    if isinstance(shapes, dict):
+        return {k: v for k, v in shapes.items() if not k.startswith(vision.PIXELS)}
+    return shapes
+
+
 def _check_observation_size(config: dict[str, Any], normalizer: Any, path: Path) -> None:
-    expected = config["observation_size"]
+    expected = normalised_shapes(config["observation_size"])
     mean = normalizer.mean
     found = (
         {k: tuple(np.shape(v)) for k, v in mean.items()}
@@ -301,32 +334,65 @@ def _expected_params(networks: Any, algorithm: Algorithm, path: Path) -> tuple[A
 
 
 def load(path: Path, algorithm: Algorithm) -> tuple[Any, tuple[Any, ...], Path]:
-    """Networks and params of the checkpoint at `path`, checked against each other.
+    """Networks and params of the checkpoint at `path` (see `load_frames`)."""
+    networks, params, step, _ = load_frames(path, algorithm)
+    return networks, params, step
+
+
+def load_frames(
+    path: Path, algorithm: Algorithm, frame_shapes: dict[str, Any] | None = None
+) -> tuple[Any, tuple[Any, ...], Path, dict[str, tuple[int, ...]]]:
+    """Networks and params of the checkpoint at `path`, checked against each other, and
+    the shapes of the frames a vision network reads (none for the others).
 
     Everything is bounded before it is allocated: the config in closed form, then the
     stored arrays' shapes against the networks it describes, and only then the restore."""
     step = find_step_folder(Path(path), algorithm)
-    config = read_config(step, algorithm)
+    config = read_config(step, algorithm, frame_shapes)
     networks = build_networks(config, algorithm, step)
     expected = _expected_params(networks, algorithm, step)
-    observation = abstract_observation(config["observation_size"])
+    shapes = config["observation_size"]
+    frames = {}
+    if isinstance(shapes, dict):
+        frames = {k: v for k, v in shapes.items() if k not in normalised_shapes(shapes)}
+    observation = abstract_observation(normalised_shapes(shapes))
     check_metadata_files(step, expected_count(expected, observation))
     check_stored(step, expected, observation, algorithm.params_length, algorithm.name)
     params = read_params(step, algorithm)
     _check_observation_size(config, params[0], step)
     for what, want, found in zip(("policy", "value"), expected, params[1:], strict=False):
         check_fits(want, found, what, step)
-    return networks, params, step
+    return networks, params, step, frames
 
 
-def from_ppo(path: str | Path, *, value: bool | None = None) -> FunctionPolicy:
-    """The policy in a Brax PPO checkpoint folder (`ppo_network_config.json` + orbax params).
+def from_ppo(
+    path: str | Path,
+    *,
+    value: bool | None = None,
+    frame_shapes: dict[str, tuple[int, int, int]] | None = None,
+    frame_range: tuple[float, float] = (0.0, 1.0),
+    uint8_frames: bool = False,
+) -> FunctionPolicy:
+    """The policy in a Brax PPO checkpoint folder (`ppo_network_config.json` + orbax params),
+    Brax's MLP networks or its vision networks (`make_ppo_networks_vision`, recognised from
+    the config's `pixels/` keys and CNN options).
 
     `path` is a step folder, or a `save_checkpoint_path` holding step folders (the latest
-    is read). `value` as in `from_ppo_params`.
+    is read). `value` as in `from_ppo_params`. `frame_shapes`: each `pixels/` key's
+    `(height, width, channels)`, needed where the config records only the channels (Brax's
+    PPO training writes the config so); a config with the full shapes needs none.
+    `frame_range`, `uint8_frames`: what the frames are, as in `from_ppo_params`.
     """
-    networks, params, step = load(Path(path), PPO)
-    return from_ppo_params(networks, params, value=value, name=f"brax.ppo:{step.name}")
+    networks, params, step, frames = load_frames(Path(path), PPO, frame_shapes)
+    return from_ppo_params(
+        networks,
+        params,
+        value=value,
+        name=f"brax.ppo:{step.name}",
+        frame_shapes=frames,
+        frame_range=frame_range,
+        uint8_frames=uint8_frames,
+    )
 
 
 def from_sac(path: str | Path) -> FunctionPolicy:

@@ -19,6 +19,7 @@ from typing import Any
 from .._errors import ModelFileError
 from ..policy._architecture import MAX_DEPTH, MAX_PARAMETERS, MAX_SPACE_SIZE, MAX_WIDTH, is_int
 from ..policy._serialization import _MAX_NDIM, _MAX_SUBSPACES
+from . import _vision as vision
 
 # Brax's PPO training records `observation_size` as a `specs.Array` per leaf, which its
 # config writer turns into {"shape": [n], "dtype": "unserializable object: float32"}.
@@ -160,8 +161,32 @@ def network_weights(
     return mlp_weights(policy) + mlp_weights(value)
 
 
-def check_config(config: Any, algorithm: str, path: Path) -> tuple[Shapes, dict[str, Any]]:
-    """The config's observation shapes and factory kwargs, every number used bounded.
+def vision_weights(shapes: Shapes, action_size: int, kwargs: Mapping[str, Any], path: Path) -> int:
+    """At most how many weights Brax's vision PPO networks hold (a CNN per view in each)."""
+    if not isinstance(shapes, dict):
+        raise ModelFileError(
+            f"{path}: the config has vision options, but its observation is one array; Brax's "
+            "vision network reads a dict with 'pixels/' keys."
+        )
+    cnn, inputs = vision.vision_input_sizes(shapes, kwargs, path)
+    hidden = {
+        name: _hidden_sizes(kwargs, name, default, path)
+        for name, default in vision.VISION_HIDDEN_DEFAULTS.items()
+    }
+    policy = (inputs["policy"], *hidden["policy_hidden_layer_sizes"], 2 * action_size)
+    value = (inputs["value"], *hidden["value_hidden_layer_sizes"], 1)
+    return 2 * cnn + mlp_weights(policy) + mlp_weights(value)
+
+
+def check_config(
+    config: Any,
+    algorithm: str,
+    path: Path,
+    frame_shapes: Mapping[str, Sequence[int]] | None = None,
+) -> tuple[Shapes, dict[str, Any]]:
+    """The config's observation shapes and factory kwargs, every number used bounded
+    (`frame_shapes`: the frames' full shapes where the config records only their last
+    dimension, as Brax's training writes it).
 
     Refuses (ModelFileError) before anything is built: nothing here allocates more than
     the config's own JSON."""
@@ -179,8 +204,13 @@ def check_config(config: Any, algorithm: str, path: Path) -> tuple[Shapes, dict[
     action_size = config["action_size"]
     if not is_int(action_size, 1, MAX_SPACE_SIZE):
         raise _refuse(path, f"action_size is {action_size!r:.40}; expected 1..{MAX_SPACE_SIZE}")
-    shapes = observation_shapes(config["observation_size"], path)
-    weights = network_weights(algorithm, shapes, action_size, kwargs, path)
+    shapes = vision.with_frames(
+        observation_shapes(config["observation_size"], path), frame_shapes, path
+    )
+    if algorithm == "ppo" and vision.is_vision(shapes, kwargs):
+        weights = vision_weights(shapes, action_size, kwargs, path)
+    else:
+        weights = network_weights(algorithm, shapes, action_size, kwargs, path)
     if weights > MAX_PARAMETERS:
         raise _refuse(path, f"the networks it describes hold up to {weights} weights")
     return shapes, dict(kwargs)

@@ -14,7 +14,9 @@ inputs (found from the trace); see `from_ppo_params` for the value head.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import jax
@@ -68,11 +70,55 @@ def _leaf_space(mean: Any, std: Any) -> Box:
     return Box(mean - BOUND_STDS * std, mean + BOUND_STDS * std, mean.shape)
 
 
-def _full_observation_space(normalizer: Any) -> Box | Dict:
-    """Every observation leaf the normaliser tracks (Brax keeps stats for each key)."""
+@dataclass(frozen=True)
+class Frames:
+    """What a vision network's frames are: their shapes by `pixels/` key, the range of the
+    floats Brax reads, and whether the artifact takes them as uint8 bytes instead (byte `b`
+    read as `low + (high - low) * b / 255`, the way a renderer's bytes become those floats)."""
+
+    shapes: Mapping[str, Sequence[int]]
+    low: float = 0.0
+    high: float = 1.0
+    uint8: bool = False
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.low) and math.isfinite(self.high) and self.low < self.high):
+            raise InputError(
+                f"The frames' range is [{self.low}, {self.high}]; give finite low < high "
+                "(MuJoCo Playground's renderers give [0, 1]; its CartpoleBalance frames "
+                "[-0.5, 0.5])."
+            )
+
+    def space(self, shape: Sequence[int]) -> Box:
+        shape = tuple(int(d) for d in shape)
+        if self.uint8:
+            return Box(0, 255, shape, dtype=np.uint8)
+        low, high = np.full(shape, self.low, np.float32), np.full(shape, self.high, np.float32)
+        return Box(low, high, shape)
+
+    def as_floats(self, observation: Observation) -> Observation:
+        """The observation as Brax's network reads it: bytes mapped to the frames' range."""
+        if not self.uint8 or not isinstance(observation, dict):
+            return observation
+        scale = np.float32((self.high - self.low) / 255.0)
+        return {
+            k: np.float32(self.low) + scale * v.astype(jnp.float32) if k in self.shapes else v
+            for k, v in observation.items()
+        }
+
+
+def _full_observation_space(normalizer: Any, frames: Frames | None = None) -> Box | Dict:
+    """Every observation leaf the normaliser tracks (Brax keeps stats for each key), and
+    the frames of a vision network (which it does not track)."""
+    frame_shapes = frames.shapes if frames is not None else {}
     if isinstance(normalizer.mean, dict):
-        return Dict(
-            {k: _leaf_space(normalizer.mean[k], normalizer.std[k]) for k in sorted(normalizer.mean)}
+        spaces = {k: _leaf_space(normalizer.mean[k], normalizer.std[k]) for k in normalizer.mean}
+        spaces |= {k: frames.space(v) for k, v in frame_shapes.items()}  # type: ignore[union-attr]
+        return Dict({k: spaces[k] for k in sorted(spaces)})
+    if frame_shapes:
+        raise InputError(
+            "Frame shapes were given, but the normaliser's statistics are one array, not a "
+            "dict by observation key: Brax's vision networks read a dict of observations."
         )
     return _leaf_space(normalizer.mean, normalizer.std)
 
@@ -80,7 +126,7 @@ def _full_observation_space(normalizer: Any) -> Box | Dict:
 def keys_read(fn: Callable[[Observation], Any], space: Dict) -> list[str]:
     """The top-level keys of a dict observation that `fn` reads, from its jaxpr."""
     names = [name for name, _ in space.leaves()]
-    avals = [jax.ShapeDtypeStruct(s.shape, jnp.float32) for _, s in space.leaves()]
+    avals = [jax.ShapeDtypeStruct(s.shape, np.dtype(s.dtype)) for _, s in space.leaves()]
     closed = jax.make_jaxpr(lambda *leaves: fn(space.unflatten(list(leaves))))(*avals)
     used = {v for eqn in closed.jaxpr.eqns for v in eqn.invars if isinstance(v, Var)}
     used |= {v for v in closed.jaxpr.outvars if isinstance(v, Var)}
@@ -108,7 +154,9 @@ def _action_space(networks: Any, act: Callable[[Observation], Any], observation:
 
 
 def _abstract(space: Box | Dict) -> Any:
-    return space.unflatten([jax.ShapeDtypeStruct(s.shape, jnp.float32) for _, s in space.leaves()])
+    return space.unflatten(
+        [jax.ShapeDtypeStruct(s.shape, np.dtype(s.dtype)) for _, s in space.leaves()]
+    )
 
 
 def _check_apply(fn: Callable[[Observation], Any], space: Box | Dict, what: str) -> None:
@@ -124,7 +172,14 @@ def _check_apply(fn: Callable[[Observation], Any], space: Box | Dict, what: str)
 
 
 def from_ppo_params(
-    networks: Any, params: Any, *, value: bool | None = None, name: str = "brax.ppo"
+    networks: Any,
+    params: Any,
+    *,
+    value: bool | None = None,
+    name: str = "brax.ppo",
+    frame_shapes: Mapping[str, Sequence[int]] | None = None,
+    frame_range: tuple[float, float] = (0.0, 1.0),
+    uint8_frames: bool = False,
 ) -> FunctionPolicy:
     """A protocol policy from Brax PPO networks and params, as Brax's training returns them.
 
@@ -140,6 +195,14 @@ def from_ppo_params(
       `value_obs_key="privileged_state"`, simulator-only) is left out. `True`: always (its
       keys become inputs too). `False`: never.
     - `name`: recorded as the policy's class in artifact metadata.
+    - `frame_shapes`: for Brax's vision networks (`make_ppo_networks_vision`), each
+      `pixels/` key's `(height, width, channels)`: the normaliser keeps no statistics of
+      frames, so their shapes come from here. Frames are NHWC as Brax reads them, float32
+      in `frame_range` (Brax records none: [0, 1] for the renderer's RGB; MuJoCo
+      Playground's CartpoleBalance vision frames are gray - 0.5, in [-0.5, 0.5]): the
+      observation space's bounds, where the parity check samples.
+    - `uint8_frames`: the artifact takes the frames as uint8 bytes (a camera's), byte `b`
+      read as `low + (high - low) * b / 255` of `frame_range` before Brax's network.
 
     The action is `make_inference_fn(networks)(params, deterministic=True)(obs, key)[0]`.
     """
@@ -148,15 +211,23 @@ def from_ppo_params(
 
     normalizer, _, value_params = _params_tuple(params, 3, "PPO")
     inference = ppo_networks.make_inference_fn(networks)(params, deterministic=True)
+    frames = Frames(frame_shapes or {}, *map(float, frame_range), uint8=uint8_frames)
+    if not frames.shapes and (uint8_frames or tuple(frame_range) != (0.0, 1.0)):
+        raise InputError(
+            "A frame range or uint8 frames were asked for, but these networks read no "
+            "frames (Brax's vision networks read 'pixels/' keys): drop them."
+        )
 
     def act(observation: Observation) -> jax.Array:
-        return inference(observation, None)[0]  # deterministic: the key is never read
+        # deterministic: the key is never read
+        return inference(frames.as_floats(observation), None)[0]
 
     def value_head(observation: Observation) -> jax.Array:
+        observation = frames.as_floats(observation)
         out = networks.value_network.apply(normalizer, value_params, observation)
         return out[0] if isinstance(out, tuple) else out  # a distributional critic: (v, q)
 
-    space = _full_observation_space(normalizer)
+    space = _full_observation_space(normalizer, frames)
     _check_apply(act, space, "policy network")
     with_value = value is not False
     if with_value:

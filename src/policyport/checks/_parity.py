@@ -10,7 +10,7 @@ import numpy as np
 from .._backend import describe_reference
 from ..formats import Runner
 from ..tracing import ACTION, LOG_PROB, MASK, SAMPLED_ACTION, TracedPolicy
-from ._inputs import DEFAULT_BATCH_SIZES, INPUT_RULE, check_batches
+from ._inputs import INPUT_RULE, batch_sizes_for, check_batches
 from ._reference import reference_and_margins
 from ._report import ParityReport, compare_output, tolerances
 from ._sequence import sequence_check
@@ -24,9 +24,11 @@ def compare_runner(
     artifact: str,
     runtime: str,
     seed: int = 0,
-    batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES,
+    batch_sizes: tuple[int, ...] | None = None,
 ) -> ParityReport:
-    """Run `run` on sampled inputs and compare every output with the JAX policy's."""
+    """Run `run` on sampled inputs and compare every output with the JAX policy's; the
+    batch sizes default to 1 and a large batch sized for the observation."""
+    batch_sizes = batch_sizes or batch_sizes_for(traced)
     batches = check_batches(traced, seed=seed, batch_sizes=batch_sizes)
     # The reference runs once on all rows (one compilation), then splits per batch.
     everything = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}

@@ -22,13 +22,17 @@ from .._backend import on_reference_backend
 from ..formats import Runner
 from ..tracing import MASK, TracedPolicy
 from ._compiled import run_compiled
-from ._inputs import sample_inputs
+from ._inputs import rows_for, sample_inputs
 from ._reference import reference_outputs
 
 # Magnitudes of the extreme observations: float32's max and values that overflow a
 # layer or two of a typical MLP.
 EXTREMES = (float(np.finfo(np.float32).max), 1e38, 1e30, 1e20, 1e10)
 STRESS_ROWS = 256
+# For big observations (frames), as many rows as this many bytes of observations hold
+# (a power of two, at least MIN_STRESS_ROWS): 64 rows of 84x84x4 uint8 frames.
+STRESS_BYTES = 2 << 20
+MIN_STRESS_ROWS = 32
 # Leading rows of the stress batch whose mask is all False (they must give action 0).
 ALL_FALSE_ROWS = 4
 
@@ -63,13 +67,19 @@ class StressReport:
         )
 
 
-def stress_inputs(traced: TracedPolicy, *, seed: int, rows: int = STRESS_ROWS) -> dict:
+def stress_inputs(traced: TracedPolicy, *, seed: int, rows: int | None = None) -> dict:
     """Inputs with every observation entry at +-an extreme (half the rows) or mixed with
-    ordinary values (the other half); random masks, the first rows all False."""
+    ordinary values (the other half); random masks, the first rows all False. `rows`
+    defaults to STRESS_ROWS, fewer for big observations (`STRESS_BYTES`)."""
+    rows = rows or rows_for(traced, STRESS_ROWS, STRESS_BYTES, MIN_STRESS_ROWS)
     inputs = sample_inputs(traced, seed=seed, batch=rows, all_false_rows=ALL_FALSE_ROWS)
     rng = np.random.default_rng(seed)
+    spaces = dict(traced.observation_space.leaves())
     for spec in traced.observation_inputs:
         values = inputs[spec.name]
+        if spec.dtype != "float32":
+            inputs[spec.name] = _integer_extremes(spaces[spec.name], values, rng)
+            continue
         extreme = rng.choice(EXTREMES, size=values.shape) * rng.choice([-1.0, 1.0], values.shape)
         # The first half of the rows extreme everywhere, the rest in about half their
         # entries; every fourth row with one sign throughout (logits overflow together).
@@ -81,6 +91,21 @@ def stress_inputs(traced: TracedPolicy, *, seed: int, rows: int = STRESS_ROWS) -
         extreme[one_sign] = np.abs(extreme[one_sign]) * signs[one_sign]
         inputs[spec.name] = np.where(take, extreme, values).astype(np.float32)
     return inputs
+
+
+def _integer_extremes(space: Any, values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """An integer leaf (uint8 frames) at its bounds, the only extremes it can hold: the
+    first quarter of the rows at `low` everywhere, the second at `high`, the rest with
+    about half their entries at one bound or the other."""
+    rows = len(values)
+    low = np.broadcast_to(np.asarray(space.low), values.shape)
+    high = np.broadcast_to(np.asarray(space.high), values.shape)
+    bound = np.where(rng.random(values.shape) < 0.5, low, high)
+    bound[: rows // 4] = low[: rows // 4]
+    bound[rows // 4 : rows // 2] = high[rows // 4 : rows // 2]
+    rows_shape = (rows,) + (1,) * (values.ndim - 1)
+    take = (np.arange(rows) < rows // 2).reshape(rows_shape) | (rng.random(values.shape) < 0.5)
+    return np.where(take, bound, values).astype(values.dtype)
 
 
 def _finite_rows(array: np.ndarray) -> np.ndarray:

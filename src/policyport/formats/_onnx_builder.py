@@ -39,6 +39,22 @@ class Value:
     const: np.ndarray | None = None
     transposed: bool = False
     partial: bool = False  # smaller than its jaxpr shape: a broadcast left to the consumer
+    # A view: ONNX axis j holds the jaxpr value's axis `layout[j]` (-1: an ONNX axis of
+    # size 1 the value does not have), and the value's axes in `units` (size 1) are absent
+    # from the ONNX tensor. A convolution's NCHW output of an NHWC policy is `(0, 3, 1, 2)`;
+    # unit axes inserted and removed around a layer cost nothing. Kept through the ops that
+    # work on any view (`LAYOUT_AWARE` emitters), materialised by `Builder.tensor`.
+    layout: tuple[int, ...] | None = None
+    units: tuple[int, ...] = ()
+    # The ONNX tensor's last axis holds the value's last axis in this order:
+    # `onnx[..., j] = value[..., order[j]]` (a flatten of a permuted layout); a layer's
+    # weight rows are permuted instead (`_dot_general`), else a Gather materialises it.
+    order: tuple[int, ...] | None = None
+
+    @property
+    def laid_out(self) -> bool:
+        """Whether the ONNX tensor differs from the jaxpr value by a layout or an order."""
+        return self.layout is not None or self.order is not None
 
 
 def same_size(a: Any, b: Any) -> bool:
@@ -71,6 +87,7 @@ class Builder:
         self.batch_source = batch_source
         self._batch_size: str | None = None
         self._count = 0
+        self._reshaped: dict[str, str] = {}  # a Reshape's output -> its data input
 
     def fresh(self, hint: str) -> str:
         self._count += 1
@@ -94,6 +111,14 @@ class Builder:
         """One single-output node; its output's name."""
         return self.node(op, inputs, **attrs)[0]
 
+    def reshape(self, x: str, shape: list[int]) -> str:
+        """`x` reshaped to `shape` (0 copies the batch), read from before an earlier
+        Reshape of it: a chain of Reshapes (unit axes in, unit axes out) is one."""
+        source = self._reshaped.get(x, x)
+        out = self.op("Reshape", [source, self.int64s(shape)])
+        self._reshaped[out] = source
+        return out
+
     def tensor(self, value: Value) -> str:
         """The ONNX tensor holding `value` (materialising a constant or a transpose)."""
         if value.const is not None:
@@ -101,7 +126,27 @@ class Builder:
         assert value.name is not None  # a Value is a constant or a named tensor
         if value.transposed:
             return self.op("Transpose", [value.name], perm=[1, 0])
+        if value.layout is not None:
+            name, listed = value.name, [a for a in value.layout if a != -1]
+            phantom = [j for j, a in enumerate(value.layout) if a == -1]
+            if phantom:
+                name = self.op("Squeeze", [name, self.int64s(phantom)])
+            perm = np.argsort(listed).tolist()
+            if perm != list(range(len(perm))):
+                name = self.op("Transpose", [name], perm=perm)
+            if value.units:
+                name = self.op("Unsqueeze", [name, self.int64s(sorted(value.units))])
+            return name
+        if value.order is not None:
+            back = self.constant(np.argsort(np.asarray(value.order)).astype(np.int64))
+            return self.op("Gather", [value.name, back], axis=-1)
         return value.name
+
+    def plain(self, value: Value) -> Value:
+        """`value` as an ONNX tensor in the jaxpr's own layout (one op if laid out)."""
+        if not value.laid_out:
+            return value
+        return Value(self.tensor(value), partial=value.partial)
 
     def batch_size(self) -> str:
         """A 1-D int64 tensor `[batch]`, read from the batch source's shape (made once)."""

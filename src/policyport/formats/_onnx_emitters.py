@@ -44,6 +44,11 @@ def _elementwise(op: str, **attrs) -> Emitter:
     """One ONNX op; a unary one keeps a broadcast lazy, an n-ary one lets ONNX broadcast."""
 
     def emit(b: Builder, args: list[Value], eqn) -> list[Value]:
+        laid_out = _in_common_layout(b, args, eqn)
+        if laid_out is not None:
+            names, view = laid_out
+            return [Value(b.op(op, names, **attrs), layout=view.layout, units=view.units)]
+        args = [b.plain(a) for a in args]
         if len(args) == 1:
             (x,) = args
             return [Value(b.op(op, [b.tensor(x)], **attrs), partial=x.partial)]
@@ -62,6 +67,41 @@ def _composite(build: Callable[[Builder, list[str], jex_core.JaxprEqn], str]) ->
         return [Value(build(b, [b.tensor(a) for a in args], eqn))]
 
     return emit
+
+
+def _in_common_layout(b: Builder, args: list[Value], eqn) -> tuple[list[str], Value] | None:
+    """The operands as ONNX tensors in the view of the laid-out ones (constants reshaped
+    to it), when they share one; else None (the caller materialises them)."""
+    views = {(a.layout, a.units) for a in args if a.const is None}
+    if len(views) != 1 or None in {v[0] for v in views}:
+        return None
+    view = next(a for a in args if a.const is None)
+    names = []
+    for a in args:
+        if a.const is None:
+            if a.partial or a.order is not None:
+                return None
+            names.append(a.name)
+        elif np.ndim(a.const) == 0:
+            names.append(b.constant(a.const))
+        elif np.ndim(a.const) == len(view.layout) - view.layout.count(-1) + len(view.units):
+            names.append(b.constant(_const_in_view(a.const, view)))
+        else:
+            return None
+    return names, view
+
+
+def _const_in_view(const: np.ndarray, view: Value) -> np.ndarray:
+    """A constant of the value's rank laid out as `view`'s ONNX tensor (it broadcasts)."""
+    assert view.layout is not None
+    squeezed = np.squeeze(const, axis=tuple(view.units)) if view.units else const
+    remaining = [a for a in range(const.ndim) if a not in view.units]
+    listed = [a for a in view.layout if a != -1]
+    moved = np.transpose(squeezed, [remaining.index(a) for a in listed])
+    for j, a in enumerate(view.layout):
+        if a == -1:
+            moved = np.expand_dims(moved, j)
+    return moved
 
 
 def _passthrough(b: Builder, args: list[Value], eqn) -> list[Value]:
@@ -229,6 +269,9 @@ def _convert_element_type(b: Builder, args: list[Value], eqn) -> list[Value]:
     (x,) = args
     if x.const is not None:
         return [Value(const=x.const.astype(target), partial=x.partial)]
+    if x.laid_out and not x.partial:  # a cast works in any layout
+        cast = b.op("Cast", [x.name], to=to)
+        return [Value(cast, layout=x.layout, units=x.units, order=x.order)]
     return [Value(b.op("Cast", [b.tensor(x)], to=to), partial=x.partial)]
 
 
@@ -241,9 +284,26 @@ def _reduce(op: str, via_int: bool = False) -> Emitter:
 
     def emit(b: Builder, args: list[Value], eqn) -> list[Value]:
         axes = [int(a) for a in eqn.params["axes"]]
-        x = b.tensor(args[0])
+        view: dict = {}
+        if args[0].layout is not None and args[0].order is None:
+            # Reduce the ONNX axes that hold `axes` (a unit axis absent from the tensor
+            # needs nothing); the rest keep their places, renumbered.
+            current, units = args[0].layout, args[0].units
+
+            def renumber(a: int) -> int:
+                return -1 if a == -1 else a - sum(r < a for r in axes)
+
+            kept = [a for a in current if a not in axes]
+            view = {
+                "layout": tuple(renumber(a) for a in kept),
+                "units": tuple(renumber(u) for u in units if u not in axes),
+            }
+            axes = sorted(current.index(a) for a in axes if a in current)
+            x = args[0].name
+        else:
+            x = b.tensor(args[0])
         if not axes:
-            return [Value(x)]
+            return [_normalised(Value(x, **view))]
         if via_int:
             x = b.op("Cast", [x], to=TensorProto.INT32)
         if b.opset < 18 and op != "ReduceSum":
@@ -252,7 +312,7 @@ def _reduce(op: str, via_int: bool = False) -> Emitter:
             reduced = b.op(op, [x, b.int64s(axes)], keepdims=0)
         if via_int:
             reduced = b.op("Cast", [reduced], to=TensorProto.BOOL)
-        return [Value(reduced)]
+        return [_normalised(Value(reduced, **view))]
 
     return emit
 
@@ -336,6 +396,11 @@ def _dot_general(b: Builder, args: list[Value], eqn) -> list[Value]:
     (lc, rc), (lb, rb) = eqn.params["dimension_numbers"]
     lhs_aval, rhs_aval = (v.aval for v in eqn.invars)
     lc, rc = tuple(int(i) for i in lc), tuple(int(i) for i in rc)
+    if lhs.order is not None and rhs.const is not None and lc == (1,) and len(rc) == 1:
+        # A flatten in another layout: the weight's rows permuted alike, no data moved.
+        rhs = Value(const=np.take(rhs.const, np.asarray(lhs.order), axis=rc[0]))
+        lhs = Value(lhs.name)
+    lhs, rhs = b.plain(lhs), b.plain(rhs)
     matrices = not lb and not rb and len(lhs_aval.shape) == 2 and len(rhs_aval.shape) == 2
     if matrices and _dtype(eqn.invars[0]) == np.float32 == _dtype(eqn.invars[1]):
         if lhs.const is not None and rhs.const is None and (lc, rc) == ((1,), (1,)):
@@ -356,9 +421,18 @@ def _dot_general(b: Builder, args: list[Value], eqn) -> list[Value]:
 
 
 def _transpose(b: Builder, args: list[Value], eqn) -> list[Value]:
+    """Lazy beyond two axes: the ONNX tensor stays, its layout is noted (a convolution
+    or a pooling reads it as it is; another op materialises it, one Transpose)."""
     (x,), perm = args, tuple(int(p) for p in eqn.params["permutation"])
     if x.const is not None:
         return [Value(const=np.transpose(x.const, perm))]
+    if len(perm) > 2 and not x.partial and x.order is None and not x.transposed:
+        inverse = np.argsort(perm)
+        current = x.layout or tuple(range(len(perm)))
+        layout = tuple(-1 if a == -1 else int(inverse[a]) for a in current)
+        units = tuple(int(inverse[u]) for u in x.units)
+        return [_normalised(Value(x.name, layout=layout, units=units))]
+    x = b.plain(x)
     if perm == (1, 0) and x.transposed:
         return [Value(x.name)]
     return [Value(b.op("Transpose", [b.tensor(x)], perm=list(perm)))]
@@ -371,6 +445,11 @@ def _broadcast_in_dim(b: Builder, args: list[Value], eqn) -> list[Value]:
     kept = [int(d) for d in eqn.params["broadcast_dimensions"]]
     inserted = [i for i in range(len(shape)) if i not in kept]
     operand = _shape(eqn.invars[0])
+    if x.layout is not None:
+        relaid = _unit_relayout(b, x, operand, tuple(shape))
+        if relaid is not None:
+            return [relaid]
+        x = b.plain(x)
     full = (
         not x.partial
         and all(same_size(shape[i], 1) for i in inserted)
@@ -386,6 +465,11 @@ def _broadcast_in_dim(b: Builder, args: list[Value], eqn) -> list[Value]:
 
 
 def _squeeze(b: Builder, args: list[Value], eqn) -> list[Value]:
+    if args[0].layout is not None:
+        relaid = _unit_relayout(b, args[0], _shape(eqn.invars[0]), _shape(eqn.outvars[0]))
+        if relaid is not None:
+            return [relaid]
+    args = [b.plain(a) for a in args]
     axes = b.int64s(eqn.params["dimensions"])
     return [Value(b.op("Squeeze", [b.tensor(args[0]), axes]))]
 
@@ -394,15 +478,197 @@ def _reshape(b: Builder, args: list[Value], eqn) -> list[Value]:
     if eqn.params.get("dimensions") is not None:
         raise NotLowerable("reshape with dimensions")
     new, old = tuple(eqn.params["new_sizes"]), _shape(eqn.invars[0])
+    if args[0].layout is not None:
+        relaid = _unit_relayout(b, args[0], old, new) or _flatten(b, args[0], old, new)
+        if relaid is not None:
+            return [relaid]
+    args = [b.plain(a) for a in args]
     batch_first = new and old and not isinstance(new[0], int) and same_size(new[0], old[0])
     if batch_first and all(isinstance(d, int) for d in new[1:]):
         # The batch stays first: Reshape copies it (0), no shape computed at run time.
-        shape = b.int64s([0, *new[1:]])
-        return [Value(b.op("Reshape", [b.tensor(args[0]), shape]))]
+        return [Value(b.reshape(b.tensor(args[0]), [0, *new[1:]]))]
     # allowzero: a static 0 in the new shape means an empty axis, not "copy this one".
     allow_zero = int(any(isinstance(d, int) and d == 0 for d in new))
     reshaped = b.op("Reshape", [b.tensor(args[0]), b.shape(new)], allowzero=allow_zero)
     return [Value(reshaped)]
+
+
+def _is_unit(d) -> bool:
+    return isinstance(d, int) and d == 1
+
+
+def _normalised(value: Value) -> Value:
+    """`value` without a view when its ONNX tensor is the jaxpr value as it is."""
+    identity = value.layout == tuple(range(len(value.layout or ())))
+    if value.layout is not None and not value.units and identity:
+        return Value(value.name, order=value.order)
+    return value
+
+
+def _unit_relayout(b: Builder, x: Value, old: tuple, new: tuple) -> Value | None:
+    """A laid-out value with unit axes inserted or removed: the same ONNX tensor, its view
+    renumbered (no op), or None when `new` moves more than unit axes."""
+    kept_old = [i for i, d in enumerate(old) if not _is_unit(d)]
+    kept_new = [i for i, d in enumerate(new) if not _is_unit(d)]
+    if len(kept_old) != len(kept_new) or not all(
+        same_size(old[i], new[j]) for i, j in zip(kept_old, kept_new, strict=True)
+    ):
+        return None
+    if x.layout is None or x.order is not None or x.partial:
+        return None
+    moved = dict(zip(kept_old, kept_new, strict=True))
+    layout = tuple(moved.get(a, -1) for a in x.layout)  # a unit axis: an ONNX axis of size 1
+    units = tuple(j for j in range(len(new)) if j not in moved.values())
+    return _normalised(Value(x.name, layout=layout, units=units))
+
+
+def _flatten(b: Builder, x: Value, old: tuple, new: tuple) -> Value | None:
+    """`[batch, ...] -> [batch, n]` of a laid-out value: the ONNX tensor flattened as it
+    lies, its feature order noted for the layer that reads it (`Value.order`)."""
+    layout = x.layout
+    if (
+        layout is None
+        or layout[0] != 0
+        or len(new) != 2
+        or not same_size(new[0], old[0])
+        or not all(isinstance(d, int) for d in old[1:])
+    ):
+        return None
+    index = np.arange(int(np.prod(old[1:]))).reshape(old[1:])
+    if x.units:
+        index = np.squeeze(index, axis=tuple(u - 1 for u in x.units))
+    remaining = [a for a in range(1, len(old)) if a not in x.units]
+    listed = [a for a in layout[1:] if a != -1]
+    order = np.transpose(index, [remaining.index(a) for a in listed]).ravel()
+    flat = b.reshape(x.name, [0, -1])
+    return Value(flat, order=tuple(int(i) for i in order))
+
+
+def _onnx_order(b: Builder, x: Value, order: tuple[int, ...], shape: tuple) -> str:
+    """The ONNX tensor of `x` with the jaxpr value's axes in `order`: as it lies, or one
+    Reshape (unit axes), one Transpose, or (rarely) a view materialised then transposed."""
+    if x.const is not None:
+        return b.constant(np.transpose(x.const, order))
+    x = b.plain(x) if x.order is not None or x.transposed else x
+    if x.layout is None:
+        perm = list(order)
+        return x.name if perm == sorted(perm) else b.op("Transpose", [x.name], perm=perm)
+    listed = [a for a in x.layout if a != -1]
+    if listed == list(order) and -1 not in x.layout and not x.units:
+        return x.name
+    real = [a for a in listed if not _is_unit(shape[a])]
+    if (
+        real == [a for a in order if not _is_unit(shape[a])]
+        and x.layout[0] == 0 == order[0]
+        and all(isinstance(shape[a], int) for a in order[1:])
+    ):
+        return b.reshape(x.name, [0, *(shape[a] for a in order[1:])])
+    if not x.units and -1 not in x.layout:
+        return b.op("Transpose", [x.name], perm=[listed.index(a) for a in order])
+    return b.op("Transpose", [b.tensor(x)], perm=list(order))
+
+
+# ---------------------------------------------------------------- convolution and pooling
+
+
+def _conv(b: Builder, args: list[Value], eqn) -> list[Value]:
+    """`lax.conv_general_dilated` as ONNX Conv, which reads NCHW: the input in that order
+    (one Transpose, none when it is laid out so already) and the output left in it, laid
+    out (`Value.layout`) for the ops after. Any strides, padding >= 0, kernel dilation,
+    feature groups; float32, constant weights. The sums' order may differ from XLA's
+    (a few float32 ulps of the sum's magnitude)."""
+    lhs, rhs = args
+    params = eqn.params
+    if rhs.const is None:
+        raise NotLowerable("a convolution whose kernel is computed at run time")
+    if _dtype(eqn.invars[0]) != np.float32 or _dtype(eqn.outvars[0]) != np.float32:
+        raise NotLowerable("a convolution that is not float32")
+    if int(params["batch_group_count"]) != 1:
+        raise NotLowerable("a convolution with batch_group_count")
+    if any(int(d) != 1 for d in params["lhs_dilation"]):
+        raise NotLowerable("a transposed convolution (lhs_dilation)")
+    padding = [(int(lo), int(hi)) for lo, hi in params["padding"]]
+    if any(lo < 0 or hi < 0 for lo, hi in padding):
+        raise NotLowerable("a convolution with negative padding")
+    lhs_spec, rhs_spec, out_spec = (tuple(int(d) for d in s) for s in params["dimension_numbers"])
+    if not same_size(_shape(eqn.invars[0])[lhs_spec[0]], b.batch) or lhs_spec[0] != 0:
+        raise NotLowerable("a convolution whose batch is not the leading axis")
+    x = _onnx_order(b, lhs, lhs_spec, _shape(eqn.invars[0]))
+    kernel = np.ascontiguousarray(np.transpose(np.asarray(rhs.const, np.float32), rhs_spec))
+    y = b.op(
+        "Conv",
+        [x, b.constant(kernel, "kernel")],
+        kernel_shape=list(kernel.shape[2:]),
+        strides=[int(s) for s in params["window_strides"]],
+        pads=[lo for lo, _ in padding] + [hi for _, hi in padding],
+        dilations=[int(d) for d in params["rhs_dilation"]],
+        group=int(params["feature_group_count"]),
+    )
+    return [Value(y, layout=None if out_spec == tuple(range(len(out_spec))) else out_spec)]
+
+
+def _pooling(kind: str) -> Emitter:
+    """`reduce_window_max` as ONNX MaxPool (padding as -inf, as XLA's init value) and
+    `reduce_window_sum` as a depthwise Conv with a kernel of ones (padding as 0; the sum's
+    order may differ from XLA's by float32 ulps). The window's axes go last, the others
+    (batch, channels, unit axes) first, folded into ONNX's [N, C] by a Reshape when
+    there are more or fewer than two of them."""
+
+    def emit(b: Builder, args: list[Value], eqn) -> list[Value]:
+        (x,), params = args, eqn.params
+        shape, dtype = _shape(eqn.invars[0]), _dtype(eqn.invars[0])
+        allowed = (np.float32, np.uint8, np.int8) if kind == "max" else (np.float32,)
+        if dtype not in [np.dtype(d) for d in allowed]:
+            raise NotLowerable(f"reduce_window_{kind} on {dtype}")
+        if any(int(d) != 1 for d in params["base_dilation"]):
+            raise NotLowerable(f"reduce_window_{kind} with base dilation")
+        window = [int(d) for d in params["window_dimensions"]]
+        strides = [int(d) for d in params["window_strides"]]
+        dilation = [int(d) for d in params["window_dilation"]]
+        padding = [(int(lo), int(hi)) for lo, hi in params["padding"]]
+        pooled = [
+            a
+            for a in range(len(shape))
+            if (window[a], strides[a], dilation[a], padding[a]) != (1, 1, 1, (0, 0))
+        ]
+        if not pooled or 0 in pooled or any(lo < 0 or hi < 0 for lo, hi in padding):
+            raise NotLowerable(f"reduce_window_{kind} over the batch or with negative padding")
+        current = tuple(a for a in x.layout if a != -1) if x.layout else ()
+        current += tuple(a for a in range(len(shape)) if a not in current)  # absent units
+        order = tuple(a for a in current if a not in pooled) + tuple(
+            a for a in current if a in pooled
+        )
+        rest = order[: len(order) - len(pooled)]
+        if rest[0] != 0 or any(not isinstance(shape[a], int) for a in order[1:]):
+            raise NotLowerable(f"reduce_window_{kind} with a symbolic window axis")
+        t = _onnx_order(b, x, order, shape)
+        channels = int(np.prod([shape[a] for a in rest[1:]]))
+        folded = len(rest) != 2
+        if folded:
+            t = b.reshape(t, [0, channels, *(shape[a] for a in pooled_in(order, pooled))])
+        attrs = {
+            "kernel_shape": [window[a] for a in pooled_in(order, pooled)],
+            "strides": [strides[a] for a in pooled_in(order, pooled)],
+            "pads": [padding[a][0] for a in pooled_in(order, pooled)]
+            + [padding[a][1] for a in pooled_in(order, pooled)],
+            "dilations": [dilation[a] for a in pooled_in(order, pooled)],
+        }
+        if kind == "max":
+            y = b.op("MaxPool", [t], **attrs)
+        else:
+            ones = np.ones((channels, 1, *attrs["kernel_shape"]), np.float32)
+            y = b.op("Conv", [t, b.constant(ones, "ones")], group=channels, **attrs)
+        out = _shape(eqn.outvars[0])
+        if folded:
+            y = b.reshape(y, [0, *(out[a] for a in order[1:])])
+        return [Value(y, layout=None if order == tuple(range(len(order))) else order)]
+
+    return emit
+
+
+def pooled_in(order: tuple[int, ...], pooled: list[int]) -> list[int]:
+    """The pooled axes in the order the ONNX tensor holds them."""
+    return [a for a in order if a in pooled]
 
 
 def _split(b: Builder, args: list[Value], eqn) -> list[Value]:
@@ -725,7 +991,32 @@ EMITTERS: dict[str, Emitter] = {
     "pad": _pad,
     "tile": _tile,
     "gather": _gather,
+    # convolution and pooling
+    "conv_general_dilated": _conv,
+    "reduce_window_max": _pooling("max"),
+    "reduce_window_sum": _pooling("sum"),
 }
+
+# Emitters that read a laid-out operand (`Value.layout` / `.order`) as it is; every other
+# emitter gets its operands in the jaxpr's own layout (`Builder.plain`).
+LAYOUT_AWARE = frozenset(
+    {
+        *_ELEMENTWISE,
+        *_PASSTHROUGH,
+        "convert_element_type",
+        "reduce_sum",
+        "reduce_max",
+        "reduce_min",
+        "dot_general",
+        "transpose",
+        "broadcast_in_dim",
+        "squeeze",
+        "reshape",
+        "conv_general_dilated",
+        "reduce_window_max",
+        "reduce_window_sum",
+    }
+)
 
 # Emitters that accept a `partial` (not yet broadcast) operand: ONNX broadcasts for them,
 # or (unary ones) the result is the same broadcast of a smaller result.

@@ -24,7 +24,7 @@ from onnx import helper
 from ..tracing import TensorSpec, TracedPolicy, numpy_dtype
 from ._batched_trace import batched_trace
 from ._onnx_builder import Builder, NotLowerable, Value, onnx_type
-from ._onnx_emitters import BROADCASTING, EMITTERS
+from ._onnx_emitters import BROADCASTING, EMITTERS, LAYOUT_AWARE
 
 __all__ = ["EMITTERS", "NotLowerable", "lower_closed", "lower_function", "lower_natively"]
 
@@ -99,6 +99,8 @@ def _lower_jaxpr(b: Builder, closed: jex_core.ClosedJaxpr, args: list[Value]) ->
             folded = folded if eqn.primitive.multiple_results else [folded]
             outputs = [Value(const=np.asarray(x)) for x in folded]
         elif name in EMITTERS:
+            if name not in LAYOUT_AWARE:
+                inputs = [b.plain(a) for a in inputs]
             if name not in BROADCASTING:
                 inputs = [
                     Value(b.full(a, v.aval.shape)) if a.partial else a
@@ -110,6 +112,16 @@ def _lower_jaxpr(b: Builder, closed: jex_core.ClosedJaxpr, args: list[Value]) ->
         for var, value in zip(eqn.outvars, outputs, strict=True):
             env[var] = value
     return [read(v) for v in jaxpr.outvars]
+
+
+def _live(nodes: list[onnx.NodeProto], outputs: list[str]) -> list[onnx.NodeProto]:
+    """The nodes the outputs depend on, in order (a Reshape read past is left behind)."""
+    needed, kept = set(outputs), []
+    for node in reversed(nodes):
+        if any(o in needed for o in node.output):
+            kept.append(node)
+            needed.update(node.input)
+    return kept[::-1]
 
 
 def _value_info(spec: TensorSpec) -> onnx.ValueInfoProto:
@@ -167,12 +179,14 @@ def lower_closed(
             b.nodes.append(helper.make_node("Cast", [tensor], [spec.name], to=onnx_type(target)))
         else:
             b.nodes.append(helper.make_node("Identity", [tensor], [spec.name]))
+    nodes = _live(b.nodes, [s.name for s in outputs])
+    read = {name for node in nodes for name in node.input}
     graph = helper.make_graph(
-        b.nodes,
+        nodes,
         graph_name,
         [_value_info(s) for s in inputs],
         [_value_info(s) for s in outputs],
-        initializer=b.initializers,
+        initializer=[t for t in b.initializers if t.name in read],
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
 

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .._errors import missing_dependency
+from .._quiet import native_stderr
 from ..tracing import HEADS, TracedPolicy
 from ._base import ArtifactFormat, ExportOptions, Runner, Runtime
 from ._toolchain import stablehlo_tensorflow_reads, tensorflow_refusal
@@ -26,10 +27,12 @@ METADATA_FILE = Path("assets.extra") / "policyport.json"
 
 def import_tensorflow() -> Any:
     # TensorFlow's C++ INFO/WARNING logs are not for our users (a value they set wins). Its
-    # import-time absl/oneDNN notice ignores this setting and still prints.
+    # import-time absl/oneDNN notices ignore this setting: the import's stderr is captured
+    # (`-v` shows it).
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        import tensorflow as tf
+        with native_stderr():
+            import tensorflow as tf
     except ImportError as e:
         raise missing_dependency("tensorflow", "savedmodel", "The savedmodel format") from e
     return tf
@@ -48,8 +51,10 @@ def load_tensorflow(path: Path) -> Runner:
 
 
 def _tf_name(name: str) -> str:
-    """TensorFlow's argument names cannot hold dots: `observation.goal` -> `observation_goal`."""
-    return name.replace(".", "_")
+    """TensorFlow's argument names cannot hold dots, and it turns a slash into `_` in the
+    signature's keys: `observation.goal` -> `observation_goal`, `observation.pixels/view_0`
+    (a MuJoCo Playground key) -> `observation_pixels_view_0`."""
+    return name.replace(".", "_").replace("/", "_")
 
 
 def _tensorflow_version() -> str:

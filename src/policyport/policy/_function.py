@@ -197,7 +197,7 @@ def _action_shape(space: AbstractSpace) -> tuple[int, ...]:
 
 
 def _abstract_observation(space: AbstractSpace) -> Any:
-    leaves = [jax.ShapeDtypeStruct(tuple(s.shape), jnp.float32) for _, s in space.leaves()]
+    leaves = [jax.ShapeDtypeStruct(tuple(s.shape), s.input_dtype()) for _, s in space.leaves()]
     return space.unflatten(leaves)
 
 

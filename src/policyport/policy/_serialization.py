@@ -37,7 +37,7 @@ from ._architecture import (
 )
 from ._architecture import expected_bytes as _expected_bytes
 from ._architecture import is_int as _is_int
-from ._spaces import AbstractSpace, as_space, space_from_json
+from ._spaces import BOX_DTYPES, AbstractSpace, as_space, space_from_json
 from ._structure import structure_difference, structure_sha256
 
 if TYPE_CHECKING:
@@ -331,10 +331,13 @@ def _space_problem(data: Any, nesting: int = 0) -> str | None:
         known = [*_SPACE_KEYS, "Dict", "Tuple"]
         return f"expected an object with 'type' one of {known}, found {data!r:.200}"
     kind = data["type"]
-    if set(data) != _SPACE_KEYS[kind]:
+    keys = set(data) - ({"dtype"} if kind == "Box" else set())  # a Box's dtype is optional
+    if keys != _SPACE_KEYS[kind]:
         return (
             f"a {kind} space has exactly the keys {sorted(_SPACE_KEYS[kind])}, found {sorted(data)}"
         )
+    if kind == "Box" and data.get("dtype", "float32") not in BOX_DTYPES:
+        return f"a Box dtype is one of {list(BOX_DTYPES)}, found {data['dtype']!r:.40}"
     if kind == "Discrete":
         return None if _is_int(data["n"], 1, _MAX_SIZE) else f"bad Discrete n {data['n']!r:.80}"
     dims = data["nvec"] if kind == "MultiDiscrete" else data.get("n", data.get("shape"))

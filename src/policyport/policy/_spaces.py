@@ -80,8 +80,12 @@ class AbstractSpace(eqx.Module):
         return [sample]
 
     def sample_numpy(self, rng: np.random.Generator, batch: int) -> np.ndarray:
-        """`batch` elements as float32, drawn with numpy (no JAX compilation)."""
+        """`batch` elements as the artifact takes them (`input_dtype`), drawn with numpy."""
         raise NotImplementedError
+
+    def input_dtype(self) -> str:
+        """The element type of this leaf's artifact input (float32 but for integer Boxes)."""
+        return "float32"
 
     # Masks: a flat bool vector of `mask_size`, made of independent blocks.
 
@@ -138,8 +142,37 @@ def _decode_float(x: float | str) -> float:
     return float(x)
 
 
+# The element types a Box may declare: float32 (the default), and the integer types
+# gymnasium's Box allows that JAX holds without x64 (frames from a camera are uint8).
+BOX_DTYPES = ("float32", "uint8", "int8", "uint16", "int16", "int32")
+# What other libraries' Box dtypes become: wider floats are read as float32 (as JAX does
+# without x64), int64 as int32 (likewise); bool (gymnax's MinAtar frames) stays float32
+# 0/1, as policyport read every Box before integer types existed.
+_FOREIGN_DTYPES = {"float64": "float32", "float16": "float32", "int64": "int32", "bool": "float32"}
+
+
+def box_dtype(dtype: Any) -> str:
+    """The name of a Box element type policyport handles, or `InputError` naming the choices."""
+    try:
+        name = np.dtype(dtype).name
+    except TypeError as e:
+        raise InputError(f"Box dtype {dtype!r} is not a dtype; use one of {BOX_DTYPES}.") from e
+    if name not in BOX_DTYPES:
+        raise InputError(
+            f"Box dtype {name} is not supported: use one of {', '.join(BOX_DTYPES)} "
+            "(frames as uint8, features as float32)."
+        )
+    return name
+
+
 class Box(AbstractSpace):
-    """Real vectors (or arrays) between `low` and `high`; bounds may be infinite."""
+    """Arrays between `low` and `high` of one element type (`dtype`, float32 by default).
+
+    Float bounds may be infinite. An integer Box (e.g. uint8 camera frames) holds the
+    integers between its bounds; an infinite bound means the type's own limit. The bounds
+    are stored in the element type, so the type travels with the leaves (no field is added
+    to the pytree lerax's files are laid out by).
+    """
 
     kind: ClassVar[str] = "Box"
 
@@ -147,9 +180,22 @@ class Box(AbstractSpace):
     low: Float[Array, "..."]
     high: Float[Array, "..."]
 
-    def __init__(self, low: ArrayLike, high: ArrayLike, shape: tuple[int, ...] | None = None):
-        low = jnp.asarray(low, dtype=float)
-        high = jnp.asarray(high, dtype=float)
+    def __init__(
+        self,
+        low: ArrayLike,
+        high: ArrayLike,
+        shape: tuple[int, ...] | None = None,
+        dtype: Any = np.float32,
+    ):
+        name = box_dtype(dtype)
+        if name != "float32":  # integer bounds: rounded inwards, infinite ones the type's limits
+            info = np.iinfo(name)
+            low, high = np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)
+            low = np.clip(np.where(np.isfinite(low), np.ceil(low), info.min), info.min, info.max)
+            high = np.clip(
+                np.where(np.isfinite(high), np.floor(high), info.max), info.min, info.max
+            )
+        low, high = jnp.asarray(low, dtype=name), jnp.asarray(high, dtype=name)
         if shape is None:
             low, high = jnp.broadcast_arrays(low, high)
             shape = low.shape
@@ -161,10 +207,30 @@ class Box(AbstractSpace):
     def shape(self) -> tuple[int, ...]:
         return self._shape
 
+    @property
+    def dtype(self) -> str:
+        """The element type's name ("float32", "uint8", ...)."""
+        return np.dtype(self.low.dtype).name
+
+    @property
+    def integer(self) -> bool:
+        return self.dtype != "float32"
+
+    def input_dtype(self) -> str:
+        return self.dtype
+
+    def flatten_sample(self, sample: ArrayLike) -> Float[Array, " n"]:
+        return jnp.asarray(sample).astype(float).ravel()
+
     def sample(self, *, key: Key[Array, ""], mask: ArrayLike | None = None) -> Float[Array, "..."]:
-        """Uniform where bounded, exponential from a finite bound, normal where unbounded."""
+        """Uniform where bounded, exponential from a finite bound, normal where unbounded;
+        integers uniform between the bounds (both included)."""
         if mask is not None:
             raise InputError("Box spaces take no action mask; pass mask=None.")
+        if self.integer:
+            wide_low, wide_high = self.low.astype(jnp.int32), self.high.astype(jnp.int32)
+            drawn = jr.randint(key, self._shape, wide_low, wide_high + 1, dtype=jnp.int32)
+            return drawn.astype(self.dtype)
         k_bounded, k_unbounded, k_upper, k_lower = jr.split(key, 4)
         above, below = jnp.isfinite(self.high), jnp.isfinite(self.low)
         sample = jnp.zeros(self._shape, dtype=self.low.dtype)
@@ -182,22 +248,31 @@ class Box(AbstractSpace):
         x = jnp.asarray(x)
         if x.shape != self._shape:
             return jnp.array(False)
+        if self.integer and not jnp.all(x == jnp.floor(x)):
+            return jnp.array(False)
         return jnp.all(x >= self.low) & jnp.all(x <= self.high)
 
     def canonical(self) -> Float[Array, "..."]:
+        if self.integer:
+            middle = (self.low.astype(jnp.float32) + self.high.astype(jnp.float32)) / 2
+            return jnp.floor(middle).astype(self.dtype)
         return (self.low + self.high) / 2
 
     def sample_numpy(self, rng: np.random.Generator, batch: int) -> np.ndarray:
-        """Observations as a deployed policy sees them, as float32, drawn with numpy.
+        """Observations as a deployed policy sees them, in the Box's type, drawn with numpy.
 
-        Uniform between two usable bounds, exponential tails from one, normal if none. A
-        bound is usable when finite and at most `HUGE_BOUND` in magnitude: gymnasium and
-        gymnax write "unbounded" as float32's max (CartPole's velocities), and sampling
-        up to 3.4e38 tests inputs no deployed policy sees. Extreme inputs are the stress
-        check's job (`policyport.checks`). The JAX sampler (`sample`), vmapped over
-        thousands of keys, takes seconds to compile; this one does not.
+        Integers: uniform between the bounds, both included. Floats: uniform between two
+        usable bounds, exponential tails from one, normal if none. A bound is usable when
+        finite and at most `HUGE_BOUND` in magnitude: gymnasium and gymnax write
+        "unbounded" as float32's max (CartPole's velocities), and sampling up to 3.4e38
+        tests inputs no deployed policy sees. Extreme inputs are the stress check's job
+        (`policyport.checks`). The JAX sampler (`sample`), vmapped over thousands of keys,
+        takes seconds to compile; this one does not.
         """
         shape = (batch, *self._shape)
+        if self.integer:
+            low, high = np.asarray(self.low, np.int64), np.asarray(self.high, np.int64)
+            return rng.integers(low, high, size=shape, endpoint=True).astype(self.dtype)
         low, high = np.asarray(self.low, np.float64), np.asarray(self.high, np.float64)
         below = np.isfinite(low) & (np.abs(low) <= HUGE_BOUND)
         above = np.isfinite(high) & (np.abs(high) <= HUGE_BOUND)
@@ -219,26 +294,38 @@ class Box(AbstractSpace):
         return values.astype(np.float32)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        described: dict[str, Any] = {
             "type": self.kind,
             "shape": list(self._shape),
             "low": [_encode_float(v) for v in np.asarray(self.low).ravel().tolist()],
             "high": [_encode_float(v) for v in np.asarray(self.high).ravel().tolist()],
         }
+        if self.integer:  # float32 Boxes are described as before this field existed
+            described["dtype"] = self.dtype
+        return described
 
     def __eq__(self, other: object) -> bool:
         return (
             isinstance(other, Box)
             and self._shape == other._shape
+            and self.dtype == other.dtype
             and bool(jnp.array_equal(self.low, other.low))
             and bool(jnp.array_equal(self.high, other.high))
         )
 
     def __hash__(self) -> int:
-        return hash((self._shape, np.asarray(self.low).tobytes(), np.asarray(self.high).tobytes()))
+        return hash(
+            (
+                self._shape,
+                self.dtype,
+                np.asarray(self.low).tobytes(),
+                np.asarray(self.high).tobytes(),
+            )
+        )
 
     def __repr__(self) -> str:
-        return f"Box(low={np.asarray(self.low)}, high={np.asarray(self.high)})"
+        dtype = f", dtype={self.dtype}" if self.integer else ""
+        return f"Box(low={np.asarray(self.low)}, high={np.asarray(self.high)}{dtype})"
 
 
 class Discrete(AbstractSpace):
@@ -573,14 +660,25 @@ def space_from_json(data: Any) -> AbstractSpace:
         return Tuple([space_from_json(v) for v in data["spaces"]])
     if kind == "Box":
         shape = tuple(int(d) for d in data["shape"])
-        low = np.array([_decode_float(v) for v in data["low"]], dtype=np.float32).reshape(shape)
-        high = np.array([_decode_float(v) for v in data["high"]], dtype=np.float32).reshape(shape)
-        return Box(low, high, shape)
+        dtype = box_dtype(data.get("dtype", "float32"))  # descriptions before it: float32
+        low = np.array([_decode_float(v) for v in data["low"]], dtype=np.float64).reshape(shape)
+        high = np.array([_decode_float(v) for v in data["high"]], dtype=np.float64).reshape(shape)
+        return Box(low, high, shape, dtype)
     if kind == "Discrete":
         return Discrete(int(data["n"]))
     if kind == "MultiDiscrete":
         return MultiDiscrete(tuple(int(n) for n in data["nvec"]))
     return MultiBinary(tuple(int(n) for n in data["n"]))
+
+
+def _foreign_dtype(space: Any) -> str:
+    """The Box dtype of another library's Box (gymnasium, gymnax, lerax): its `dtype`, or
+    its bounds' type when it has none; float64 and int64 become their 32-bit types."""
+    dtype = getattr(space, "dtype", None)
+    if dtype is None:
+        dtype = getattr(np.asarray(space.low), "dtype", np.float32)
+    name = np.dtype(dtype).name
+    return box_dtype(_FOREIGN_DTYPES.get(name, name))
 
 
 def as_space(space: Any) -> AbstractSpace:
@@ -594,7 +692,7 @@ def as_space(space: Any) -> AbstractSpace:
     name = type(space).__name__
     try:
         if name == "Box":
-            return Box(space.low, space.high, tuple(space.shape))
+            return Box(space.low, space.high, tuple(space.shape), _foreign_dtype(space))
         if name == "Discrete":
             return Discrete(int(space.n))
         if name == "MultiDiscrete":

@@ -27,6 +27,11 @@ Contract versions (bump when a consumer would need to change):
   and `reset` bool `[batch]` (rows start from the initial state, selected in the graph);
   outputs after the heads: `next_state` / `next_state.<path>`. Metadata `state`. Both
   entries of a sampled recurrent export declare 4; stateless artifacts keep 2 or 3.
+- 5 (2026-12-05): observation inputs in their Box's element type: an integer Box
+  (`dtype` uint8, int8, uint16, int16 or int32; e.g. camera frames) is taken as that
+  type, not float32, and its description in `observation_space` carries `dtype`. Only
+  artifacts with such an input declare 5 (the sampling entry's inputs and outputs as in
+  3, the state's as in 4: a consumer of 5 runs 4's too); artifacts whose observations are all float32 keep their version.
 """
 
 from __future__ import annotations
@@ -49,7 +54,9 @@ RESET = "reset"
 STATE, NEXT_STATE = "state", "next_state"
 # The contract versions a consumer of this release understands (`check` refuses others).
 # tests/golden/contract_v1 holds artifacts written at version 1; they must keep checking.
-SUPPORTED_CONTRACT_VERSIONS = (1, 2, 3, 4)
+# What an artifact with an observation input that is not float32 declares (`uint8`...).
+TYPED_OBSERVATION_CONTRACT_VERSION = 5
+SUPPORTED_CONTRACT_VERSIONS = (1, 2, 3, 4, 5)
 VERSION_KEY = "policyport.contract_version"
 # The extra heads a policy may have: method name -> (output name, per-sample rank).
 HEADS = {"value": 0, "q_values": 1}
@@ -108,7 +115,7 @@ def metadata(
     """The key/value metadata embedded in every artifact (values are strings, JSON inside)."""
     fields: dict[str, Any] = {
         "policyport_version": __version__,
-        "contract_version": _version(description),
+        "contract_version": contract_version(description, inputs),
         "format": format_name,
         "policy_class": description.policy_class,
         "observation_space": description.observation_space,
@@ -137,14 +144,24 @@ def metadata(
     }
 
 
-def _version(description: PolicyDescription) -> int:
+def contract_version(description: PolicyDescription, inputs: tuple[TensorSpec, ...]) -> int:
+    """The lowest version whose consumers can run the artifact (versions are cumulative: a
+    consumer of 5 runs 4's state inputs too)."""
+    if any(s.dtype not in ("float32", "bool") for s in inputs):
+        return TYPED_OBSERVATION_CONTRACT_VERSION
     if description.state is not None:
         return RECURRENT_CONTRACT_VERSION
     return CONTRACT_VERSION if description.noise is None else SAMPLING_CONTRACT_VERSION
 
 
+# The tensor types of the contract: float32, int64 and bool, and an integer Box's type.
+_NUMPY_DTYPES = ("float32", "int64", "bool", "uint8", "int8", "uint16", "int16", "int32")
+
+
 def numpy_dtype(name: str) -> np.dtype:
-    return np.dtype({"float32": np.float32, "int64": np.int64, "bool": np.bool_}[name])
+    if name not in _NUMPY_DTYPES:
+        raise KeyError(name)
+    return np.dtype(name)
 
 
 def check_contract(meta: dict[str, str], artifact: object) -> int:

@@ -148,10 +148,11 @@ class TracedPolicy:
         return [jax.ShapeDtypeStruct((batch, *s.shape), jnp.dtype(s.dtype)) for s in self.inputs]
 
     def observation_arrays(self, observation: Any) -> dict[str, np.ndarray]:
-        """One env observation (any structure) as the artifact's named float32 inputs."""
+        """One env observation (any structure) as the artifact's named inputs, each in its
+        input's type (float32, or an integer Box's type, e.g. uint8 frames)."""
         leaves = self.observation_space.sample_leaves(observation)
         return {
-            spec.name: np.asarray(leaf, np.float32).reshape(spec.shape)
+            spec.name: np.asarray(leaf, spec.dtype).reshape(spec.shape)
             for spec, leaf in zip(self.observation_inputs, leaves, strict=True)
         }
 
@@ -340,7 +341,7 @@ def trace(
         return clip(_action_layout(transform(chosen), action_space, action_spec))
 
     observations = tuple(
-        TensorSpec(name, tuple(space.shape), "float32")
+        TensorSpec(name, tuple(space.shape), space.input_dtype())
         for name, space in observation_space.leaves()
     )
     mask = (
