@@ -100,7 +100,10 @@ def _with_version(format: str, folder: Path, version: str | None) -> Path:
             r"contract version '99' \(written by policyport 0\.1\.0\), but this release .* "
             r"understands versions 1, 2, 3, 4, 5\. Upgrade policyport",
         ),
-        ("0", r"contract version '0' .*understands versions 1, 2, 3, 4, 5\. Export the policy again"),
+        (
+            "0",
+            r"contract version '0' .*understands versions 1, 2, 3, 4, 5\. Export the policy again",
+        ),
         ("two", r"contract version 'two' .*understands versions 1, 2, 3, 4, 5"),
         (None, r"has no 'policyport.contract_version' metadata: it is not a policyport artifact"),
     ],
