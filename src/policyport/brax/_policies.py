@@ -126,7 +126,7 @@ def _full_observation_space(normalizer: Any, frames: Frames | None = None) -> Bo
 def keys_read(fn: Callable[[Observation], Any], space: Dict) -> list[str]:
     """The top-level keys of a dict observation that `fn` reads, from its jaxpr."""
     names = [name for name, _ in space.leaves()]
-    avals = [jax.ShapeDtypeStruct(s.shape, np.dtype(s.dtype)) for _, s in space.leaves()]
+    avals = [_leaf_aval(s) for _, s in space.leaves()]
     closed = jax.make_jaxpr(lambda *leaves: fn(space.unflatten(list(leaves))))(*avals)
     used = {v for eqn in closed.jaxpr.eqns for v in eqn.invars if isinstance(v, Var)}
     used |= {v for v in closed.jaxpr.outvars if isinstance(v, Var)}
@@ -154,9 +154,12 @@ def _action_space(networks: Any, act: Callable[[Observation], Any], observation:
 
 
 def _abstract(space: Box | Dict) -> Any:
-    return space.unflatten(
-        [jax.ShapeDtypeStruct(s.shape, np.dtype(s.dtype)) for _, s in space.leaves()]
-    )
+    return space.unflatten([_leaf_aval(s) for _, s in space.leaves()])
+
+
+def _leaf_aval(space: Any) -> jax.ShapeDtypeStruct:
+    """The abstract array of one leaf of a Brax observation space (each is a Box)."""
+    return jax.ShapeDtypeStruct(space.shape, np.dtype(space.dtype))
 
 
 def _check_apply(fn: Callable[[Observation], Any], space: Box | Dict, what: str) -> None:
@@ -211,7 +214,8 @@ def from_ppo_params(
 
     normalizer, _, value_params = _params_tuple(params, 3, "PPO")
     inference = ppo_networks.make_inference_fn(networks)(params, deterministic=True)
-    frames = Frames(frame_shapes or {}, *map(float, frame_range), uint8=uint8_frames)
+    low, high = (float(bound) for bound in frame_range)
+    frames = Frames(frame_shapes or {}, low, high, uint8=uint8_frames)
     if not frames.shapes and (uint8_frames or tuple(frame_range) != (0.0, 1.0)):
         raise InputError(
             "A frame range or uint8 frames were asked for, but these networks read no "

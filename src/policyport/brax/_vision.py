@@ -18,7 +18,7 @@ its name through `ACTIVATIONS`, policyport's own table: nothing the file names i
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -176,7 +176,7 @@ def _frame(shape: tuple[int, ...], key: str, path: Path) -> tuple[int, int, int]
             f"{path}: observation {key!r} has shape {list(shape)}; Brax's vision network "
             f"reads frames of shape (height, width, channels).{fix}"
         )
-    return shape  # type: ignore[return-value]
+    return shape
 
 
 def _conv_size(size: int, kernel: int, stride: int, padding: str) -> int:
@@ -278,7 +278,7 @@ def vision_input_sizes(
     return weights, inputs
 
 
-def with_frames(shapes: Any, frame_shapes: Mapping[str, tuple[int, ...]] | None, path: Path) -> Any:
+def with_frames(shapes: Any, frame_shapes: Mapping[str, Sequence[int]] | None, path: Path) -> Any:
     """The config's shapes with the frames' shapes given by the user (Brax's training
     records only their last dimension, which must agree)."""
     if not frame_shapes:

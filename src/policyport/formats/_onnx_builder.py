@@ -52,6 +52,12 @@ class Value:
     order: tuple[int, ...] | None = None
 
     @property
+    def tensor(self) -> str:
+        """The ONNX tensor's name: every Value that is not a constant has one."""
+        assert self.name is not None, "a constant Value has no ONNX tensor"
+        return self.name
+
+    @property
     def laid_out(self) -> bool:
         """Whether the ONNX tensor differs from the jaxpr value by a layout or an order."""
         return self.layout is not None or self.order is not None

@@ -76,12 +76,13 @@ def _in_common_layout(b: Builder, args: list[Value], eqn) -> tuple[list[str], Va
     if len(views) != 1 or None in {v[0] for v in views}:
         return None
     view = next(a for a in args if a.const is None)
-    names = []
+    assert view.layout is not None  # the one view is a layout: checked above
+    names: list[str] = []
     for a in args:
         if a.const is None:
             if a.partial or a.order is not None:
                 return None
-            names.append(a.name)
+            names.append(a.tensor)
         elif np.ndim(a.const) == 0:
             names.append(b.constant(a.const))
         elif np.ndim(a.const) == len(view.layout) - view.layout.count(-1) + len(view.units):
@@ -270,7 +271,7 @@ def _convert_element_type(b: Builder, args: list[Value], eqn) -> list[Value]:
     if x.const is not None:
         return [Value(const=x.const.astype(target), partial=x.partial)]
     if x.laid_out and not x.partial:  # a cast works in any layout
-        cast = b.op("Cast", [x.name], to=to)
+        cast = b.op("Cast", [x.tensor], to=to)
         return [Value(cast, layout=x.layout, units=x.units, order=x.order)]
     return [Value(b.op("Cast", [b.tensor(x)], to=to), partial=x.partial)]
 
@@ -299,7 +300,7 @@ def _reduce(op: str, via_int: bool = False) -> Emitter:
                 "units": tuple(renumber(u) for u in units if u not in axes),
             }
             axes = sorted(current.index(a) for a in axes if a in current)
-            x = args[0].name
+            x = args[0].tensor
         else:
             x = b.tensor(args[0])
         if not axes:
@@ -540,7 +541,7 @@ def _flatten(b: Builder, x: Value, old: tuple, new: tuple) -> Value | None:
     remaining = [a for a in range(1, len(old)) if a not in x.units]
     listed = [a for a in layout[1:] if a != -1]
     order = np.transpose(index, [remaining.index(a) for a in listed]).ravel()
-    flat = b.reshape(x.name, [0, -1])
+    flat = b.reshape(x.tensor, [0, -1])
     return Value(flat, order=tuple(int(i) for i in order))
 
 
@@ -552,19 +553,19 @@ def _onnx_order(b: Builder, x: Value, order: tuple[int, ...], shape: tuple) -> s
     x = b.plain(x) if x.order is not None or x.transposed else x
     if x.layout is None:
         perm = list(order)
-        return x.name if perm == sorted(perm) else b.op("Transpose", [x.name], perm=perm)
+        return x.tensor if perm == sorted(perm) else b.op("Transpose", [x.tensor], perm=perm)
     listed = [a for a in x.layout if a != -1]
     if listed == list(order) and -1 not in x.layout and not x.units:
-        return x.name
+        return x.tensor
     real = [a for a in listed if not _is_unit(shape[a])]
     if (
         real == [a for a in order if not _is_unit(shape[a])]
         and x.layout[0] == 0 == order[0]
         and all(isinstance(shape[a], int) for a in order[1:])
     ):
-        return b.reshape(x.name, [0, *(shape[a] for a in order[1:])])
+        return b.reshape(x.tensor, [0, *(shape[a] for a in order[1:])])
     if not x.units and -1 not in x.layout:
-        return b.op("Transpose", [x.name], perm=[listed.index(a) for a in order])
+        return b.op("Transpose", [x.tensor], perm=[listed.index(a) for a in order])
     return b.op("Transpose", [b.tensor(x)], perm=list(order))
 
 

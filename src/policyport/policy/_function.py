@@ -100,8 +100,8 @@ class FunctionPolicy:
         action_space: AbstractSpace,
         *,
         with_mask: bool,
-        value: Callable[[Any], Any] | None,
-        q_values: Callable[[Any], Any] | None,
+        value: Callable[..., Any] | None,
+        q_values: Callable[..., Any] | None,
         name: str,
         sample: Callable[..., tuple[Any, Any]] | None = None,
         initial_state: Any = None,
@@ -305,8 +305,8 @@ def from_function(
     *,
     observation_space: Any,
     action_space: Any,
-    value: Callable[[Any], Any] | None = None,
-    q_values: Callable[[Any], Any] | None = None,
+    value: Callable[..., Any] | None = None,
+    q_values: Callable[..., Any] | None = None,
     sample: Callable[..., tuple[Any, Any]] | None = None,
     name: str | None = None,
     initial_state: Any = None,
@@ -436,7 +436,8 @@ def _recurrent(
             "from_function: with an `initial_state`, `act` must return the pair (state, "
             f"action), found {jax.tree.structure(out)}."
         )
-    if jax.tree.structure(out[0]) != jax.tree.structure(abstract) or any(
+    returned: Any = jax.tree.structure(out[0])  # PyTreeDef's stub lacks __ne__
+    if returned != jax.tree.structure(abstract) or any(
         (a.shape, a.dtype) != (b.shape, b.dtype)
         for a, b in zip(jax.tree.leaves(out[0]), jax.tree.leaves(abstract), strict=True)
     ):
