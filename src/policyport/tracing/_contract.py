@@ -31,7 +31,8 @@ Contract versions (bump when a consumer would need to change):
   (`dtype` uint8, int8, uint16, int16 or int32; e.g. camera frames) is taken as that
   type, not float32, and its description in `observation_space` carries `dtype`. Only
   artifacts with such an input declare 5 (the sampling entry's inputs and outputs as in
-  3, the state's as in 4: a consumer of 5 runs 4's too); artifacts whose observations are all float32 keep their version.
+  3, the state's as in 4: a consumer of 5 runs 4's too); artifacts whose observations
+  are all float32 keep their version.
 """
 
 from __future__ import annotations
