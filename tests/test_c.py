@@ -19,6 +19,7 @@ from policyport import InputError
 from policyport._cli import run as cli
 from policyport.checks import ATOL, RTOL, reference_outputs, sample_inputs
 from policyport.formats import FORMATS, TARGET_KEY
+from policyport.formats._c_header import header_text
 from policyport.formats._c_names import c_identifier
 from policyport.formats._c_runtime import C_FLAGS, compiler
 
@@ -159,6 +160,20 @@ def test_the_metadata_survives_comment_and_trigraph_breakers(exported, tmp_path)
     assert fmt.read_metadata(staged[0]) == hostile
     assert staged[0].read_bytes() == path.read_bytes()  # only the header changes
     _compile(*C_FLAGS, "-c", staged[0].name, cwd=tmp_path)
+
+
+def test_a_hostile_input_name_stays_inside_its_comment(exported, tmp_path):
+    """An input's name comes from the policy's file (a Dict observation's key) and is
+    printed in a comment beside its size macro: it must not end that comment."""
+    _, path = exported["policy"]
+    meta = FORMATS["c"].read_metadata(path)
+    inputs = json.loads(meta["policyport.inputs"])
+    inputs[0]["name"] = 'observation*/ int evil; /* ??/\n"'
+    header = header_text("policy", meta | {"policyport.inputs": json.dumps(inputs)})
+    (tmp_path / "policy.h").write_text(header)
+    _compile(*C_FLAGS, "-x", "c", "-c", "policy.h", "-o", "header.o", cwd=tmp_path)
+    symbols = subprocess.run(["nm", "header.o"], cwd=tmp_path, capture_output=True, text=True)
+    assert symbols.returncode == 0 and "evil" not in symbols.stdout, symbols.stdout
 
 
 @pytest.mark.parametrize("kind", ["q_dict", "actor_critic_tuple", "sac", "layernorm"])

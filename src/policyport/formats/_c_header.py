@@ -30,11 +30,21 @@ def specs(metadata: dict[str, str], key: str) -> tuple[TensorSpec, ...]:
 
 
 def _comment_json(metadata: dict[str, str]) -> list[str]:
-    """The metadata as JSON lines that cannot end a C comment or form a trigraph: `/` and
-    `?` occur only inside JSON strings, where `\\/` and `\\u003f` mean the same."""
+    """The metadata as JSON lines that cannot open or end a C comment or form a trigraph:
+    `*` and `?` occur only inside JSON strings, where `\\u002a` and `\\u003f` mean the same."""
     text = json.dumps(metadata, sort_keys=True, indent=1)
-    text = text.replace("/", "\\/").replace("?", "\\u003f")
-    return text.splitlines()
+    return _without_comment_breakers(text).splitlines()
+
+
+def _without_comment_breakers(json_text: str) -> str:
+    """JSON text with `*` and `?` written as escapes: no `/*`, `*/` or `??` trigraph left."""
+    return json_text.replace("*", "\\u002a").replace("?", "\\u003f")
+
+
+def _comment_text(text: str) -> str:
+    """`text` (a name from the policy's file) as it may appear inside a C comment: as a
+    JSON string's content, so no comment breaker, trigraph or line break is left."""
+    return _without_comment_breakers(json.dumps(text)[1:-1])
 
 
 def read_header_metadata(header: str) -> dict[str, str]:
@@ -103,9 +113,8 @@ def header_text(prefix: str, metadata: dict[str, str]) -> str:
     for spec, name in zip((*inputs, *outputs), names, strict=True):
         shape = "x".join(map(str, spec.shape)) or "scalar"
         size = math.prod(spec.shape)
-        tensors.append(
-            f"#define {size_macro(prefix, name)} {size}  /* {spec.name}: {spec.dtype} {shape} */"
-        )
+        about = f"{_comment_text(spec.name)}: {spec.dtype} {shape}"
+        tensors.append(f"#define {size_macro(prefix, name)} {size}  /* {about} */")
     signature = prototype(prefix, inputs, outputs)
     guard = f"{p}_H_"
     version = metadata.get("policyport.policyport_version", "?")
