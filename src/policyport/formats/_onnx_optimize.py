@@ -175,8 +175,9 @@ def _split_without_transposes(graph: ir.Graph, node: ir.Node) -> bool:
     if node.op_type != "Split" or node.domain != "" or node.inputs[0] is None:
         return False
     source = node.inputs[0].producer()
-    after = [_only_reader(v) for v in node.outputs]
-    if not (_is_transpose_2d(source) and all(_is_transpose_2d(t) for t in after)):
+    readers = [_only_reader(v) for v in node.outputs]
+    after = [t for t in readers if t is not None and _is_transpose_2d(t)]
+    if not (_is_transpose_2d(source) and len(after) == len(readers)):
         return False
     assert source is not None
     attrs = _attrs(node)
