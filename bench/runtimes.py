@@ -32,16 +32,14 @@ BEFORE_FIX = "onnxruntime (graph before the tract fix)"
 
 
 def _write_before_fix(traced, path: Path) -> None:
-    """The ONNX graph without the two rewrites that keep `Cast(to=INT64)` off the action."""
+    """The ONNX graph without the rewrite that keeps `Cast(to=INT64)` off the action."""
     import onnx
 
     from policyport.formats import _onnx_optimize as rewrites
     from policyport.formats._onnx import lower_to_onnx
 
     kept = rewrites.RULES
-    rewrites.RULES = tuple(
-        r for r in kept if r not in (rewrites._indices_without_narrowing, rewrites._bits_as_int64)
-    )
+    rewrites.RULES = tuple(r for r in kept if r is not rewrites._int64_without_cast)
     try:
         onnx.save_model(lower_to_onnx(traced, 21), path)
     finally:

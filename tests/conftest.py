@@ -77,6 +77,7 @@ SLOW_FILES = frozenset(
         "test_flax.py",
         "test_fuzz.py",
         "test_lerax_equality.py",
+        "test_onnx_rules.py",  # every kind lowered, and the jax2onnx fallback
         "test_properties.py",
         "test_recurrent_formats.py",
     }

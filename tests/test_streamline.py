@@ -28,12 +28,13 @@ KINDS = ("Box", "Discrete", "MultiDiscrete", "MultiBinary")
 
 # ONNX nodes of the default policy's sample entry (before the rewrites: 23, 73, 218, 73).
 # The plain graph's nodes (tests/test_graph_shape.py), then per categorical block the
-# mask as `x + log(legal)` (Cast, Log, Add), one log-softmax (ReduceMax, Sub, Exp,
+# mask as `x + log(legal)` (Log, Add; its Cast is the action's arithmetic mask's, merged by
+# onnx-ir's CSE), one log-softmax (ReduceMax, Sub, Exp,
 # ReduceSum, Log, Sub and two Unsqueeze), its poison (ReduceMax, Sub, Add), the validity
 # test (Sub, Equal), the draw (Add, ArgMax, Cast, Where) and the log-probability
 # (Unsqueeze, Equal, Where, ReduceSum); MultiBinary one log-sigmoid of the sampled bit's
 # sign instead of two.
-SAMPLE_NODES = {"Box": 23, "Discrete": 45, "MultiDiscrete": 117, "MultiBinary": 47}
+SAMPLE_NODES = {"Box": 23, "Discrete": 44, "MultiDiscrete": 114, "MultiBinary": 47}
 # Per categorical block the sample entry keeps one Exp and two Logs (there were three Exp),
 # no softmax (Div), no validity reductions (ReduceMin, GreaterOrEqual) and no Where with
 # a -inf fill (onnxruntime's slow broadcast path).

@@ -29,6 +29,7 @@ from sampling_cases import SPACES, assert_samples_match, check_sampled_steps, sa
 from test_node import (
     CARTPOLE_FAILING_INIT,
     CARTPOLE_INIT,
+    NODE_EXAMPLE,
     ROOT,
     cartpole_onnx,
     jax_cartpole_return,
@@ -265,6 +266,7 @@ def test_page_cartpole_samples_with_the_seed(server, models, tmp_path):
     assert not [line for line in result["console"] if line.startswith(("error", "pageerror"))]
     assert page["sampled"] and page["sample_seed"] == int(SAMPLE_SEED)
     sample_entry = models / "cartpole.sample.onnx"  # written beside cartpole.onnx
+    npm_ci(NODE_EXAMPLE)  # Node's own packages: this file must not rely on test_node running first
     node = json.loads(run_node("cartpole", str(sample_entry), "--sample", SAMPLE_SEED).stdout)
     assert page["noise"] == node["noise"]
     assert page["actions"] == node["actions"]

@@ -18,3 +18,25 @@ from .sweep import ModelResult as ModelResult
 from .sweep import export_many as export_many
 from .tracing import TracedPolicy as TracedPolicy
 from .tracing import trace as trace
+
+# The public API, with policyport.policy and policyport.brax; tests/test_public_api.py holds
+# the committed list, so widening it is a decision. Other subpackages are internal.
+__all__ = [
+    "ExportSettings",
+    "InputError",
+    "MLPActorCriticPolicy",
+    "MLPQPolicy",
+    "ModelFileError",
+    "ModelResult",
+    "OutputWriteError",
+    "ParityError",
+    "PolicyportError",
+    "TracedPolicy",
+    "UnsupportedError",
+    "check",
+    "export",
+    "export_many",
+    "from_function",
+    "sampling_noise",
+    "trace",
+]

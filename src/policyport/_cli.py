@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import io
 import os
 import sys
 import tempfile
@@ -17,10 +18,12 @@ import time
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 from ._errors import ParityError, PolicyportError
 from ._loading import SOURCES
 from ._settings import ExportSettings
+from .checks import ParityReport
 from .sweep._cli import add_sweep_arguments, is_sweep, run_sweep
 from .sweep._report import write_json
 
@@ -129,14 +132,14 @@ def _escaping_output() -> Iterator[None]:
     for stream in (sys.stdout, sys.stderr):
         errors = getattr(stream, "errors", None)
         with contextlib.suppress(AttributeError, ValueError, OSError):
-            stream.reconfigure(errors="backslashreplace")
+            cast(io.TextIOWrapper, stream).reconfigure(errors="backslashreplace")
             restore.append((stream, errors))
     try:
         yield
     finally:
         for stream, errors in restore:
             with contextlib.suppress(AttributeError, ValueError, OSError):
-                stream.reconfigure(errors=errors)
+                cast(io.TextIOWrapper, stream).reconfigure(errors=errors)
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -247,7 +250,7 @@ def _run(args: argparse.Namespace, settings: ExportSettings) -> int:
         )
     except ParityError as e:
         print(f"export-policy: parity check failed: {e}", file=sys.stderr)
-        if args.report is not None and e.report is not None:
+        if args.report is not None and isinstance(e.report, ParityReport):
             write_json(args.report, [{"failed": e.report.to_json()}])
         return EXIT_PARITY
     except PolicyportError as e:

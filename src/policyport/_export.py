@@ -237,9 +237,10 @@ def export(
     formats = settings.formats
     refuse_unwritable(formats)
     lowering, also = deployment(settings, progress)
-    if output is None and source is None:
+    named = output if output is not None else source
+    if named is None:
         raise InputError("Give an output path (or the source policy file to name it after).")
-    base = output_base(output if output is not None else source)
+    base = output_base(named)
     primaries = {
         name: (base if len(formats) == 1 and output is not None else default_output(base, name))
         for name in formats
@@ -270,7 +271,8 @@ def export(
     if not settings.allow_nonfinite:
         _check_finite(traced)
     first = primaries[formats[0]]
-    results, moves = [], []
+    results: list[ExportResult] = []
+    moves: list[tuple[Path, Path]] = []
     # One staging folder for every format: all are written and checked before any of
     # them is published, and then published together (all or nothing).
     with staging_dir(first) as staging:

@@ -20,4 +20,6 @@ def sampling_noise(policy: Any, key: Array, action_mask: ArrayLike | None = None
     sample=True)`; tracing takes a second or so, so pass the trace when calling often.
     """
     del action_mask
-    return trace(policy, sample=True).sampling.noise(key)
+    sampling = trace(policy, sample=True).sampling
+    assert sampling is not None  # sample=True always traces the sampling path
+    return sampling.noise(key)

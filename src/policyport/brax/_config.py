@@ -27,7 +27,7 @@ Shapes = tuple[int, ...] | dict[str, tuple[int, ...]]
 
 # Brax 0.14.2's hidden-layer kwargs and defaults, per algorithm (tests/test_brax.py checks
 # them against the factories' signatures): read here without importing Brax.
-HIDDEN_DEFAULTS = {
+HIDDEN_DEFAULTS: dict[str, dict[str, tuple[int, ...]]] = {
     "ppo": {
         "policy_hidden_layer_sizes": (32, 32, 32, 32),
         "value_hidden_layer_sizes": (256, 256, 256, 256, 256),

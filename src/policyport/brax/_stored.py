@@ -124,7 +124,7 @@ def _check_scalar(step: Path, name: str, zarr3: bool) -> None:
     """The array Orbax restores a scalar from holds one element (opened, not read)."""
     import tensorstore as ts
 
-    base = {"driver": "file", "path": f"{step.resolve()}/"}
+    base: dict[str, Any] = {"driver": "file", "path": f"{step.resolve()}/"}
     if (step / "manifest.ocdbt").is_file():
         base = {"driver": "ocdbt", "base": base}
     spec = {"driver": "zarr3" if zarr3 else "zarr", "kvstore": base, "path": f"{name}/"}

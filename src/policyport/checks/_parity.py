@@ -40,11 +40,15 @@ def compare_runner(
     for inputs, start, stop in zip(batches, bounds[:-1], bounds[1:], strict=True):
         expected.append({k: v[start:stop] for k, v in all_expected.items()})
         for i, name in enumerate((ACTION, SAMPLED_ACTION)):
-            rows = None if width is None else all_margins[start:stop, i * width : (i + 1) * width]
+            rows = (
+                None
+                if width is None or all_margins is None
+                else all_margins[start:stop, i * width : (i + 1) * width]
+            )
             margins[name].append(rows)
         actual.append(run(inputs))
         masks.append(inputs.get(MASK))
-    nothing = [None] * len(batches)
+    nothing: list[np.ndarray | None] = [None] * len(batches)
     outputs = [
         compare_output(
             traced.action_space,

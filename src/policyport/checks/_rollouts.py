@@ -215,6 +215,7 @@ def _jax_actor(traced: TracedPolicy, shape: tuple[int, ...]) -> Act:
 
 def _full_mask(traced: TracedPolicy, mask: np.ndarray | None) -> np.ndarray:
     size = traced.action_space.mask_size
+    assert size is not None  # called only when the trace reads a mask
     return np.ones(size, bool) if mask is None else np.asarray(mask, bool).reshape(size)
 
 

@@ -22,7 +22,12 @@ from ._c_header import header_prefix, read_header_metadata, specs
 
 # What every compile of a policy's C uses: the artifact's promise (C99, warning-free).
 C_FLAGS = ("-std=c99", "-Wall", "-Werror")
-_NUMPY = {"float32": np.float32, "int64": np.int64, "int32": np.int32, "bool": np.bool_}
+_NUMPY: dict[str, type[np.generic]] = {
+    "float32": np.float32,
+    "int64": np.int64,
+    "int32": np.int32,
+    "bool": np.bool_,
+}
 _NUMPY["uint8"] = np.uint8
 
 

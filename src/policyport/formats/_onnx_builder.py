@@ -98,6 +98,7 @@ class Builder:
         """The ONNX tensor holding `value` (materialising a constant or a transpose)."""
         if value.const is not None:
             return self.constant(value.const)
+        assert value.name is not None  # a Value is a constant or a named tensor
         if value.transposed:
             return self.op("Transpose", [value.name], perm=[1, 0])
         return value.name

@@ -321,13 +321,13 @@ def _einsum_equation(eqn) -> str:
         rhs[int(j)] = lhs[int(i)]
     for i, j in zip(lb, rb, strict=True):
         rhs[int(j)] = lhs[int(i)]
-    rhs = [r if r is not None else next(letters) for r in rhs]
+    named = [r if r is not None else next(letters) for r in rhs]
     used_l = {int(i) for i in (*lc, *lb)}
     used_r = {int(j) for j in (*rc, *rb)}
     out = [lhs[int(i)] for i in lb]
     out += [c for i, c in enumerate(lhs) if i not in used_l]
-    out += [c for j, c in enumerate(rhs) if j not in used_r]
-    return f"{''.join(lhs)},{''.join(rhs)}->{''.join(out)}"
+    out += [c for j, c in enumerate(named) if j not in used_r]
+    return f"{''.join(lhs)},{''.join(named)}->{''.join(out)}"
 
 
 def _dot_general(b: Builder, args: list[Value], eqn) -> list[Value]:

@@ -58,7 +58,7 @@ def _taken_branch(eqn, index: Value) -> jex_core.ClosedJaxpr:
     return branches[int(np.clip(np.asarray(index.const).reshape(()), 0, len(branches) - 1))]
 
 
-def _symbolic(param: object) -> bool:
+def _symbolic(param: Any) -> bool:
     if isinstance(param, list | tuple):
         return any(_symbolic(p) for p in param)
     return jax.export.is_symbolic_dim(param)

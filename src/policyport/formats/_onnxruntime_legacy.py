@@ -19,6 +19,7 @@ import subprocess
 import sys
 import weakref
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
@@ -63,7 +64,9 @@ class _Worker:
             env=env,
         )
         weakref.finalize(self, _stop, self._process)
-        header = json.loads(self._process.stdout.readline() or b'{"error": "worker died"}')
+        assert self._process.stdin is not None and self._process.stdout is not None  # piped
+        self._stdin, self._stdout = self._process.stdin, self._process.stdout
+        header = json.loads(self._stdout.readline() or b'{"error": "worker died"}')
         if "error" in header:
             _stop(self._process)
             raise RuntimeError(header["error"])
@@ -76,15 +79,15 @@ class _Worker:
 
     def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         buffer = io.BytesIO()
-        np.savez(buffer, **inputs)
+        np.savez(buffer, **cast(dict[str, Any], inputs))  # numpy's stub: names vs allow_pickle
         request = buffer.getvalue()
-        self._process.stdin.write(struct.pack("<Q", len(request)) + request)
-        self._process.stdin.flush()
-        head = self._process.stdout.read(9)
+        self._stdin.write(struct.pack("<Q", len(request)) + request)
+        self._stdin.flush()
+        head = self._stdout.read(9)
         if len(head) != 9:
             raise RuntimeError(f"the onnxruntime {VERSION} worker died")
         status, size = struct.unpack("<BQ", head)
-        payload = self._process.stdout.read(size)
+        payload = self._stdout.read(size)
         if status:
             raise RuntimeError(payload.decode(errors="replace"))
         with np.load(io.BytesIO(payload), allow_pickle=False) as out:
@@ -93,13 +96,15 @@ class _Worker:
 
 def _stop(process: subprocess.Popen) -> None:
     if process.poll() is None:
-        process.stdin.close()
+        if process.stdin is not None:
+            process.stdin.close()
         try:
             process.wait(timeout=5)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-    process.stdout.close()
+    if process.stdout is not None:
+        process.stdout.close()
 
 
 def load_legacy(path: Path) -> Runner:

@@ -24,7 +24,7 @@ from typing import Any
 # TensorFlow (major, minor) -> the StableHLO portable-artifact version it is given: one
 # measured to run (a SavedModel and a .tflite of each action space exported with parity
 # PASS). 1.15.0 is what jax 0.10.2 writes by itself; jax 0.12 asked for it passes too.
-TENSORFLOW_STABLEHLO: dict[tuple[int, int], str] = {
+TENSORFLOW_STABLEHLO: dict[tuple[int, ...], str] = {
     (2, 21): "1.15.0",
 }
 _TENSORFLOW_DISTRIBUTIONS = ("tensorflow", "tensorflow-cpu", "tf-nightly", "tensorflow-gpu")
@@ -118,7 +118,8 @@ def stablehlo_tensorflow_reads() -> Iterator[None]:
         return
     from jax._src.export import _export
 
-    _export.hlo = _PinnedDialect(dialect, readable)
+    # A stand-in for the `hlo` module, read by attribute while exporting.
+    _export.hlo = _PinnedDialect(dialect, readable)  # type: ignore[assignment]
     try:
         yield
     finally:

@@ -32,3 +32,28 @@ from ._spaces import MultiBinary as MultiBinary
 from ._spaces import MultiDiscrete as MultiDiscrete
 from ._spaces import Tuple as Tuple
 from ._spaces import as_space as as_space
+
+# Public (tests/test_public_api.py holds the committed list).
+__all__ = [
+    "HUGE_BOUND",
+    "AbstractSpace",
+    "ActionLayer",
+    "Bernoulli",
+    "Box",
+    "Categorical",
+    "Dict",
+    "Discrete",
+    "FunctionPolicy",
+    "MLPActorCriticPolicy",
+    "MLPQPolicy",
+    "MultiBinary",
+    "MultiCategorical",
+    "MultiDiscrete",
+    "MultivariateNormalDiag",
+    "Normal",
+    "SpacesEnv",
+    "Tuple",
+    "as_space",
+    "from_function",
+    "weights_sha256",
+]

@@ -151,12 +151,18 @@ def _q_action_problem(space: AbstractSpace) -> str | None:
     return f"MLPQPolicy needs a Discrete action space, found a {type(space).__name__}"
 
 
+def _q_outputs(space: AbstractSpace) -> int:
+    """`MLPQPolicy`'s Q-values: one per action of its Discrete space."""
+    assert isinstance(space, Discrete)  # _q_action_problem refused any other
+    return space.n
+
+
 def _q_arrays(
     observation_space: AbstractSpace, action_space: AbstractSpace, kwargs: Mapping[str, Any]
 ) -> Arrays:
     """`MLPQPolicy`: one MLP from the flat observation to one Q-value per action."""
     return mlp_arrays(
-        observation_space.flat_size, action_space.n, kwargs["width_size"], kwargs["depth"]
+        observation_space.flat_size, _q_outputs(action_space), kwargs["width_size"], kwargs["depth"]
     )
 
 
@@ -184,7 +190,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     "MLPQPolicy": Architecture(
         limits={"width_size": MAX_WIDTH, "depth": MAX_DEPTH},
         action_problem=_q_action_problem,
-        action_outputs=lambda space: space.n,
+        action_outputs=_q_outputs,
         arrays=_q_arrays,
         scalars=_q_scalars,
     ),

@@ -100,8 +100,8 @@ class FunctionPolicy:
         action_space: AbstractSpace,
         *,
         with_mask: bool,
-        value: Callable[[Any], Any] | None,
-        q_values: Callable[[Any], Any] | None,
+        value: Callable[..., Any] | None,
+        q_values: Callable[..., Any] | None,
         name: str,
         sample: Callable[..., tuple[Any, Any]] | None = None,
         initial_state: Any = None,
@@ -436,7 +436,9 @@ def _recurrent(
             "from_function: with an `initial_state`, `act` must return the pair (state, "
             f"action), found {jax.tree.structure(out)}."
         )
-    if jax.tree.structure(out[0]) != jax.tree.structure(abstract) or any(
+    returned: Any = jax.tree.structure(out[0])  # PyTreeDef's stub has no __eq__
+    same_structure = returned == jax.tree.structure(abstract)
+    if not same_structure or any(
         (a.shape, a.dtype) != (b.shape, b.dtype)
         for a, b in zip(jax.tree.leaves(out[0]), jax.tree.leaves(abstract), strict=True)
     ):

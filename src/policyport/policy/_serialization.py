@@ -41,8 +41,6 @@ from ._spaces import AbstractSpace, as_space, space_from_json
 from ._structure import structure_difference, structure_sha256
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from ._policy import MLPActorCriticPolicy
     from ._q_policy import MLPQPolicy
 
@@ -113,7 +111,7 @@ CLASSES: dict[str, ClassSchema] = {
 }
 
 
-def _constructor(class_name: str) -> Callable[..., Any]:
+def _constructor(class_name: str) -> type[Any]:
     """The class a header's (already validated) class name stands for: a fixed table."""
     from ._policy import MLPActorCriticPolicy
     from ._q_policy import MLPQPolicy
@@ -375,7 +373,7 @@ def _composite_problem(data: dict, nesting: int) -> str | None:
             f"{kind} spaces nest at most {_MAX_NESTING} deep with at most {_MAX_SUBSPACES} "
             "sub-spaces each"
         )
-    values = subspaces.values() if kind == "Dict" else subspaces
+    values = subspaces.values() if isinstance(subspaces, dict) else subspaces
     for value in values:
         problem = _space_problem(value, nesting + 1)
         if problem is not None:
@@ -599,7 +597,7 @@ def _load_leaves(
     return policy
 
 
-def saved_class(path: Path, data: bytes) -> Callable[..., Any]:
+def saved_class(path: Path, data: bytes) -> type[Any]:
     """The policyport class a self-describing file holds, from the fixed class table."""
     header, _ = parse_header(path, data)
     return _constructor(header.class_name)

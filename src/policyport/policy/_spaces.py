@@ -41,8 +41,9 @@ class AbstractSpace(eqx.Module):
         """The length of the bool action mask this space accepts, or None if unmaskable."""
         return None
 
-    def sample(self, *, key: Key[Array, ""], mask: ArrayLike | None = None) -> Array:
-        """Draw a random element (a legal one, when a mask is given)."""
+    def sample(self, *, key: Key[Array, ""], mask: ArrayLike | None = None) -> Any:
+        """Draw a random element (a legal one, when a mask is given): an array, or a
+        pytree of arrays for Dict and Tuple."""
         raise NotImplementedError
 
     def flatten_sample(self, sample: ArrayLike) -> Float[Array, " n"]:
@@ -53,8 +54,8 @@ class AbstractSpace(eqx.Module):
         """Whether `x` is an element of this space."""
         raise NotImplementedError
 
-    def canonical(self) -> Array:
-        """One element of the space."""
+    def canonical(self) -> Any:
+        """One element of the space (an array, or a pytree of arrays)."""
         raise NotImplementedError
 
     def to_json(self) -> dict[str, Any]:

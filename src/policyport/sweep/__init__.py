@@ -2,6 +2,9 @@
 
 `policyport.export_many` and `policyport.ModelResult` are the public face; the CLI's
 sweep (`export-policy runs/ ...`) runs the same jobs. docs/sweep.md is the user's guide.
+
+Internal: no stability promise; `export_many` and `ModelResult` are public through
+`policyport`.
 """
 
 from ._jobs import ModelResult as ModelResult

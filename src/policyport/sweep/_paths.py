@@ -58,7 +58,8 @@ def names_folder(text: str) -> bool:
 
 def _subfolders(folder: str, hidden: bool) -> tuple[list[str], list[str]]:
     """`folder`'s subfolders, sorted: the real ones, and those reached through a symlink."""
-    real, linked = [], []
+    real: list[str] = []
+    linked: list[str] = []
     try:
         with os.scandir(folder or os.curdir) as entries:
             for entry in entries:

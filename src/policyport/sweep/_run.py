@@ -79,17 +79,17 @@ def _run_local(
     results: list[ModelResult | None] = [None] * len(jobs)
     if workers == 1:
         for i, job in enumerate(jobs):
-            results[i] = export_one(job)
+            results[i] = result = export_one(job)
             if progress is not None:
-                progress(results[i], i + 1, len(jobs))
+                progress(result, i + 1, len(jobs))
         return results  # type: ignore[return-value]
     # Spawned, not forked: a forked JAX process can deadlock.
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
         futures = {pool.submit(export_one, job): i for i, job in enumerate(jobs)}
         for done, future in enumerate(as_completed(futures), start=1):
-            results[futures[future]] = _outcome(future, jobs[futures[future]])
+            results[futures[future]] = result = _outcome(future, jobs[futures[future]])
             if progress is not None:
-                progress(results[futures[future]], done, len(jobs))
+                progress(result, done, len(jobs))
     return results  # type: ignore[return-value]
 
 
@@ -100,10 +100,10 @@ def _run_dask(jobs: Sequence[SweepJob], client: Any, progress: SweepProgress | N
     index = {future.key: i for i, future in enumerate(futures)}
     results: list[ModelResult | None] = [None] * len(jobs)
     for done, future in enumerate(dask_completed(futures), start=1):
-        results[index[future.key]] = _outcome(future, jobs[index[future.key]])
+        results[index[future.key]] = result = _outcome(future, jobs[index[future.key]])
         future.release()
         if progress is not None:
-            progress(results[index[future.key]], done, len(jobs))
+            progress(result, done, len(jobs))
     return results
 
 

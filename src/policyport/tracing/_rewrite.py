@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import jax
 import numpy as np
@@ -22,7 +22,7 @@ from jax.extend.core import ClosedJaxpr, JaxprEqn, Literal, Var
 from ._interpret import bind, interpret
 from ._simplify import simplify
 
-Atom = Var | Literal
+Atom: TypeAlias = Var | Literal
 
 # Enough for every rule to fire once per block of a large MultiDiscrete; each pass only
 # removes work, so the bound is never reached in practice (a test counts the passes).

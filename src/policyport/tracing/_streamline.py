@@ -109,7 +109,7 @@ def _log_softmax(index: Index, atom: Any) -> _LogSoftmax | None:
     outer = index.eqn(atom, "sub")
     inner = outer and index.eqn(outer.invars[0], "sub")
     log = outer and index.eqn(outer.invars[1], "log")
-    if inner is None or log is None:
+    if outer is None or inner is None or log is None:
         return None
     shifted = outer.invars[0]
     logits, shift_b = inner.invars
@@ -196,7 +196,7 @@ def _softmax_of_log_softmax(index: Index, atom: Any) -> tuple[_LogSoftmax, froze
     numerator, denominator = div.invars
     exp = index.eqn(numerator, "exp")
     shifted = exp and index.eqn(exp.invars[0], "sub")
-    if shifted is None:
+    if exp is None or shifted is None:
         return None
     y, shift_b = shifted.invars
     inner = _log_softmax(index, y)
@@ -229,14 +229,16 @@ def _valid_probabilities(index: Index, eqn: JaxprEqn) -> Rewrite | None:
     """
     if eqn.primitive.name != "and":
         return None
-    reductions = [index.eqn(v, "reduce_and") for v in eqn.invars]
-    if any(r is None for r in reductions):
+    found_reductions = [index.eqn(v, "reduce_and") for v in eqn.invars]
+    reductions = [r for r in found_reductions if r is not None]
+    if len(reductions) != len(found_reductions):
         return None
-    finite = next((r for r in reductions if index.eqn(r.invars[0], "is_finite")), None)
+    tests = [(r, index.eqn(r.invars[0], "is_finite")) for r in reductions]
+    finite, is_finite = next(((r, t) for r, t in tests if t is not None), (None, None))
     other = next((r for r in reductions if r is not finite), None)
-    if finite is None or other is None:
+    if finite is None or is_finite is None or other is None:
         return None
-    probabilities = index.eqn(finite.invars[0], "is_finite").invars[0]
+    probabilities = is_finite.invars[0]
     nonnegative = index.eqn(other.invars[0], "ge")
     if nonnegative is None or nonnegative.invars[0] is not probabilities:
         return None
@@ -329,8 +331,9 @@ def _int_range(index: Index, atom: Any, depth: int = 0) -> tuple[int, int] | Non
         info = jnp.iinfo(atom.aval.dtype)
         return bounds if bounds and info.min <= bounds[0] and bounds[1] <= info.max else None
     if name == "select_n":
-        parts = [_int_range(index, v, depth + 1) for v in eqn.invars[1:]]
-        if any(p is None for p in parts):
+        found = [_int_range(index, v, depth + 1) for v in eqn.invars[1:]]
+        parts = [p for p in found if p is not None]
+        if len(parts) != len(found):
             return None
         return min(p[0] for p in parts), max(p[1] for p in parts)
     return None
@@ -396,7 +399,7 @@ def _unstacked(index: Index, eqn: JaxprEqn) -> Rewrite | None:
         return None
     cut = index.eqn(eqn.invars[0], "slice")
     stack = cut and index.eqn(cut.invars[0], "stack")
-    if stack is None:
+    if cut is None or stack is None:
         return None
     axis = stack.params["axis"]
     strides = cut.params["strides"]
@@ -522,7 +525,11 @@ class _Twins:
             and len(eu.invars) == len(ev.invars)
             and u.aval == v.aval
         )
-        pairs = zip(eu.invars, ev.invars, strict=True) if same else ()
+        pairs = (
+            zip(eu.invars, ev.invars, strict=True)
+            if same and eu is not None and ev is not None
+            else ()
+        )
         if same and all(self.match(a, b, depth + 1) for a, b in pairs):
             self.pairs[(u, v)] = eu
             self.readers |= {id(eu), id(ev)}
@@ -561,7 +568,7 @@ def _select_sunk(index: Index, eqn: JaxprEqn) -> Rewrite | None:
     if (u, v) not in twins.pairs or twins.pairs[(u, v)] is None or not twins.private(eqn):
         return None
     leaves = [pair for pair in twins.order if twins.pairs[pair] is None]
-    steps = [(pair, twins.pairs[pair]) for pair in twins.order if twins.pairs[pair] is not None]
+    steps = [(pair, step) for pair in twins.order if (step := twins.pairs[pair]) is not None]
     shared = sorted(
         {
             a

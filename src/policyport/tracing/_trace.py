@@ -377,6 +377,7 @@ def trace(
         except Exception as e:  # the user's code: any failure means the same to them
             raise _trace_failure(policy, e) from e
         closed = simplify(raw)
+    assert closed is not None  # traced above, with the mask or without
     nonfinite = _first_nonfinite(policy, raw)
     outputs = (
         _action_spec(action_space),
@@ -403,7 +404,9 @@ def trace(
         mask_input=any(s.name == MASK for s in inputs),
         heads=heads,
         noise=None,
-        action_clip=_clip_json(action_space) if clip_actions else None,
+        action_clip=_clip_json(action_space)
+        if isinstance(action_space, Box) and clip_actions
+        else None,
         wrappers=None if wrappers is None else wrappers.inside,
         state=None if state is None else state.to_json(),
     )

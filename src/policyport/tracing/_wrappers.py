@@ -52,7 +52,7 @@ class BakedWrappers:
         return action
 
 
-def _lerax_wrappers() -> tuple[type, type, type, tuple[type, ...]]:
+def _lerax_wrappers() -> tuple[Any, Any, Any, tuple[type, ...]]:  # lerax is untyped
     try:
         from lerax.wrapper import AbstractWrapper, Identity, TimeLimit
         from lerax.wrapper.transform_action import AbstractPureTransformActionWrapper
