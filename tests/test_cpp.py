@@ -880,3 +880,20 @@ def test_stateless_calls_refuse_a_recurrent_policy(build, tmp_path_factory, tmp_
     sequence.masks[0].astype(np.uint8).tofile(tmp_path / "mask.u8")
     done = run(build / "batch_run", sequence.path, tmp_path / "obs.f32", tmp_path / "mask.u8")
     assert_refused(done, "is a recurrent policy (contract 4): each call takes its state")
+
+
+def test_recurrent_metadata_that_disagrees_is_refused(build, tmp_path_factory, tmp_path):
+    """policyport.state must list the state inputs it pairs with next_state outputs."""
+    sequence = recurrent_sequence("gru", tmp_path_factory.getbasetemp())
+    model = edited_metadata(
+        sequence.path,
+        tmp_path / "edited.onnx",
+        "policyport.state",
+        '{"leaves": [], "reset": "reset"}',
+    )
+    sequence.observations[0].astype("<f4").tofile(tmp_path / "obs.f32")
+    sequence.resets[:1].astype(np.uint8).tofile(tmp_path / "resets.u8")
+    sequence.masks[0].astype(np.uint8).tofile(tmp_path / "mask.u8")
+    files = [tmp_path / "obs.f32", tmp_path / "resets.u8", tmp_path / "mask.u8"]
+    done = run(build / "sequence_run", model, 1, *files)
+    assert_refused(done, "its policyport.state metadata does not list the 1 state leaves")

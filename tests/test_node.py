@@ -367,3 +367,22 @@ def test_sequence_refuses_a_stateless_policy(cartpole_model, tmp_path):
     process = run_node("sequence", str(cartpole_model), "--steps", "1", check=False)
     assert process.returncode == 2
     assert "sequence drives a recurrent policy (contract 4" in process.stderr
+
+
+def test_recurrent_metadata_that_disagrees_is_refused(node_example, tmp_path_factory, tmp_path):
+    """policyport.state must list the state inputs it pairs with next_state outputs."""
+    import onnx
+
+    model = onnx.load(recurrent_sequence("lstm", tmp_path_factory.getbasetemp()).path)
+    for prop in model.metadata_props:
+        if prop.key == "policyport.state":
+            state = json.loads(prop.value)
+            state["leaves"] = state["leaves"][::-1]  # the two leaves swapped
+            prop.value = json.dumps(state)
+    onnx.save(model, tmp_path / "edited.onnx")
+    process = run_node("info", str(tmp_path / "edited.onnx"), check=False)
+    assert process.returncode == 2
+    assert (
+        "state leaf 0: input 'state.0', output 'next_state.0' and policyport.state do not agree"
+        in (process.stderr)
+    )

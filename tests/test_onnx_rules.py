@@ -1,7 +1,8 @@
 """Every ONNX graph rule (`formats/_onnx_optimize.RULES`) earns its place: it fires on a
 graph we ship, or the rule is dead weight. The graphs: every kind of `tests/kinds.py`, the
-sampling entries of the four action spaces, lerax's own policy (its log-softmax argmax)
-and a policy only jax2onnx lowers (its Transpose-wrapped layers)."""
+sampling entries of the four action spaces, lerax's own policy (its log-softmax argmax),
+a policy only jax2onnx lowers (its Transpose-wrapped layers) and equinox GRU and LSTM
+cells (their gate matmuls batched as `[gates, batch]`)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from kinds import KINDS
 from policyport.formats import _onnx_optimize
 from policyport.formats._onnx import lower_to_onnx
 from policyport.tracing import trace
+from recurrent_policies import GRUPolicy, LSTMPolicy, box_env, discrete_env
 
 SMALL = {"feature_width": 16, "value_width": 16, "action_width": 16}
 
@@ -42,6 +44,8 @@ def _traces():
         yield f"sample {action}", trace(make_policy(action, **SMALL), sample=True)
     yield "lerax CartPole", trace(_lerax_policy())
     yield "jax2onnx fallback", trace(_gelu_policy())
+    yield "equinox GRU", trace(GRUPolicy(discrete_env(), key=jax.random.key(0)))
+    yield "equinox LSTM", trace(LSTMPolicy(box_env(), key=jax.random.key(0)))
 
 
 class _Records(logging.Handler):

@@ -631,6 +631,43 @@ bool assign_outputs(ModelInfo* info) {
   return sampled;
 }
 
+// policyport.state: {"leaves": [{"input", "output", "shape", ...}], "reset": "reset", ...}, one
+// leaf per state input in order, naming it and its next_state output, of its shape (the
+// JavaScript reader's stateLayout applies the same rule).
+void assign_state(const Values& values, ModelInfo* info) {
+  Json json;
+  values.json("state", &json);
+  const Json* leaves = json.member("leaves");
+  const Json* reset = json.member("reset");
+  if (!json.is(Json::Kind::kObject) || !leaves || !leaves->is(Json::Kind::kArray) ||
+      leaves->items.size() != info->state_inputs.size() || !reset ||
+      !reset->is(Json::Kind::kString) || reset->text != kResetInput) {
+    refuse(info->path, "its policyport.state metadata does not list the " +
+                           std::to_string(info->state_inputs.size()) +
+                           " state leaves and 'reset' its inputs have");
+  }
+  for (std::size_t i = 0; i < leaves->items.size(); ++i) {
+    const Json& leaf = leaves->items[i];
+    const TensorInfo& input = info->state_inputs[i];
+    const TensorInfo& output = info->state_outputs[i];
+    const Json* in = leaf.member("input");
+    const Json* out = leaf.member("output");
+    const Json* shape = leaf.member("shape");
+    std::vector<int64_t> dims;
+    std::size_t size = 0;
+    const bool same = leaf.is(Json::Kind::kObject) && in && in->is(Json::Kind::kString) &&
+                      in->text == input.name && out && out->is(Json::Kind::kString) &&
+                      out->text == output.name && shape && shape->is(Json::Kind::kArray) &&
+                      row_shape(shape->items, limits::kMaxRank - 1, &dims, &size).empty() &&
+                      dims == input.shape;
+    if (!same) {
+      refuse(info->path, "state leaf " + std::to_string(i) + ": input " + quote(input.name) +
+                             ", output " + quote(output.name) +
+                             " and policyport.state do not agree");
+    }
+  }
+}
+
 // policyport.noise: [{"offset", "shape", "distribution"}], blocks in order, each starting where
 // the one before ends, together exactly the noise input.
 void assign_noise(const Values& values, ModelInfo* info) {
@@ -843,7 +880,8 @@ const std::vector<std::string>& read_keys() {
       "policyport.contract_version", "policyport.policyport_version", "policyport.format",
       "policyport.policy_class",     "policyport.observation_space",  "policyport.action_space",
       "policyport.inputs",           "policyport.outputs",            "policyport.noise",
-      "policyport.entry",            "policyport.entries",            "policyport.weights_sha256"};
+      "policyport.entry",            "policyport.entries",            "policyport.weights_sha256",
+      "policyport.state"};
   return keys;
 }
 
@@ -896,6 +934,7 @@ ModelInfo describe_artifact(const Metadata& metadata, const std::string& path) {
                        " and output " + quote(out.name) + " are not a pair of one shape");
     }
   }
+  if (recurrent) assign_state(values, &info);
   const bool sampling = info.contract_version == kSamplingContractVersion ||
                         ((recurrent || typed) && has_noise);
   if (sampling != has_noise || has_noise != has_sampled) {

@@ -175,24 +175,23 @@ def _split_without_transposes(graph: ir.Graph, node: ir.Node) -> bool:
     if node.op_type != "Split" or node.domain != "" or node.inputs[0] is None:
         return False
     source = node.inputs[0].producer()
-    after = [_only_reader(value) for value in node.outputs]
-    if not (_is_transpose_2d(source) and all(_is_transpose_2d(t) for t in after)):
+    readers = [_only_reader(v) for v in node.outputs]
+    after = [t for t in readers if t is not None and _is_transpose_2d(t)]
+    if not (_is_transpose_2d(source) and len(after) == len(readers)):
         return False
     assert source is not None
     attrs = _attrs(node)
     attrs["axis"] = 1 - attrs.get("axis", 0) % 2
     split = ir.node(
-        "Split",
-        [source.inputs[0], *node.inputs[1:]],
-        attrs,
-        num_outputs=len(after),
-        name=node.name,
+        "Split", [source.inputs[0], *node.inputs[1:]], attrs, num_outputs=len(node.outputs)
     )
-    old_values = [t.outputs[0] for t in after if t is not None]
-    # Inserted where the Split was: its inputs are defined before it, its readers after.
-    _replace(
-        graph, [*(t for t in after if t is not None), node], [split], old_values, split.outputs
+    olds = [node, *after]
+    inputs = [v for n in olds for v in n.inputs]
+    # Placed where the Split was: the transposes' readers may come before the last of them.
+    ir.convenience.replace_nodes_and_values(
+        graph, node, olds, [split], [t.outputs[0] for t in after], split.outputs
     )
+    _drop_unread(graph, inputs)
     return True
 
 
@@ -208,8 +207,8 @@ def _elementwise_without_transposes(graph: ir.Graph, node: ir.Node) -> bool:
     if not (all(_is_transpose_2d(s) for s in sources) and _is_transpose_2d(after)):
         return False
     assert after is not None
-    new = ir.node(node.op_type, [s.inputs[0] for s in sources if s is not None], name=node.name)
-    _replace(graph, [after, node], [new], after.outputs, new.outputs)
+    op = ir.node(node.op_type, [s.inputs[0] for s in sources if s is not None])
+    _replace(graph, [node, after], [op], after.outputs, op.outputs)
     return True
 
 

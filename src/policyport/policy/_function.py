@@ -197,7 +197,7 @@ def _action_shape(space: AbstractSpace) -> tuple[int, ...]:
 
 
 def _abstract_observation(space: AbstractSpace) -> Any:
-    leaves = [jax.ShapeDtypeStruct(tuple(s.shape), s.input_dtype()) for _, s in space.leaves()]
+    leaves = [jax.ShapeDtypeStruct(tuple(s.shape), jnp.float32) for _, s in space.leaves()]
     return space.unflatten(leaves)
 
 
@@ -305,8 +305,8 @@ def from_function(
     *,
     observation_space: Any,
     action_space: Any,
-    value: Callable[..., Any] | None = None,
-    q_values: Callable[..., Any] | None = None,
+    value: Callable[[Any], Any] | None = None,
+    q_values: Callable[[Any], Any] | None = None,
     sample: Callable[..., tuple[Any, Any]] | None = None,
     name: str | None = None,
     initial_state: Any = None,
@@ -436,8 +436,9 @@ def _recurrent(
             "from_function: with an `initial_state`, `act` must return the pair (state, "
             f"action), found {jax.tree.structure(out)}."
         )
-    returned: Any = jax.tree.structure(out[0])  # PyTreeDef's stub lacks __ne__
-    if returned != jax.tree.structure(abstract) or any(
+    returned: Any = jax.tree.structure(out[0])  # PyTreeDef's stub has no __eq__
+    same_structure = returned == jax.tree.structure(abstract)
+    if not same_structure or any(
         (a.shape, a.dtype) != (b.shape, b.dtype)
         for a, b in zip(jax.tree.leaves(out[0]), jax.tree.leaves(abstract), strict=True)
     ):

@@ -12,11 +12,8 @@ from ._contract import ENTRIES_KEY as ENTRIES_KEY
 from ._contract import ENTRY_KEY as ENTRY_KEY
 from ._contract import HEADS as HEADS
 from ._contract import MASK as MASK
-from ._contract import NEXT_STATE as NEXT_STATE
-from ._contract import RECURRENT_CONTRACT_VERSION as RECURRENT_CONTRACT_VERSION
 from ._contract import RESET as RESET
 from ._contract import SAMPLE_ENTRY as SAMPLE_ENTRY
-from ._contract import STATE as STATE
 from ._contract import SUPPORTED_CONTRACT_VERSIONS as SUPPORTED_CONTRACT_VERSIONS
 from ._contract import TensorSpec as TensorSpec
 from ._contract import check_contract as check_contract
@@ -26,7 +23,6 @@ from ._sampling import LOG_PROB as LOG_PROB
 from ._sampling import NOISE as NOISE
 from ._sampling import SAMPLED_ACTION as SAMPLED_ACTION
 from ._single_operand import without_argmax as without_argmax
-from ._state import State as State
 from ._trace import TracedPolicy as TracedPolicy
 from ._trace import trace as trace
 from ._wrappers import unwrap as unwrap
