@@ -363,9 +363,9 @@ def test_hostile_header_imports_and_calls_nothing(model, monkeypatch, name):
     assert error is not None and re.search(r"header is invalid: .*re-save the policy", str(error))
     assert dynamic == [] and calls == []
     # Building a valid space runs jax, whose dispatch does `from jax.experimental import
-    # ...` inside functions; nothing the header names is imported.
-    named = {"os", "subprocess", "builtins", "numpy", "importlib", "pickle"}
-    assert not [n for n in recorded if n.split(".")[0] in named or not n.startswith("jax")]
+    # ...` inside functions, and numpy, whose dtype names do `from numpy._core import ...`
+    # (both already loaded: sys.modules stays the same); nothing the header names is imported.
+    assert not [n for n in recorded if not n.startswith(("jax", "numpy._core."))]
     assert set(sys.modules) == modules
 
 
