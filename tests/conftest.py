@@ -113,6 +113,7 @@ SLOW_TESTS: dict[str, tuple[str, ...]] = {
     "test_lowering_libraries.py": ("test_brax_policy_lowers_natively_with_parity",),
     "test_pixel.py": (
         "test_a_nature_cnn_exports_to_every_format_with_parity",  # 84x84x4 frames, 6 formats
+        "test_an_equinox_conv_and_max_pool_policy_exports_to_every_format",
         "test_an_export_prints_no_library_lines",  # imports jax2onnx (~10 s)
     ),
     "test_protocol.py": (

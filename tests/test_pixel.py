@@ -18,6 +18,7 @@ from pixel_policies import equinox_conv_pool, frames, nature_cnn
 from policyport import InputError
 from policyport.checks._inputs import batch_sizes_for
 from policyport.checks._stress import stress_inputs
+from policyport.formats import FORMATS
 from policyport.formats._onnx import lowering_of
 from policyport.policy import Box, Discrete, MLPActorCriticPolicy, SpacesEnv, as_space
 from policyport.policy._spaces import space_from_json
@@ -108,6 +109,12 @@ def test_a_nature_cnn_exports_to_every_format_with_parity(tmp_path):
         (r.format, r.report.passed) for r in results
     ]
     assert all(r.report.batch_sizes == [1, 256] for r in results)
+
+
+def test_an_equinox_conv_and_max_pool_policy_exports_to_every_format(tmp_path):
+    results = policyport.export(equinox_conv_pool(), "all", tmp_path / "pool.onnx")
+    assert {r.format for r in results} == set(FORMATS)
+    assert all(r.report.passed for r in results), [(r.format, r.report.passed) for r in results]
 
 
 def test_an_export_prints_no_library_lines(tmp_path, capfd):
