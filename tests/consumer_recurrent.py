@@ -9,6 +9,8 @@ that drops the state, feeds the wrong leaf or ignores `reset` differs from it.
   [batch, 12], `reset`; outputs `action`, `value`, `next_state`).
 - `lstm`: an equinox LSTM cell with Box actions and a two-leaf state whose initial `c` is
   0.5, not zeros (inputs `state.0`, `state.1`; outputs `next_state.0`, `next_state.1`).
+- `gru_frames`: the GRU over a uint8 observation: contracts 4 and 5 at once (it declares 5,
+  and a consumer must still find its state).
 
 Each is exported once per test session (`check=False`: the export's own sequence parity is
 tested in tests/test_recurrent*.py; here the consumer is compared with onnxruntime).
@@ -27,7 +29,7 @@ import numpy as np
 import policyport
 from policyport.checks import ATOL, RTOL
 
-RECURRENT_CASES = ("gru", "lstm")
+RECURRENT_CASES = ("gru", "lstm", "gru_frames")
 ROWS, STEPS = 5, 32
 
 
@@ -45,10 +47,12 @@ class Sequence:
 
 
 def _policy(case: str):
-    from recurrent_policies import GRUPolicy, LSTMPolicy, box_env, discrete_env
+    from recurrent_policies import GRUPolicy, LSTMPolicy, box_env, discrete_env, frames_env
 
     if case == "gru":
         return GRUPolicy(discrete_env(), key=jax.random.key(3))
+    if case == "gru_frames":
+        return GRUPolicy(frames_env(), key=jax.random.key(5))
     return LSTMPolicy(box_env(), key=jax.random.key(4))
 
 
@@ -95,7 +99,7 @@ def recurrent_sequence(case: str, basetemp: Path) -> Sequence:
     space = policy.observation_space
     observations = np.stack([space.sample_numpy(rng, ROWS) for _ in range(STEPS)])
     masks = None
-    if case == "gru":
+    if case.startswith("gru"):
         masks = np.stack([policy.action_space.random_masks(rng, ROWS) for _ in range(STEPS)])
     resets = rng.random((STEPS, ROWS)) < 0.15
     resets[0] = True  # episodes start

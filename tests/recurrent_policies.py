@@ -20,6 +20,11 @@ def discrete_env() -> SpacesEnv:
     return SpacesEnv(OBSERVATION, Discrete(4))
 
 
+def frames_env() -> SpacesEnv:
+    """uint8 observations (a tiny camera): the artifact declares contract 5 and carries state."""
+    return SpacesEnv(Box(0, 255, (5,), dtype=np.uint8), Discrete(4))
+
+
 def box_env() -> SpacesEnv:
     return SpacesEnv(OBSERVATION, Box(-np.ones(2, np.float32), np.ones(2, np.float32)))
 

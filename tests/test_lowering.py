@@ -264,15 +264,23 @@ CASES: dict[str, Case] = {
     "cumsum": Case(lambda x: (jnp.cumsum(x), lax.cumsum(x, reverse=True)), floats((6,)), SUM),
     # linear algebra
     "dot_general": Case(
-        lambda x, y: (
+        lambda x, y, frame: (
             x @ W,  # a layer: Gemm
             W.T @ x,  # a layer written weight-first: Gemm on the transpose
             x @ V,  # a vector product: Einsum
             x @ y,  # two inputs: Einsum
             jnp.einsum("ij,kj->ik", y.T, y.T),
+            # A uint8 observation straight into float weights (equinox's Linear, `W @ x`)
+            # traces one dot_general of mixed operand types; Gemm and Einsum need one.
+            W.T @ frame,
+            frame @ V,
         ),
-        floats((4,), (4, 2)),
+        lambda rng, n: [
+            *floats((4,), (4, 2))(rng, n),
+            rng.integers(0, 256, size=(n, 4)).astype(np.uint8),
+        ],
         SUM,
+        dtypes=("float32", "float32", "uint8"),
     ),
     # shapes, layout and indexing
     "transpose": Case(lambda x: (x.T, x.reshape(2, 3, 2).transpose(2, 0, 1)), floats((3, 4))),

@@ -29,6 +29,7 @@ from recurrent_policies import (
     box_env,
     discrete_env,
     flax_cell_policy,
+    frames_env,
 )
 from refusals import assert_refused, run_cases
 
@@ -249,6 +250,23 @@ class _BigState(eqx.Module):
     def __call__(self, state, observation, *, key=None, action_mask=None):
         memory = state["memory"] * 0.5 + observation[0]
         return {"memory": memory, "step": state["step"] + 1}, jnp.argmax(observation)
+
+
+def test_a_recurrent_policy_over_uint8_frames_declares_5_and_keeps_its_state(tmp_path):
+    """Contracts 4 and 5 add up: state inputs, a uint8 observation, version 5."""
+    policy = GRUPolicy(frames_env(), key=jax.random.key(5))
+    (result,) = policyport.export(policy, "onnx", tmp_path / "frames.onnx")
+    assert result.report.passed and result.report.sequence["passed"], result.report.to_table()
+    meta = FORMATS["onnx"].read_metadata(result.paths[0])
+    assert meta["policyport.contract_version"] == "5"
+    inputs = {s["name"]: s["dtype"] for s in json.loads(meta["policyport.inputs"])}
+    assert inputs == {
+        "observation": "uint8",
+        "action_mask": "bool",
+        "state": "float32",
+        "reset": "bool",
+    }
+    assert policyport.check(policy, result.paths[0]).passed
 
 
 def test_a_big_initial_state_stays_in_the_graph_only():

@@ -391,6 +391,15 @@ def _einsum_equation(eqn) -> str:
     return f"{''.join(lhs)},{''.join(named)}->{''.join(out)}"
 
 
+def _as_type(b: Builder, x: Value, dtype: np.dtype, target: np.dtype) -> Value:
+    """`x` (of `dtype`, not laid out) converted to `target`."""
+    if dtype == target:
+        return x
+    if x.const is not None:
+        return Value(const=np.asarray(x.const).astype(target))
+    return Value(b.op("Cast", [b.tensor(x)], to=onnx_type(target)))
+
+
 def _dot_general(b: Builder, args: list[Value], eqn) -> list[Value]:
     """A layer's matrix product as one Gemm (weights constant); anything else as Einsum."""
     lhs, rhs = args
@@ -402,8 +411,15 @@ def _dot_general(b: Builder, args: list[Value], eqn) -> list[Value]:
         rhs = Value(const=np.take(rhs.const, np.asarray(lhs.order), axis=rc[0]))
         lhs = Value(lhs.name)
     lhs, rhs = b.plain(lhs), b.plain(rhs)
+    types = (_dtype(eqn.invars[0]), _dtype(eqn.invars[1]))
+    if types[0] != types[1]:
+        # Mixed operands (a uint8 observation times float32 weights, as `W @ x` traces):
+        # XLA converts both to the result's type; ONNX's Gemm and Einsum need one type.
+        target = _dtype(eqn.outvars[0])
+        lhs, rhs = (_as_type(b, v, t, target) for v, t in zip((lhs, rhs), types, strict=True))
+        types = (target, target)
     matrices = not lb and not rb and len(lhs_aval.shape) == 2 and len(rhs_aval.shape) == 2
-    if matrices and _dtype(eqn.invars[0]) == np.float32 == _dtype(eqn.invars[1]):
+    if matrices and types[0] == np.float32 == types[1]:
         if lhs.const is not None and rhs.const is None and (lc, rc) == ((1,), (1,)):
             # W @ x.T: computed as x @ W.T and marked transposed (vmap's transpose undoes it).
             product = b.op("Gemm", [b.tensor(rhs), b.constant(lhs.const)], transB=1)
@@ -413,7 +429,7 @@ def _dot_general(b: Builder, args: list[Value], eqn) -> list[Value]:
             return [Value(b.op("Gemm", [b.tensor(lhs), weight], transB=int(rc == (1,))))]
     product = b.op("Einsum", [b.tensor(lhs), b.tensor(rhs)], equation=_einsum_equation(eqn))
     target = _dtype(eqn.outvars[0])
-    if target != _dtype(eqn.invars[0]):
+    if target != types[0]:
         product = b.op("Cast", [product], to=onnx_type(target))
     return [Value(product)]
 
