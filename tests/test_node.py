@@ -158,7 +158,7 @@ def with_contract_version(source: Path, target: Path, version: str) -> Path:
     return target
 
 
-@pytest.mark.parametrize("version", ["5", "0", "2.0"])
+@pytest.mark.parametrize("version", ["6", "0", "2.0"])
 def test_refuses_an_unknown_contract_version(cartpole_model, tmp_path, version):
     future = with_contract_version(cartpole_model, tmp_path / "future.onnx", version)
     process = run_node("info", str(future), check=False)
