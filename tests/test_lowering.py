@@ -575,3 +575,37 @@ def test_a_fallback_says_it_used_jax2onnx_and_why(monkeypatch):
     assert model.doc_string == f"lowered by {expected}"
     set_model_metadata(model, {"policyport.format": "onnx"})
     assert lowering_of(model) == expected
+
+
+def test_a_flatten_after_convolutions_runs_a_batch_of_no_rows():
+    """A conv stack laid out NCHW, flattened (its order folded into the dense weights):
+    the Reshape states the row's size, since onnxruntime cannot infer `-1` from 0 rows."""
+    kernel, dense = _kernel(9, 3, 3, 2, 4), _kernel(10, 4 * 4 * 4, 3)
+
+    def outputs_of(x):  # a batch of HWC frames
+        features = lax.conv_general_dilated(
+            x, kernel, (2, 2), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
+        return [jnp.tanh(features).reshape(x.shape[0], 4 * 4 * 4) @ dense]
+
+    inputs = [TensorSpec("x0", (8, 8, 2), "float32")]
+    model = lower_function(outputs_of, inputs, [TensorSpec("y0", (3,), "float32")], opset=21)
+    session = _session(model)
+    for rows in (0, 3):
+        x = np.random.default_rng(rows).normal(size=(rows, 8, 8, 2)).astype(np.float32)
+        [got] = session.run(None, {"x0": x})
+        want = np.asarray(jax.jit(outputs_of)(x)[0])
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_a_max_pooling_padded_by_its_window_is_left_to_the_fallback():
+    """XLA pads a max pooling by its window or more; onnxruntime refuses such a MaxPool
+    when it loads the graph, so the emitter hands it to jax2onnx (NotLowerable)."""
+
+    def outputs_of(x):  # a batch of HWC frames, window 2, padded by 2
+        pad = ((0, 0), (2, 2), (2, 2), (0, 0))
+        return [lax.reduce_window(x, -jnp.inf, lax.max, (1, 2, 2, 1), (1, 1, 1, 1), pad)]
+
+    inputs = [TensorSpec("x0", (4, 4, 2), "float32")]
+    with pytest.raises(NotLowerable, match="padded by its window"):
+        lower_function(outputs_of, inputs, [TensorSpec("y0", (7, 7, 2), "float32")], opset=21)

@@ -557,7 +557,8 @@ def _flatten(b: Builder, x: Value, old: tuple, new: tuple) -> Value | None:
     remaining = [a for a in range(1, len(old)) if a not in x.units]
     listed = [a for a in layout[1:] if a != -1]
     order = np.transpose(index, [remaining.index(a) for a in listed]).ravel()
-    flat = b.reshape(x.tensor, [0, -1])
+    # The row's size written out: with `-1`, onnxruntime cannot reshape a batch of 0 rows.
+    flat = b.reshape(x.tensor, [0, int(np.prod(old[1:]))])
     return Value(flat, order=tuple(int(i) for i in order))
 
 
@@ -671,6 +672,10 @@ def _pooling(kind: str) -> Emitter:
             "dilations": [dilation[a] for a in pooled_in(order, pooled)],
         }
         if kind == "max":
+            if any(pad >= kernel for pad, kernel in zip(attrs["pads"], 2 * attrs["kernel_shape"])):
+                # XLA takes it; onnxruntime refuses the session ("Pad should be smaller
+                # than kernel"): jax2onnx's graph instead.
+                raise NotLowerable("a max pooling padded by its window or more")
             y = b.op("MaxPool", [t], **attrs)
         else:
             ones = np.ones((channels, 1, *attrs["kernel_shape"]), np.float32)
