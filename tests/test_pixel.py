@@ -38,6 +38,18 @@ def test_an_integer_box_holds_its_type_and_integers():
     assert Box(0, 255, (2,), dtype=np.uint8) != Box(0.0, 255.0, (2,))
 
 
+def test_an_int32_box_over_its_whole_range_samples_across_it():
+    """`high + 1` overflows int32 at the type's maximum (an unbounded int32 Box): draws
+    still spread over the range, never stuck at the low bound."""
+    for box in (
+        Box(-np.inf, np.inf, (64,), dtype=np.int32),
+        Box(0, 2**31 - 1, (64,), dtype=np.int32),
+    ):
+        drawn = np.asarray(box.sample(key=jax.random.key(0)))
+        assert drawn.dtype == np.int32 and len(np.unique(drawn)) > 32
+        assert (drawn >= np.asarray(box.low)).all() and (drawn <= np.asarray(box.high)).all()
+
+
 def test_descriptions_carry_the_dtype_and_old_ones_read_as_float32():
     space = frames((3, 3, 1))
     described = space.to_json()

@@ -672,7 +672,8 @@ def _pooling(kind: str) -> Emitter:
             "dilations": [dilation[a] for a in pooled_in(order, pooled)],
         }
         if kind == "max":
-            if any(pad >= kernel for pad, kernel in zip(attrs["pads"], 2 * attrs["kernel_shape"])):
+            kernels = 2 * attrs["kernel_shape"]  # pads are all the begins, then all the ends
+            if any(pad >= k for pad, k in zip(attrs["pads"], kernels, strict=True)):
                 # XLA takes it; onnxruntime refuses the session ("Pad should be smaller
                 # than kernel"): jax2onnx's graph instead.
                 raise NotLowerable("a max pooling padded by its window or more")

@@ -13,6 +13,7 @@ from collections import OrderedDict
 from typing import Any, ClassVar
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
@@ -165,6 +166,19 @@ def box_dtype(dtype: Any) -> str:
     return name
 
 
+def _integers_between(key: Key[Array, ""], low: Array, high: Array) -> Array:
+    """int32 draws between `low` and `high`, both included, elementwise. In uint32
+    arithmetic, so a Box over all of int32 (`high - low + 1` = 2^32) needs no wider type
+    (`randint`'s exclusive `high + 1` overflows there); uniform up to a bias of at most
+    (high - low + 1) / 2^32, none for the small integer types."""
+    base = jax.lax.bitcast_convert_type(low.astype(jnp.int32), jnp.uint32)
+    top = jax.lax.bitcast_convert_type(high.astype(jnp.int32), jnp.uint32)
+    count = top - base + jnp.uint32(1)  # wraps to 0 when the bounds span all of int32
+    bits = jr.bits(key, low.shape, dtype=jnp.uint32)
+    offset = jnp.where(count == 0, bits, bits % jnp.where(count == 0, 1, count))
+    return jax.lax.bitcast_convert_type(base + offset, jnp.int32)
+
+
 class Box(AbstractSpace):
     """Arrays between `low` and `high` of one element type (`dtype`, float32 by default).
 
@@ -228,9 +242,7 @@ class Box(AbstractSpace):
         if mask is not None:
             raise InputError("Box spaces take no action mask; pass mask=None.")
         if self.integer:
-            wide_low, wide_high = self.low.astype(jnp.int32), self.high.astype(jnp.int32)
-            drawn = jr.randint(key, self._shape, wide_low, wide_high + 1, dtype=jnp.int32)
-            return drawn.astype(self.dtype)
+            return _integers_between(key, self.low, self.high).astype(self.dtype)
         k_bounded, k_unbounded, k_upper, k_lower = jr.split(key, 4)
         above, below = jnp.isfinite(self.high), jnp.isfinite(self.low)
         sample = jnp.zeros(self._shape, dtype=self.low.dtype)
