@@ -252,3 +252,21 @@ def test_every_format_has_readers_here():
         assert format in ("onnx", "ort", "savedmodel", "stablehlo", "tflite", "c"), (
             f"format {format!r} is registered but this file cannot read its metadata"
         )
+
+
+@pytest.mark.parametrize("fmt", ["savedmodel", "tflite"])
+def test_keys_tensorflow_would_merge_are_refused(fmt, tmp_path):
+    """`view/0` and `view_0` are one argument name to TensorFlow (no '.' or '/'): refused,
+    nothing written, instead of a signature that feeds one tensor to both inputs."""
+    from policyport.policy import Box, Dict, Discrete
+
+    half = Box(np.zeros(2, np.float32), np.ones(2, np.float32))
+    space = Dict({"view/0": half, "view_0": half})
+    policy = policyport.from_function(
+        lambda o: jnp.argmax(o["view/0"] - o["view_0"]),
+        observation_space=space,
+        action_space=Discrete(2),
+    )
+    with pytest.raises(policyport.UnsupportedError, match=r"all\s+become \['observation_view_0'\]"):
+        policyport.export(policy, fmt, tmp_path / f"p.{fmt}")
+    assert list(tmp_path.iterdir()) == []

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .._errors import missing_dependency
+from .._errors import UnsupportedError, missing_dependency
 from .._quiet import native_stderr
 from ..tracing import HEADS, TracedPolicy
 from ._base import ArtifactFormat, ExportOptions, Runner, Runtime
@@ -57,6 +57,21 @@ def _tf_name(name: str) -> str:
     return name.replace(".", "_").replace("/", "_")
 
 
+def tf_input_names(traced: TracedPolicy) -> list[str]:
+    """The inputs' TensorFlow names, refused when two become one (`observation.a_b` and
+    `observation.a/b`): the signature would silently take one tensor for both."""
+    names = [_tf_name(s.name) for s in traced.inputs]
+    clashes = sorted({n for n in names if names.count(n) > 1})
+    if clashes:
+        raise UnsupportedError(
+            f"Inputs {[s.name for s in traced.inputs if _tf_name(s.name) in clashes]} all "
+            f"become {clashes} in TensorFlow, whose argument names hold no '.' or '/': "
+            "rename the observation keys so they differ in more than those characters, or "
+            "export to a format that keeps the names (onnx, ort, stablehlo)."
+        )
+    return names
+
+
 def _tensorflow_version() -> str:
     return f"tensorflow {import_tensorflow().__version__}"
 
@@ -91,8 +106,8 @@ class SavedModelFormat(ArtifactFormat):
             traced.legal_batched, polymorphic_shapes=batch, with_gradient=False
         )
         specs = [
-            tf.TensorSpec((None, *s.shape), tf.dtypes.as_dtype(s.dtype), name=_tf_name(s.name))
-            for s in traced.inputs
+            tf.TensorSpec((None, *s.shape), tf.dtypes.as_dtype(s.dtype), name=name)
+            for s, name in zip(traced.inputs, tf_input_names(traced), strict=True)
         ]
         names = traced.output_names
         observations = len(traced.observation_inputs)

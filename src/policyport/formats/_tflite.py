@@ -33,7 +33,7 @@ from .._errors import MissingDependencyError, UnsupportedError, missing_dependen
 from ..tracing import TracedPolicy, without_argmax
 from ._base import ArtifactFormat, ExportOptions, Runner, Runtime
 from ._runtime_io import missing_package
-from ._savedmodel import _tf_name, import_tensorflow
+from ._savedmodel import _tf_name, import_tensorflow, tf_input_names
 from ._toolchain import stablehlo_tensorflow_reads, tensorflow_refusal
 
 SIGNATURE = "serving_default"
@@ -70,8 +70,8 @@ def convert(traced: TracedPolicy) -> bytes:
         with_gradient=False,
     )
     specs = [
-        tf.TensorSpec((None, *s.shape), tf.dtypes.as_dtype(s.dtype), name=_tf_name(s.name))
-        for s in traced.inputs
+        tf.TensorSpec((None, *s.shape), tf.dtypes.as_dtype(s.dtype), name=name)
+        for s, name in zip(traced.inputs, tf_input_names(traced), strict=True)
     ]
     names = traced.output_names
 
