@@ -139,6 +139,13 @@ def test_batch_run_feeds_uint8_frames(build, tmp_path):
     np.testing.assert_array_equal(np.asarray(got["action"]), expected["action"])
     value = np.asarray(got["value"], dtype=np.float32)
     assert np.all(np.abs(value - expected["value"]) <= ATOL + RTOL * np.abs(expected["value"]))
+    # Not an integer of the input's type: refused, never truncated or wrapped.
+    for bad, shown in ((0.5, "0.5"), (256.0, "256"), (-1.0, "-1"), (np.nan, "nan")):
+        frames = inputs["observation"].astype(np.float32)
+        frames.flat[7] = bad
+        files = write_inputs(tmp_path, {"observation": frames})
+        done = run(build / "batch_run", result.paths[0], *files)
+        assert_refused(done, f"'observation' takes integers from 0 to 255; value 7 is {shown}")
 
 
 def jax_cartpole(start: tuple[float, ...]) -> dict[str, object]:

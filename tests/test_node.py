@@ -341,6 +341,25 @@ def test_refuses_metadata_that_disagrees_with_the_graph(cartpole_model, tmp_path
     assert process.stdout == ""
 
 
+def test_floats_that_are_not_the_frames_integers_are_refused(node_example, tmp_path_factory):
+    """A uint8 input fed from floats: 0.5 (frames scaled by mistake) or 256 is refused with
+    the input's range, never truncated or wrapped as Uint8Array.from would."""
+    sequence = recurrent_sequence("gru_frames", tmp_path_factory.getbasetemp())
+    folder = tmp_path_factory.mktemp("bad_frames")
+    sequence.resets.astype(np.uint8).tofile(folder / "resets.u8")
+    sequence.masks.astype(np.uint8).tofile(folder / "masks.u8")
+    for bad in (0.5, 256.0):
+        observations = sequence.observations.astype("<f4")
+        observations.flat[3] = bad
+        observations.tofile(folder / "obs.f32")
+        args = ["--observations", str(folder / "obs.f32"), "--resets", str(folder / "resets.u8")]
+        args += ["--masks", str(folder / "masks.u8"), "--out", str(folder / "out.json")]
+        steps = str(len(sequence.resets))
+        process = run_node("sequence", str(sequence.path), "--steps", steps, *args, check=False)
+        assert process.returncode != 0 and process.stdout == ""
+        assert f"'observation' takes integers from 0 to 255; value 3 is {bad:g}" in process.stderr
+
+
 @pytest.mark.parametrize("case", RECURRENT_CASES)
 def test_sequence_carries_the_state_like_onnxruntime(node_example, tmp_path_factory, case):
     """A recurrent artifact over 32 steps of 5 rows with random resets: Node feeds each call's

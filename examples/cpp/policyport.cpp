@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <sstream>
 #include <utility>
 #include <vector>
@@ -89,14 +90,28 @@ TensorSpec spec_of(const std::string& name, const Ort::TypeInfo& type_info) {
   return spec;
 }
 
-// An integer observation input (contract 5) from the caller's floats: each value converted
-// (exact for integers in the type's range), into `storage`, which the tensor then reads.
+// An integer observation input (contract 5) from the caller's floats, into `storage`, which
+// the tensor then reads. Each value must be an integer in the type's range: a NaN, a
+// fraction (frames scaled to [0, 1] by mistake) or 256 for a uint8 is refused, never
+// truncated or wrapped (a float-to-integer cast out of range is undefined behaviour).
 template <typename T>
-Ort::Value integer_input(const Ort::MemoryInfo& memory, const float* values, std::size_t count,
-                         const int64_t* shape, std::size_t rank, std::vector<uint8_t>* storage) {
+Ort::Value integer_input(const Ort::MemoryInfo& memory, const std::string& name,
+                         const float* values, std::size_t count, const int64_t* shape,
+                         std::size_t rank, std::vector<uint8_t>* storage) {
   storage->resize(count * sizeof(T));
   T* out = reinterpret_cast<T*>(storage->data());
-  for (std::size_t i = 0; i < count; ++i) out[i] = static_cast<T>(values[i]);
+  const double lowest = static_cast<double>(std::numeric_limits<T>::lowest());
+  const double highest = static_cast<double>(std::numeric_limits<T>::max());
+  for (std::size_t i = 0; i < count; ++i) {
+    const double value = values[i];
+    if (!(value >= lowest && value <= highest) || value != std::floor(value)) {
+      std::ostringstream message;
+      message << "observation input '" << name << "' takes integers from " << lowest << " to "
+              << highest << "; value " << i << " is " << values[i];
+      throw InputError(message.str());
+    }
+    out[i] = static_cast<T>(value);
+  }
   return Ort::Value::CreateTensor<T>(memory, out, count, shape, rank);
 }
 
@@ -406,15 +421,20 @@ void Policy::run_session(const float* const* observations, const uint8_t* masks,
       const std::size_t rank = input.shape.size() + 1;
       std::vector<uint8_t>* storage = &converted[n_in];
       if (input.dtype == "uint8") {
-        inputs[n_in] = integer_input<uint8_t>(memory, values, count, shape, rank, storage);
+        inputs[n_in] =
+            integer_input<uint8_t>(memory, input.name, values, count, shape, rank, storage);
       } else if (input.dtype == "int8") {
-        inputs[n_in] = integer_input<int8_t>(memory, values, count, shape, rank, storage);
+        inputs[n_in] =
+            integer_input<int8_t>(memory, input.name, values, count, shape, rank, storage);
       } else if (input.dtype == "uint16") {
-        inputs[n_in] = integer_input<uint16_t>(memory, values, count, shape, rank, storage);
+        inputs[n_in] =
+            integer_input<uint16_t>(memory, input.name, values, count, shape, rank, storage);
       } else if (input.dtype == "int16") {
-        inputs[n_in] = integer_input<int16_t>(memory, values, count, shape, rank, storage);
+        inputs[n_in] =
+            integer_input<int16_t>(memory, input.name, values, count, shape, rank, storage);
       } else if (input.dtype == "int32") {
-        inputs[n_in] = integer_input<int32_t>(memory, values, count, shape, rank, storage);
+        inputs[n_in] =
+            integer_input<int32_t>(memory, input.name, values, count, shape, rank, storage);
       } else {
         inputs[n_in] = Ort::Value::CreateTensor<float>(memory, const_cast<float*>(values), count,
                                                        shape, rank);

@@ -35,6 +35,14 @@ const SAMPLING_CONTRACT_VERSION = 3;
 const RECURRENT_CONTRACT_VERSION = 4;
 const TYPED_OBSERVATION_CONTRACT_VERSION = 5;
 // The observation inputs' types and the typed arrays that feed them.
+// The integer observation types' ranges, both bounds included.
+const INTEGER_RANGES = {
+  uint8: [0, 255],
+  int8: [-128, 127],
+  uint16: [0, 65535],
+  int16: [-32768, 32767],
+  int32: [-2147483648, 2147483647],
+};
 export const OBSERVATION_ARRAYS = {
   float32: Float32Array,
   uint8: Uint8Array,
@@ -792,7 +800,17 @@ export class Policy {
   #split(observations, batch) {
     const typed = (input, values) => {
       const Typed = OBSERVATION_ARRAYS[input.dtype];
-      return values instanceof Typed ? values : Typed.from(values);
+      if (values instanceof Typed) return values;
+      if (Typed !== Float32Array) {
+        // An integer input: each value an integer of the type's range, never truncated or
+        // wrapped (Uint8Array.from([0.5, 256]) would give [0, 0]).
+        const [low, high] = INTEGER_RANGES[input.dtype];
+        const bad = Array.prototype.findIndex.call(values, (v) => !(Number.isInteger(v) && v >= low && v <= high));
+        if (bad >= 0) {
+          throw new Error(`observation input '${input.name}' takes integers from ${low} to ${high}; value ${bad} is ${values[bad]}`);
+        }
+      }
+      return Typed.from(values);
     };
     const inputs = this.spec.observationInputs;
     if (ArrayBuffer.isView(observations)) {
