@@ -759,7 +759,7 @@ std::string version_text(const std::string& text) {
   return plain ? text : quote(text);
 }
 
-// The contract version exactly: the digits of 1, 2 or 3 ("03", "3.0", " 3" are not versions).
+// The contract version exactly: one digit, 1 to 5 ("03", "3.0", " 3" are not versions).
 void assign_version(const Values& values, ModelInfo* info) {
   const std::string* text = values.find("contract_version");
   info->producer_version = values.text("policyport_version");
@@ -780,8 +780,9 @@ void assign_version(const Values& values, ModelInfo* info) {
         "), but this policyport.hpp/.cpp understands versions " +
         std::to_string(kMinContractVersion) + " to " + std::to_string(kMaxContractVersion) +
         ". Copy policyport.hpp/.cpp from the policyport release that wrote the file, or "
-        "re-export the policy with a policyport that writes contract version " +
-        std::to_string(kMaxContractVersion) + " (see " + kDocs + ", \"Versions\").");
+        "re-export the policy with a policyport whose artifacts declare versions " +
+        std::to_string(kMinContractVersion) + " to " + std::to_string(kMaxContractVersion) +
+        " (see " + kDocs + ", \"Versions\").");
   }
 }
 
