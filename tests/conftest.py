@@ -90,6 +90,13 @@ SLOW_TESTS: dict[str, tuple[str, ...]] = {
         "test_lerax_files_with_non_default_architectures",
         "test_random_argument_vectors",
     ),
+    "test_c.py": (
+        # Each compiles C (gcc) for its own export; test_c's other tests keep the format in
+        # the fast tier.
+        "test_a_driver_compiled_against_the_headers_runs_both_policies",
+        "test_the_sample_entry_takes_noise_and_documents_it",
+        "test_kinds_heads_and_dict_observations",
+    ),
     "test_clip_actions.py": ("test_actions_are_clipped_and_log_prob_is_the_unclipped_sample",),
     "test_environment.py": ("test_every_format_exports_the_bundled_policy_*",),
     "test_function.py": (
@@ -128,9 +135,13 @@ SLOW_TESTS: dict[str, tuple[str, ...]] = {
         "test_a_file_size_limit_mid_write_is_a_clear_error_and_leaves_nothing",
     ),
     "test_q_policy.py": ("test_same_leaves_and_outputs_as_lerax",),
-    "test_reliability.py": ("test_sigkill_*",),  # kill an export mid-way, then recover
+    "test_reliability.py": (
+        "test_sigkill_*",  # kill an export mid-way, then recover
+        "test_unsupported_primitive_names_it_and_suggests_another_format",  # imports jax2onnx
+    ),
     "test_runtimes.py": ("test_every_runtime_samples_as_jax_for_every_action_space",),
     "test_sampling.py": (
+        "test_noise_blocks_are_the_documented_distributions",  # ~7 s of export per space
         "test_artifact_sample_is_the_policy_sample",
         "test_distribution_with_numpy_noise",
         "test_metadata_and_check",
