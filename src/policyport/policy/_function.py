@@ -373,9 +373,6 @@ def from_function(
         _check_head("q_values", _abstract_output("q_values", q_values, observation), action_space)
     if sample is not None:
         _check_sample(sample, observation, action_space, with_mask)
-    if name is None:
-        name = getattr(act, "__name__", None) or type(act).__name__
-        name = "function" if name == "<lambda>" else str(name)
     return FunctionPolicy(
         act,
         observation_space,
@@ -383,7 +380,7 @@ def from_function(
         with_mask=with_mask,
         value=value,
         q_values=q_values,
-        name=str(name),
+        name=_function_name(act, name),
         sample=sample,
     )
 
